@@ -1,0 +1,286 @@
+"""Find, name-check, parse and checksum migration files.
+
+Everything here is pure: it reads files and returns data, it never touches a database, so
+``validate``, ``status``, system checks and the admin can all share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from .errors import SqlMigrateError
+from .statements import Statement, first_non_transactional
+
+FILENAME_RE = re.compile(r"^(?P<timestamp>\d{14})_(?P<slug>[a-z0-9_]+)\.sql$")
+MARKER_RE = re.compile(r"^--\s*(?P<marker>up|down)\s*$", re.IGNORECASE)
+DIRECTIVE_RE = re.compile(r"^--\s*sqlmigrate\s*:\s*(?P<body>.*?)\s*$", re.IGNORECASE)
+TIMEOUT_RE = re.compile(r"^\d+(\.\d+)?(ms|s|min|h|d)?$")
+BOM = "\ufeff"
+
+
+class MigrationFileError(SqlMigrateError):
+    """A migration file (or the directory) the user has to fix; says where."""
+
+    def __init__(self, path: Path, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+        self.line = line
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Section:
+    """The SQL of one side of a migration and the file line its first line sits on."""
+
+    sql: str
+    line: int
+
+    @property
+    def is_empty(self) -> bool:
+        return not has_sql(self.sql)
+
+
+@dataclass(frozen=True)
+class Migration:
+    id: str
+    path: Path
+    checksum: str
+    up: Section
+    down: Section
+    transactional: bool = True
+    lock_timeout: str | None = None
+    statement_timeout: str | None = None
+
+    @property
+    def name(self) -> str:
+        return display_name(self.id)
+
+    @property
+    def timestamp(self) -> str:
+        return self.id[:14]
+
+    @property
+    def reversible(self) -> bool:
+        return not self.down.is_empty
+
+
+@dataclass
+class MigrationSet:
+    """Every well-formed migration of a directory, in id order, and every problem found."""
+
+    directory: Path
+    migrations: list[Migration] = field(default_factory=list)
+    errors: list[MigrationFileError] = field(default_factory=list)
+
+    def by_id(self) -> dict[str, Migration]:
+        return {migration.id: migration for migration in self.migrations}
+
+    def raise_first_error(self) -> None:
+        if self.errors:
+            more = len(self.errors) - 1
+            suffix = f" (and {more} more problem{'s' if more > 1 else ''}; run sqlmigrate_validate)" if more else ""
+            first = self.errors[0]
+            raise MigrationFileError(first.path, first.message + suffix, first.line)
+
+
+def display_name(migration_id: str) -> str:
+    """``20241201000001_create_client_registrations`` -> ``Create Client Registrations``."""
+    slug = migration_id.partition("_")[2]
+    return " ".join(word.capitalize() for word in slug.split("_") if word)
+
+
+def has_sql(text: str) -> bool:
+    """True when ``text`` holds anything besides blank lines and ``--`` comments."""
+    return any(line.strip() and not line.lstrip().startswith("--") for line in text.split("\n"))
+
+
+def checksum(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def decode(path: Path, data: bytes) -> str:
+    """UTF-8 text with a leading BOM dropped and every line ending turned into ``\\n``."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise MigrationFileError(path, f"is not valid UTF-8 (byte {exc.start})", line) from None
+    if text.startswith(BOM):
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def check_filename(path: Path) -> str:
+    """Return the migration id of a well-named file, or raise saying what is wrong."""
+    match = FILENAME_RE.match(path.name)
+    if not match:
+        raise MigrationFileError(
+            path, "bad file name: expected YYYYMMDDHHMMSS_snake_case_name.sql (lowercase letters, digits, _)"
+        )
+    stamp = match["timestamp"]
+    try:
+        datetime(
+            int(stamp[0:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[8:10]), int(stamp[10:12]), int(stamp[12:14])
+        )
+    except ValueError:
+        raise MigrationFileError(path, f"bad file name: {stamp} is not a real date and time") from None
+    return path.name[:-4]
+
+
+def parse_directive(path: Path, line_no: int, body: str, options: dict[str, object]) -> None:
+    key, _, value = (part.strip() for part in body.partition("="))
+    key = key.lower()
+    parsed: object
+    if key == "no-transaction" and not value:
+        option, parsed = "transactional", False
+    elif key in ("lock-timeout", "statement-timeout") and value:
+        normalised = value.replace(" ", "").lower()
+        if not TIMEOUT_RE.match(normalised):
+            raise MigrationFileError(path, f"bad {key} value {value!r}: use a duration like 500ms, 5s, 2min", line_no)
+        option, parsed = key.replace("-", "_"), normalised
+    else:
+        raise MigrationFileError(
+            path,
+            f"unknown directive {body!r} (known: no-transaction, lock-timeout=DURATION, statement-timeout=DURATION)",
+            line_no,
+        )
+    if option in options:
+        raise MigrationFileError(path, f"directive {key!r} given twice", line_no)
+    options[option] = parsed
+
+
+def parse_migration(path: Path, data: bytes) -> Migration:
+    """Parse one file's bytes into a :class:`Migration`, or raise naming the file and line."""
+    migration_id = check_filename(path)
+    text = decode(path, data)
+    if not text.strip():
+        raise MigrationFileError(path, "file is empty: it needs a -- UP section", 1)
+    lines = text.split("\n")
+    up_marker = down_marker = None
+    options: dict[str, object] = {}
+    for index, raw in enumerate(lines):
+        line = raw.strip()
+        if not line.startswith("--"):
+            if line and up_marker is None:
+                raise MigrationFileError(path, "SQL before the -- UP marker", index + 1)
+            continue
+        marker = MARKER_RE.match(line)
+        if marker:
+            kind = marker["marker"].upper()
+            if kind == "UP" and up_marker is not None:
+                raise MigrationFileError(path, f"second -- UP marker (the first is on line {up_marker + 1})", index + 1)
+            if kind == "UP" and down_marker is not None:
+                raise MigrationFileError(path, "-- UP after -- DOWN: the UP section comes first", index + 1)
+            if kind == "DOWN" and up_marker is None:
+                raise MigrationFileError(path, "-- DOWN before -- UP: the UP section comes first", index + 1)
+            if kind == "DOWN" and down_marker is not None:
+                raise MigrationFileError(
+                    path, f"second -- DOWN marker (the first is on line {down_marker + 1})", index + 1
+                )
+            if kind == "UP":
+                up_marker = index
+            else:
+                down_marker = index
+            continue
+        directive = DIRECTIVE_RE.match(line)
+        if directive:
+            if up_marker is not None:
+                raise MigrationFileError(path, "directives go before the -- UP marker", index + 1)
+            parse_directive(path, index + 1, directive["body"], options)
+    if up_marker is None:
+        raise MigrationFileError(path, "no -- UP marker", 1)
+    up_end = down_marker if down_marker is not None else len(lines)
+    up = Section("\n".join(lines[up_marker + 1 : up_end]), up_marker + 2)
+    down = Section("\n".join(lines[down_marker + 1 :]), down_marker + 2) if down_marker is not None else Section("", 0)
+    if up.is_empty:
+        raise MigrationFileError(path, "the -- UP section is empty", up_marker + 1)
+    migration = Migration(migration_id, path, checksum(text), up, down, **options)  # type: ignore[arg-type]
+    if migration.transactional:
+        for section in (up, down):
+            refused = first_non_transactional(section.sql, section.line)
+            if refused is not None:
+                raise_needs_no_transaction(path, refused)
+    return migration
+
+
+def raise_needs_no_transaction(path: Path, statement: Statement) -> None:
+    words = " ".join(statement.sql.split()[:3])
+    raise MigrationFileError(
+        path,
+        f"'{words} ...' cannot run inside a transaction; add a '-- sqlmigrate: no-transaction' line before -- UP",
+        statement.line,
+    )
+
+
+def load_directory(directory: Path) -> MigrationSet:
+    """Read, check and parse every ``*.sql`` file of ``directory`` (subdirectories are ignored)."""
+    found = MigrationSet(Path(directory))
+    if not found.directory.is_dir():
+        what = "is not a directory" if found.directory.exists() else "does not exist"
+        found.errors.append(MigrationFileError(found.directory, f"migrations directory {what}"))
+        return found
+    paths = sorted(p for p in found.directory.iterdir() if p.name.lower().endswith(".sql") and p.is_file())
+    by_timestamp: dict[str, Path] = {}
+    for path in paths:
+        try:
+            migration = parse_migration(path, path.read_bytes())
+        except MigrationFileError as exc:
+            found.errors.append(exc)
+            continue
+        other = by_timestamp.setdefault(migration.timestamp, path)
+        if other is not path:
+            found.errors.append(
+                MigrationFileError(path, f"timestamp {migration.timestamp} is also used by {other.name}")
+            )
+            continue
+        found.migrations.append(migration)
+    found.migrations.sort(key=lambda migration: migration.id)
+    return found
+
+
+TEMPLATE = """\
+-- {title}
+-- Directives, if needed, go here, e.g. '-- sqlmigrate: no-transaction' for CREATE INDEX CONCURRENTLY.
+
+-- UP
+-- Forward SQL. Prefer IF NOT EXISTS so a retried deploy is harmless.
+
+
+-- DOWN
+-- SQL that undoes UP, in reverse order (IF EXISTS). Leave empty for an irreversible migration.
+
+"""
+
+
+def normalise_name(name: str) -> str:
+    """``"Add User Preferences-Table"`` -> ``add_user_preferences_table``; refuse paths and empties."""
+    if "/" in name or "\\" in name or ".." in name:
+        raise SqlMigrateError(f"migration name {name!r} must not contain a path")
+    slug = re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+    if not slug:
+        raise SqlMigrateError(f"migration name {name!r} is empty: give letters or digits, e.g. add_users_table")
+    return slug
+
+
+def create_migration_file(directory: Path, name: str, now: datetime | None = None) -> Path:
+    """Write a new migration from the template, at the first free second from ``now`` (UTC)."""
+    slug = normalise_name(name)
+    directory.mkdir(parents=True, exist_ok=True)
+    taken = {path.name[:14] for path in directory.iterdir()}
+    moment = now or datetime.now(timezone.utc)
+    while moment.strftime("%Y%m%d%H%M%S") in taken:
+        moment += timedelta(seconds=1)
+    path = directory / f"{moment:%Y%m%d%H%M%S}_{slug}.sql"
+    with path.open("x", encoding="utf-8", newline="\n") as handle:
+        handle.write(TEMPLATE.format(title=display_name(path.stem)))
+    return path

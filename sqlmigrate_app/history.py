@@ -1,0 +1,103 @@
+"""The history table: which migrations ran, when, and with which checksum.
+
+Its shape is the Node.js runner's, so a table that runner made is adopted as it is. Other tools
+(dbmate, golang-migrate) also call their table ``schema_migrations``; a table of another shape is
+refused and never written to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .conf import TABLE_NAME_RE
+from .errors import SqlMigrateError
+
+COLUMNS = ("id", "name", "executed_at", "checksum")
+
+
+class HistoryError(SqlMigrateError):
+    """The history table cannot be used as it is."""
+
+
+@dataclass(frozen=True)
+class AppliedMigration:
+    id: str
+    name: str
+    executed_at: datetime | None
+    checksum: str
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+class HistoryTable:
+    def __init__(self, connection: BaseDatabaseWrapper, table: str) -> None:
+        if not TABLE_NAME_RE.match(table):
+            raise HistoryError(
+                f"SQLMIGRATE_TABLE {table!r} is not a valid table name "
+                "(letters, digits and _, not starting with a digit, at most 63 characters)"
+            )
+        self.connection = connection
+        self.table = table
+        self.quoted = connection.ops.quote_name(table)
+
+    def exists(self) -> bool:
+        with self.connection.cursor() as cursor:
+            return self.table in self.connection.introspection.table_names(cursor)
+
+    def check_shape(self) -> None:
+        with self.connection.cursor() as cursor:
+            description = self.connection.introspection.get_table_description(cursor, self.table)
+        columns = sorted(column.name.lower() for column in description)
+        if columns != sorted(COLUMNS):
+            raise HistoryError(
+                f"table {self.table!r} exists but is not a sqlmigrate history table "
+                f"(its columns are {', '.join(columns)}; expected {', '.join(COLUMNS)}). "
+                "Another tool may own it: set SQLMIGRATE_TABLE to another name."
+            )
+
+    def create(self) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.quoted} ("
+                " id VARCHAR(255) PRIMARY KEY,"
+                " name VARCHAR(255) NOT NULL,"
+                " executed_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,"
+                " checksum VARCHAR(64) NOT NULL)"
+            )
+
+    def read(self, create: bool = False) -> dict[str, AppliedMigration]:
+        """Every applied migration by id, oldest first: the one history query of a command.
+
+        Without ``create`` a missing table reads as empty and nothing is written.
+        """
+        if not self.exists():
+            if not create:
+                return {}
+            self.create()
+        else:
+            self.check_shape()
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT id, name, executed_at, checksum FROM {self.quoted} ORDER BY id")
+            rows = cursor.fetchall()
+        return {row[0]: AppliedMigration(row[0], row[1], _as_datetime(row[2]), row[3]) for row in rows}
+
+    def insert(self, migration_id: str, name: str, checksum: str) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {self.quoted} (id, name, checksum) VALUES (%s, %s, %s)",
+                [migration_id, name, checksum],
+            )
+
+    def delete(self, migration_id: str) -> bool:
+        """Remove a row; False when it was already gone (another runner rolled it back)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {self.quoted} WHERE id = %s", [migration_id])
+            return cursor.rowcount > 0

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from ... import conf
+from ...files import create_migration_file
+from ..base import SqlMigrateCommand
+
+
+class Command(SqlMigrateCommand):
+    help = "Create a new, empty SQL migration file named <UTC timestamp>_<name>.sql."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("name", help="What the migration does, e.g. add_user_preferences_table.")
+
+    def run(self, **options: Any) -> None:
+        directory = Path(options["directory"]) if options["directory"] else conf.migrations_dir(options["database"])
+        path = create_migration_file(directory, options["name"])
+        self.say(self.style.SUCCESS(f"Created {path}"), level=0)

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import json
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import CommandError
+
+from ..base import SqlMigrateCommand
+
+
+class Command(SqlMigrateCommand):
+    help = "Check migration files and history: checksums, missing files, bad files, order."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("--json", action="store_true", help="Print the problems as a JSON array.")
+
+    def run(self, **options: Any) -> None:
+        problems = self.runner(options).validate()
+        if options["json"]:
+            self.stdout.write(json.dumps([problem.as_dict() for problem in problems], indent=2))
+        else:
+            for problem in problems:
+                self.stderr.write(f"{problem.kind}: {problem.message}")
+        if problems:
+            plural = "s" if len(problems) != 1 else ""
+            raise CommandError(f"validation failed: {len(problems)} problem{plural}")
+        if not options["json"]:
+            self.say(self.style.SUCCESS("All migrations are valid."))

@@ -1,0 +1,427 @@
+"""The public API: plan, apply, roll back, status and validate, over one Django connection.
+
+The runner returns plain data and reports progress through a :class:`Reporter`; only the
+management commands print.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from time import perf_counter
+from typing import Any, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db import Error as DjangoDatabaseError
+
+from . import conf
+from .backends import StatementError, backend_for, driver_error
+from .errors import SqlMigrateError
+from .files import Migration, MigrationSet, Section, load_directory
+from .history import AppliedMigration, HistoryError, HistoryTable
+
+APPLIED, PENDING, MODIFIED, MISSING = "applied", "pending", "modified", "missing"
+
+
+class MigrationFailed(SqlMigrateError):
+    """A migration's SQL failed; its transaction was rolled back (unless ``no-transaction``)."""
+
+    def __init__(self, migration: Migration, message: str) -> None:
+        super().__init__(message)
+        self.migration = migration
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    id: str
+    name: str
+    state: str
+    executed_at: datetime | None
+    checksum: str
+    stored_checksum: str | None
+    migration: Migration | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "executed_at": self.executed_at.isoformat() if self.executed_at else None,
+            "checksum": self.checksum,
+            "stored_checksum": self.stored_checksum,
+            "file": str(self.migration.path) if self.migration else None,
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing ``validate`` found wrong; ``kind`` is one of :data:`PROBLEM_KINDS`."""
+
+    kind: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "message": self.message}
+
+
+PROBLEM_KINDS = ("bad_file", "history_table", "missing", "modified", "out_of_order")
+
+
+@dataclass(frozen=True)
+class Result:
+    migration: Migration
+    action: str  # "applied", "faked", "rolled back" or "skipped"
+    elapsed_ms: float
+
+
+class Reporter:
+    """Progress callbacks; the default ignores them."""
+
+    def waiting(self, message: str) -> None:
+        pass
+
+    def starting(self, migration: Migration, action: str) -> None:
+        pass
+
+    def finished(self, result: Result) -> None:
+        pass
+
+
+class _AlreadyDone(Exception):
+    """Another runner applied (or rolled back) this migration while we waited for it."""
+
+
+class _Rollback(Exception):
+    pass
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _first_line(error: BaseException) -> str:
+    primary = getattr(getattr(error, "diag", None), "message_primary", None)
+    text = primary or str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def _reports_database_errors(method: F) -> F:
+    """Turn a database error that escapes a public method into a one-line SqlMigrateError."""
+
+    @functools.wraps(method)
+    def wrapper(self: MigrationRunner, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (DjangoDatabaseError, driver_error(self.connection)) as exc:
+            raise SqlMigrateError(f"database {self.using!r}: {_first_line(exc)}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+class MigrationRunner:
+    def __init__(
+        self,
+        using: str = DEFAULT_DB_ALIAS,
+        directory: str | Path | None = None,
+        table: str | None = None,
+        lock_wait_timeout: float | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        if using not in connections.settings:
+            known = ", ".join(sorted(connections.settings))
+            raise SqlMigrateError(f"unknown database alias {using!r} (DATABASES has: {known})")
+        self.using = using
+        self.connection = connections[using]
+        self.directory = Path(directory) if directory else conf.migrations_dir(using)
+        self.history = HistoryTable(self.connection, table or conf.table_name())
+        self.backend = backend_for(self.connection)
+        self.lock_wait_timeout = lock_wait_timeout
+        self.reporter = reporter or Reporter()
+        self.timeouts = {"lock_timeout": conf.lock_timeout(), "statement_timeout": conf.statement_timeout()}
+
+    # Reading -------------------------------------------------------------------------------
+
+    def load(self) -> list[Migration]:
+        """Every migration file, parsed; the first bad file raises."""
+        found = load_directory(self.directory)
+        found.raise_first_error()
+        return found.migrations
+
+    @_reports_database_errors
+    def status(self) -> list[MigrationStatus]:
+        """Every migration known from files or history, in id order. Never writes."""
+        return self._statuses(self.load(), self.history.read())
+
+    def pending(self) -> list[Migration]:
+        return [row.migration for row in self.status() if row.state == PENDING and row.migration]
+
+    @_reports_database_errors
+    def validate(self) -> list[Problem]:
+        """Every problem with files and history; an empty list means all is well. Never writes."""
+        found = load_directory(self.directory)
+        problems = [Problem("bad_file", str(error)) for error in found.errors]
+        try:
+            applied = self.history.read()
+        except HistoryError as exc:
+            return [*problems, Problem("history_table", str(exc))]
+        unreadable = {error.path.name[:-4] for error in found.errors}
+        for row in self._statuses(found.migrations, applied):
+            if row.state == MODIFIED and row.migration:
+                problems.append(Problem(MODIFIED, self._modified_message(row.migration, row.stored_checksum)))
+            elif row.state == MISSING and row.id not in unreadable:
+                problems.append(Problem(MISSING, f"{self.directory / (row.id + '.sql')}: {self._missing(row.id)}"))
+        problems += [
+            Problem("out_of_order", self._out_of_order_message(m, applied)) for m in self._late(found, applied)
+        ]
+        return problems
+
+    def _statuses(self, migrations: list[Migration], applied: dict[str, AppliedMigration]) -> list[MigrationStatus]:
+        files = {migration.id: migration for migration in migrations}
+        rows = []
+        for migration_id in sorted(files.keys() | applied.keys()):
+            migration, record = files.get(migration_id), applied.get(migration_id)
+            if migration and record:
+                state = APPLIED if migration.checksum == record.checksum else MODIFIED
+            else:
+                state = PENDING if migration else MISSING
+            rows.append(
+                MigrationStatus(
+                    id=migration_id,
+                    name=migration.name if migration else record.name,  # type: ignore[union-attr]
+                    state=state,
+                    executed_at=record.executed_at if record else None,
+                    checksum=migration.checksum if migration else record.checksum,  # type: ignore[union-attr]
+                    stored_checksum=record.checksum if record else None,
+                    migration=migration,
+                )
+            )
+        return rows
+
+    @staticmethod
+    def _late(found: MigrationSet, applied: dict[str, AppliedMigration]) -> list[Migration]:
+        newest = max(applied, default=None)
+        return [m for m in found.migrations if newest and m.id not in applied and m.id < newest]
+
+    def _missing(self, migration_id: str) -> str:
+        return f"migration {migration_id} was applied but its file is missing from {self.directory}"
+
+    @staticmethod
+    def _modified_message(migration: Migration, stored: str | None) -> str:
+        return (
+            f"{migration.path}: changed since it was applied (checksum {migration.checksum[:12]}, "
+            f"recorded {(stored or '')[:12]}); restore it and put the change in a new migration"
+        )
+
+    @staticmethod
+    def _out_of_order_message(migration: Migration, applied: dict[str, AppliedMigration]) -> str:
+        return (
+            f"{migration.path}: pending migration is older than the newest applied one ({max(applied)}); "
+            "rename it to a newer timestamp, or apply it with --allow-out-of-order"
+        )
+
+    def _check_applied(self, files: dict[str, Migration], applied: dict[str, AppliedMigration]) -> None:
+        for migration_id, record in applied.items():
+            migration = files.get(migration_id)
+            if migration is None:
+                raise SqlMigrateError(self._missing(migration_id))
+            if migration.checksum != record.checksum:
+                raise SqlMigrateError(self._modified_message(migration, record.checksum))
+
+    # Applying ------------------------------------------------------------------------------
+
+    def _locked(self) -> Any:
+        def on_wait() -> None:
+            self.reporter.waiting(
+                f"Waiting for another sqlmigrate runner to release the lock on {self.history.table}..."
+            )
+
+        return self.backend.lock(self.history.table, self.lock_wait_timeout, on_wait)
+
+    @_reports_database_errors
+    def plan(self, to: str | None = None, allow_out_of_order: bool = False) -> list[Migration]:
+        """What :meth:`migrate` would apply, in order. Never writes."""
+        migrations = self.load()
+        return self._plan_up(migrations, self.history.read(), to, allow_out_of_order)
+
+    @_reports_database_errors
+    def migrate(self, to: str | None = None, fake: bool = False, allow_out_of_order: bool = False) -> list[Result]:
+        """Apply every pending migration (up to and including ``to``), each in its own transaction."""
+        migrations = self.load()
+        with self._locked():
+            applied = self.history.read(create=True)
+            plan = self._plan_up(migrations, applied, to, allow_out_of_order)
+            return [self._apply(migration, fake) for migration in plan]
+
+    def _plan_up(
+        self,
+        migrations: list[Migration],
+        applied: dict[str, AppliedMigration],
+        to: str | None,
+        allow_out_of_order: bool,
+    ) -> list[Migration]:
+        files = {migration.id: migration for migration in migrations}
+        self._check_applied(files, applied)
+        if to is not None and to not in files:
+            raise SqlMigrateError(f"--to {to}: no such migration in {self.directory}")
+        plan = [m for m in migrations if m.id not in applied and (to is None or m.id <= to)]
+        newest = max(applied, default=None)
+        late = [m for m in plan if newest and m.id < newest]
+        if late and not allow_out_of_order:
+            raise SqlMigrateError(self._out_of_order_message(late[0], applied))
+        return plan
+
+    def _timed(self, migration: Migration, action: str, work: Callable[[], None]) -> Result:
+        self.reporter.starting(migration, action)
+        started = perf_counter()
+        try:
+            work()
+        except _AlreadyDone:
+            action = "skipped"
+        result = Result(migration, action, (perf_counter() - started) * 1000)
+        self.reporter.finished(result)
+        return result
+
+    def _apply(self, migration: Migration, fake: bool) -> Result:
+        if fake:
+            return self._timed(migration, "faked", lambda: self._in_transaction(migration, None, self._claim))
+        if migration.transactional:
+            return self._timed(migration, "applied", lambda: self._in_transaction(migration, migration.up, self._claim))
+        return self._timed(migration, "applied", lambda: self._without_transaction(migration, migration.up))
+
+    def _claim(self, migration: Migration) -> None:
+        """Write the history row first: on SQLite this takes the write lock, so a concurrent
+        runner waits here and then finds the migration already applied."""
+        try:
+            self.history.insert(migration.id, migration.name, migration.checksum)
+        except IntegrityError:
+            raise _AlreadyDone from None
+
+    def _release(self, migration: Migration) -> None:
+        if not self.history.delete(migration.id):
+            raise _AlreadyDone
+
+    def _in_transaction(
+        self, migration: Migration, section: Section | None, record: Callable[[Migration], None]
+    ) -> None:
+        try:
+            with transaction.atomic(using=self.using):
+                cursor = self.backend.raw_cursor()
+                self.backend.set_timeouts(cursor, migration, self.timeouts, local=True)
+                record(migration)
+                if section is not None:
+                    self.backend.run_section(cursor, section)
+        except StatementError as exc:
+            assert section is not None
+            raise self._failure(migration, section, exc, None) from exc
+
+    def _without_transaction(self, migration: Migration, section: Section, up: bool = True) -> None:
+        if self.connection.in_atomic_block:
+            raise SqlMigrateError(f"{migration.path}: a no-transaction migration cannot run inside transaction.atomic")
+        cursor = self.backend.raw_cursor()
+        statements = self.backend.split(section)
+        ran: list[Any] = []
+        must_reset = self.backend.set_timeouts(cursor, migration, self.timeouts, local=False)
+        try:
+            self.backend.run_statements(cursor, statements, ran)
+        except StatementError as exc:
+            raise self._failure(migration, section, exc, (ran, len(statements))) from exc
+        finally:
+            if must_reset and not self.backend.connection_lost():
+                self.backend.reset_timeouts(cursor)
+        if up:
+            self.history.insert(migration.id, migration.name, migration.checksum)
+        else:
+            self.history.delete(migration.id)
+
+    def _failure(
+        self, migration: Migration, section: Section, exc: StatementError, progress: tuple[list[Any], int] | None
+    ) -> MigrationFailed:
+        lost = self.backend.connection_lost()
+        line = exc.line
+        if line is None and not lost:
+            line = self._locate_failure(migration, section)
+        where = f"{migration.path}:{line}" if line else str(migration.path)
+        message = _first_line(exc.error)
+        detail = f"lost the connection to database {self.using!r} ({message})" if lost else message
+        if progress is None:
+            outcome = "rolled back, nothing of it was applied"
+        else:
+            ran, total = progress
+            lines = ", ".join(str(statement.line) for statement in ran) or "none"
+            outcome = f"no-transaction: {len(ran)} of {total} statements had already run (lines {lines})"
+        return MigrationFailed(migration, f"{where}: {migration.id} failed: {detail} [{outcome}]")
+
+    def _locate_failure(self, migration: Migration, section: Section) -> int | None:
+        """Find the failing statement of a section sent whole, by replaying it statement by
+        statement in a transaction that is always rolled back."""
+        statements = self.backend.split(section)
+        if len(statements) == 1:
+            return statements[0].line
+        try:
+            with transaction.atomic(using=self.using):
+                cursor = self.backend.raw_cursor()
+                self.backend.set_timeouts(cursor, migration, self.timeouts, local=True)
+                self.backend.run_statements(cursor, statements)
+                raise _Rollback
+        except StatementError as exc:
+            return exc.line
+        except (_Rollback, DjangoDatabaseError, driver_error(self.connection)):
+            return None
+
+    # Rolling back --------------------------------------------------------------------------
+
+    @_reports_database_errors
+    def plan_rollback(self, steps: int | None = None, to: str | None = None) -> list[Migration]:
+        """What :meth:`rollback` would undo, newest first. Never writes."""
+        return self._plan_down(self.load(), self.history.read(), steps, to)
+
+    @_reports_database_errors
+    def rollback(self, steps: int | None = None, to: str | None = None) -> list[Result]:
+        """Undo the last ``steps`` migrations (default 1), or every one newer than ``to``."""
+        migrations = self.load()
+        with self._locked():
+            plan = self._plan_down(migrations, self.history.read(create=True), steps, to)
+            return [self._revert(migration) for migration in plan]
+
+    def _plan_down(
+        self, migrations: list[Migration], applied: dict[str, AppliedMigration], steps: int | None, to: str | None
+    ) -> list[Migration]:
+        files = {migration.id: migration for migration in migrations}
+        newest_first = sorted(applied, reverse=True)
+        if to is not None:
+            if steps is not None:
+                raise SqlMigrateError("give either a number of migrations or --to, not both")
+            if to not in files and to not in applied:
+                raise SqlMigrateError(f"--to {to}: no such migration in {self.directory} or in the history")
+            targets = [migration_id for migration_id in newest_first if migration_id > to]
+        else:
+            steps = 1 if steps is None else steps
+            if steps < 1:
+                raise SqlMigrateError(f"cannot roll back {steps} migrations: give a number of at least 1")
+            if steps > len(newest_first):
+                raise SqlMigrateError(f"cannot roll back {steps} migrations: only {len(newest_first)} are applied")
+            targets = newest_first[:steps]
+        plan = []
+        for migration_id in targets:
+            migration = files.get(migration_id)
+            if migration is None:
+                raise SqlMigrateError(f"cannot roll back {migration_id}: {self._missing(migration_id)}")
+            if migration.checksum != applied[migration_id].checksum:
+                raise SqlMigrateError(
+                    f"cannot roll back: {self._modified_message(migration, applied[migration_id].checksum)}"
+                )
+            if not migration.reversible:
+                raise SqlMigrateError(
+                    f"{migration.path}: cannot roll back {migration_id}: its -- DOWN section is empty"
+                )
+            plan.append(migration)
+        return plan
+
+    def _revert(self, migration: Migration) -> Result:
+        if migration.transactional:
+            work = lambda: self._in_transaction(migration, migration.down, self._release)  # noqa: E731
+        else:
+            work = lambda: self._without_transaction(migration, migration.down, up=False)  # noqa: E731
+        return self._timed(migration, "rolled back", work)
