@@ -7,7 +7,7 @@ management commands print.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -67,7 +67,36 @@ class Problem:
         return {"kind": self.kind, "message": self.message}
 
 
-PROBLEM_KINDS = ("bad_file", "history_table", "missing", "modified", "out_of_order")
+# Exit codes of ``sqlmigrate_status --check`` and ``sqlmigrate_validate``, one per kind of
+# problem, so a pipeline can tell "deploy needs migrations" (3) from "history was tampered
+# with" (5, 6). With several kinds the highest code wins. 1 stays "error" (bad arguments,
+# database unreachable), 2 is argparse's usage error.
+EXIT_CODES = {
+    PENDING: 3,
+    "out_of_order": 4,
+    MODIFIED: 5,
+    MISSING: 6,
+    "bad_file": 7,
+    "history_table": 8,
+}
+PROBLEM_KINDS = tuple(kind for kind in EXIT_CODES if kind != PENDING)
+
+
+def exit_code(kinds: Iterable[str]) -> int:
+    """The exit code for a set of problem kinds: 0 when there are none."""
+    return max((EXIT_CODES[kind] for kind in kinds), default=0)
+
+
+def status_problem_kinds(rows: list[MigrationStatus]) -> set[str]:
+    """What keeps a database from being up to date: pending, out_of_order, modified, missing."""
+    newest = max((row.id for row in rows if row.stored_checksum is not None), default=None)
+    kinds = set()
+    for row in rows:
+        if row.state == PENDING:
+            kinds.add("out_of_order" if newest and row.id < newest else PENDING)
+        elif row.state != APPLIED:
+            kinds.add(row.state)
+    return kinds
 
 
 @dataclass(frozen=True)

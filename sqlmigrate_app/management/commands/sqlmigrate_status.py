@@ -6,7 +6,9 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from ...runner import APPLIED, MISSING, MODIFIED, PENDING, MigrationStatus
+from ...files import MigrationFileError
+from ...history import HistoryError
+from ...runner import APPLIED, EXIT_CODES, MISSING, MODIFIED, PENDING, MigrationStatus, exit_code, status_problem_kinds
 from ..base import SqlMigrateCommand
 
 MARKS = {APPLIED: "✅ Executed", PENDING: "⏳ Pending ", MODIFIED: "⚠️  Modified", MISSING: "❌ Missing "}
@@ -19,24 +21,26 @@ class Command(SqlMigrateCommand):
         super().add_arguments(parser)
         parser.add_argument("--json", action="store_true", help="Print a JSON array instead of text.")
         parser.add_argument(
-            "--check", action="store_true", help="Exit 1 if anything is pending, modified or missing (a deploy gate)."
+            "--check",
+            action="store_true",
+            help="Exit non-zero if anything is pending (3), out of order (4), modified (5) or missing (6).",
         )
 
     def run(self, **options: Any) -> None:
-        rows = self.runner(options).status()
+        try:
+            rows = self.runner(options).status()
+        except MigrationFileError as exc:
+            raise CommandError(str(exc), returncode=EXIT_CODES["bad_file"] if options["check"] else 1) from exc
+        except HistoryError as exc:
+            raise CommandError(str(exc), returncode=EXIT_CODES["history_table"] if options["check"] else 1) from exc
         if options["json"]:
             self.stdout.write(json.dumps([row.as_dict() for row in rows], indent=2))
         else:
             self.print_table(rows)
-        if options["check"]:
-            problems = [row for row in rows if row.state != APPLIED]
-            if problems:
-                counts = ", ".join(
-                    f"{sum(row.state == state for row in problems)} {state}"
-                    for state in (PENDING, MODIFIED, MISSING)
-                    if any(row.state == state for row in problems)
-                )
-                raise CommandError(f"migrations are not up to date: {counts}")
+        kinds = status_problem_kinds(rows) if options["check"] else set()
+        if kinds:
+            counts = ", ".join(kind.replace("_", "-") for kind in sorted(kinds, key=EXIT_CODES.__getitem__))
+            raise CommandError(f"migrations are not up to date ({counts})", returncode=exit_code(kinds))
 
     def print_table(self, rows: list[MigrationStatus]) -> None:
         if not rows:

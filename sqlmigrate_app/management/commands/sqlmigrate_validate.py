@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
+from ...runner import exit_code
 from ..base import SqlMigrateCommand
 
 
@@ -25,6 +26,9 @@ class Command(SqlMigrateCommand):
                 self.stderr.write(f"{problem.kind}: {problem.message}")
         if problems:
             plural = "s" if len(problems) != 1 else ""
-            raise CommandError(f"validation failed: {len(problems)} problem{plural}")
+            raise CommandError(
+                f"validation failed: {len(problems)} problem{plural}",
+                returncode=exit_code(problem.kind for problem in problems),
+            )
         if not options["json"]:
             self.say(self.style.SUCCESS("All migrations are valid."))
