@@ -19,7 +19,7 @@ import sqlparse
 LEADING_NOISE_RE = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
 # Cheap pre-filter: only text containing one of these words can hold a statement that
 # PostgreSQL refuses inside a transaction, so big ordinary migrations are never parsed.
-NON_TRANSACTIONAL_HINT_RE = re.compile(r"concurrently|vacuum|database|tablespace|alter\s+system", re.IGNORECASE)
+NON_TRANSACTIONAL_HINT_RE = re.compile(r"\b(?:concurrently|vacuum|database|tablespace)\b|\balter\s+system\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
