@@ -118,6 +118,9 @@ class Reporter:
     def finished(self, result: Result) -> None:
         pass
 
+    def failed(self, migration: Migration, elapsed_ms: float) -> None:
+        pass
+
 
 class _AlreadyDone(Exception):
     """Another runner applied (or rolled back) this migration while we waited for it."""
@@ -308,6 +311,9 @@ class MigrationRunner:
             work()
         except _AlreadyDone:
             action = "skipped"
+        except Exception:
+            self.reporter.failed(migration, (perf_counter() - started) * 1000)
+            raise
         result = Result(migration, action, (perf_counter() - started) * 1000)
         self.reporter.finished(result)
         return result
