@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -83,3 +87,21 @@ def test_verbosity_0_silences_progress_and_no_color_has_no_escapes(target):
     assert plain.returncode == 0
     assert "\x1b[" not in plain.stdout
     assert plain.stdout.count("✅ Executed | ") == 5
+
+
+def test_readme_quick_start_in_a_copy_of_the_demo_project(tmp_path):
+    """``python manage.py sqlmigrate_up && python manage.py sqlmigrate_status`` with no DATABASE_URL:
+    the demo's SQLite default, db.sqlite3 next to manage.py."""
+    shutil.copy(ROOT / "manage.py", tmp_path / "manage.py")
+    shutil.copytree(ROOT / "project", tmp_path / "project", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "migrations_sql", tmp_path / "migrations_sql")
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    for command in ("sqlmigrate_up", "sqlmigrate_status"):
+        result = subprocess.run(
+            [sys.executable, "manage.py", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+    assert result.stdout.count("✅ Executed") == 5
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables >= DEMO_TABLES | {"schema_migrations"}

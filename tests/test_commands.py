@@ -462,3 +462,10 @@ def test_an_unknown_database_alias_is_a_one_line_error(target):
     result = target.call("sqlmigrate_status", database="nope")
     assert result.code == 1
     assert "unknown database alias 'nope'" in result.err
+
+
+def test_down_with_nothing_applied_is_a_clear_error(target):
+    three(target)
+    result = target.call("sqlmigrate_down")
+    assert result.code == 1
+    assert result.err == "cannot roll back 1 migration: none is applied"
