@@ -469,3 +469,20 @@ def test_down_with_nothing_applied_is_a_clear_error(target):
     result = target.call("sqlmigrate_down")
     assert result.code == 1
     assert result.err == "cannot roll back 1 migration: none is applied"
+
+
+def test_the_directory_defaults_to_the_settings(target, settings, tmp_path):
+    three(target)
+    settings.SQLMIGRATE_DIR = str(target.directory)
+    ok(target.call("sqlmigrate_up", to=FIRST, directory=None))
+    assert target.history() == [FIRST]
+    settings.SQLMIGRATE_DIRS = {target.alias: str(tmp_path / "elsewhere")}
+    result = target.call("sqlmigrate_status", directory=None)
+    assert result.code == 1
+    assert f"{tmp_path / 'elsewhere'}: migrations directory does not exist" in result.err
+
+
+def test_status_of_an_empty_directory(target):
+    assert ok(target.call("sqlmigrate_status")).out == "No migrations found.\n"
+    assert ok(target.call("sqlmigrate_status", json=True)).out == "[]\n"
+    assert ok(target.call("sqlmigrate_validate")).out == "All migrations are valid.\n"
