@@ -486,3 +486,23 @@ def test_status_of_an_empty_directory(target):
     assert ok(target.call("sqlmigrate_status")).out == "No migrations found.\n"
     assert ok(target.call("sqlmigrate_status", json=True)).out == "[]\n"
     assert ok(target.call("sqlmigrate_validate")).out == "All migrations are valid.\n"
+
+
+def test_a_crlf_or_bom_checkout_of_an_applied_migration_is_still_applied(target):
+    three(target)
+    ok(target.call("sqlmigrate_up"))
+    first, second = target.directory / f"{FIRST}.sql", target.directory / f"{SECOND}.sql"
+    first.write_bytes(first.read_bytes().replace(b"\n", b"\r\n"))
+    second.write_bytes(b"\xef\xbb\xbf" + second.read_bytes())
+    assert {row["state"] for row in json.loads(ok(target.call("sqlmigrate_status", json=True)).out)} == {"applied"}
+    ok(target.call("sqlmigrate_validate"))
+    ok(target.call("sqlmigrate_down", "3"))
+    assert target.history() == []
+
+
+def test_down_plan_at_verbosity_2_shows_the_down_sql(target):
+    three(target)
+    ok(target.call("sqlmigrate_up"))
+    result = ok(target.call("sqlmigrate_down", "2", plan=True, verbosity=2))
+    assert result.out.index(THIRD) < result.out.index("DROP TABLE c;") < result.out.index(SECOND)
+    assert target.history() == [FIRST, SECOND, THIRD]
