@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,11 +16,13 @@ from pathlib import Path
 from .errors import SqlMigrateError
 from .statements import Statement, first_non_transactional
 
-FILENAME_RE = re.compile(r"^(?P<timestamp>\d{14})_(?P<slug>[a-z0-9_]+)\.sql$")
+FILENAME_RE = re.compile(r"(?P<timestamp>[0-9]{14})_(?P<slug>[a-z0-9_]+)\.sql")
 MARKER_RE = re.compile(r"^--\s*(?P<marker>up|down)\s*$", re.IGNORECASE)
 DIRECTIVE_RE = re.compile(r"^--\s*sqlmigrate\s*:\s*(?P<body>.*?)\s*$", re.IGNORECASE)
 TIMEOUT_RE = re.compile(r"^\d+(\.\d+)?(ms|s|min|h|d)?$")
 BOM = "\ufeff"
+# The id must fit the history table's VARCHAR(255) and the file name the usual 255-byte limit.
+MAX_SLUG = 200
 
 
 class MigrationFileError(SqlMigrateError):
@@ -122,7 +125,7 @@ def decode(path: Path, data: bytes) -> str:
 
 def check_filename(path: Path) -> str:
     """Return the migration id of a well-named file, or raise saying what is wrong."""
-    match = FILENAME_RE.match(path.name)
+    match = FILENAME_RE.fullmatch(path.name)
     if not match:
         raise MigrationFileError(
             path, "bad file name: expected YYYYMMDDHHMMSS_snake_case_name.sql (lowercase letters, digits, _)"
@@ -237,6 +240,9 @@ def load_directory(directory: Path) -> MigrationSet:
         except MigrationFileError as exc:
             found.errors.append(exc)
             continue
+        except OSError as exc:
+            found.errors.append(MigrationFileError(path, f"cannot be read: {exc.strerror or exc}"))
+            continue
         other = by_timestamp.setdefault(migration.timestamp, path)
         if other is not path:
             found.errors.append(
@@ -266,21 +272,30 @@ def normalise_name(name: str) -> str:
     """``"Add User Preferences-Table"`` -> ``add_user_preferences_table``; refuse paths and empties."""
     if "/" in name or "\\" in name or ".." in name:
         raise SqlMigrateError(f"migration name {name!r} must not contain a path")
-    slug = re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "_", ascii_name.strip().lower()).strip("_")
     if not slug:
         raise SqlMigrateError(f"migration name {name!r} is empty: give letters or digits, e.g. add_users_table")
+    if len(slug) > MAX_SLUG:
+        raise SqlMigrateError(f"migration name {name!r} is too long: at most {MAX_SLUG} characters")
     return slug
 
 
 def create_migration_file(directory: Path, name: str, now: datetime | None = None) -> Path:
     """Write a new migration from the template, at the first free second from ``now`` (UTC)."""
     slug = normalise_name(name)
-    directory.mkdir(parents=True, exist_ok=True)
-    taken = {path.name[:14] for path in directory.iterdir()}
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        taken = {path.name[:14] for path in directory.iterdir()}
+    except OSError as exc:
+        raise SqlMigrateError(f"cannot use migrations directory {directory}: {exc.strerror or exc}") from None
     moment = now or datetime.now(timezone.utc)
     while moment.strftime("%Y%m%d%H%M%S") in taken:
         moment += timedelta(seconds=1)
     path = directory / f"{moment:%Y%m%d%H%M%S}_{slug}.sql"
-    with path.open("x", encoding="utf-8", newline="\n") as handle:
-        handle.write(TEMPLATE.format(title=display_name(path.stem)))
+    try:
+        with path.open("x", encoding="utf-8", newline="\n") as handle:
+            handle.write(TEMPLATE.format(title=display_name(path.stem)))
+    except OSError as exc:
+        raise SqlMigrateError(f"cannot create {path}: {exc.strerror or exc}") from None
     return path

@@ -55,7 +55,10 @@ class HistoryTable:
     def check_shape(self) -> None:
         with self.connection.cursor() as cursor:
             description = self.connection.introspection.get_table_description(cursor, self.table)
-        columns = sorted(column.name.lower() for column in description)
+        self._check_columns([column.name for column in description])
+
+    def _check_columns(self, names: list[str]) -> None:
+        columns = sorted(name.lower() for name in names)
         if columns != sorted(COLUMNS):
             raise HistoryError(
                 f"table {self.table!r} exists but is not a sqlmigrate history table "
@@ -82,12 +85,17 @@ class HistoryTable:
             if not create:
                 return {}
             self.create()
-        else:
-            self.check_shape()
         with self.connection.cursor() as cursor:
-            cursor.execute(f"SELECT id, name, executed_at, checksum FROM {self.quoted} ORDER BY id")
-            rows = cursor.fetchall()
-        return {row[0]: AppliedMigration(row[0], row[1], _as_datetime(row[2]), row[3]) for row in rows}
+            # SELECT * so that one query both checks the table's shape and reads it.
+            cursor.execute(f"SELECT * FROM {self.quoted}")
+            names = [column[0].lower() for column in cursor.description]
+            self._check_columns(names)
+            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        rows.sort(key=lambda row: row["id"])
+        return {
+            row["id"]: AppliedMigration(row["id"], row["name"], _as_datetime(row["executed_at"]), row["checksum"])
+            for row in rows
+        }
 
     def insert(self, migration_id: str, name: str, checksum: str) -> None:
         with self.connection.cursor() as cursor:

@@ -118,6 +118,9 @@ class Reporter:
     def finished(self, result: Result) -> None:
         pass
 
+    def failed(self, migration: Migration, elapsed_ms: float) -> None:
+        pass
+
 
 class _AlreadyDone(Exception):
     """Another runner applied (or rolled back) this migration while we waited for it."""
@@ -308,6 +311,9 @@ class MigrationRunner:
             work()
         except _AlreadyDone:
             action = "skipped"
+        except Exception:
+            self.reporter.failed(migration, (perf_counter() - started) * 1000)
+            raise
         result = Result(migration, action, (perf_counter() - started) * 1000)
         self.reporter.finished(result)
         return result
@@ -430,7 +436,9 @@ class MigrationRunner:
             if steps < 1:
                 raise SqlMigrateError(f"cannot roll back {steps} migrations: give a number of at least 1")
             if steps > len(newest_first):
-                raise SqlMigrateError(f"cannot roll back {steps} migrations: only {len(newest_first)} are applied")
+                applied_count = {0: "none is", 1: "only 1 is"}.get(len(newest_first), f"only {len(newest_first)} are")
+                plural = "s" if steps != 1 else ""
+                raise SqlMigrateError(f"cannot roll back {steps} migration{plural}: {applied_count} applied")
             targets = newest_first[:steps]
         plan = []
         for migration_id in targets:

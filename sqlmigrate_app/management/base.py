@@ -65,10 +65,13 @@ class ProgressReporter(Reporter):
         text = outcome.get(result.action, style.SUCCESS(" OK"))
         self.command.say(f"{text} ({result.elapsed_ms:.0f} ms)")
 
+    def failed(self, migration: Migration, elapsed_ms: float) -> None:
+        self.command.say(f"{self.command.style.ERROR(' FAILED')} ({elapsed_ms:.0f} ms)")
+
 
 def print_plan(command: SqlMigrateCommand, title: str, migrations: list[Migration], down: bool = False) -> None:
     if not migrations:
-        command.say("Nothing to do.")
+        command.say("Nothing to roll back." if down else "No pending migrations.")
         return
     command.say(command.style.MIGRATE_HEADING(title))
     for migration in migrations:
