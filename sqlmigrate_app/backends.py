@@ -77,9 +77,14 @@ class Backend:
     def reset_timeouts(self, cursor: Any) -> None:
         pass
 
-    def connection_lost(self) -> bool:
+    def connection_lost(self, error: Exception | None = None) -> bool:
+        """True when the connection is gone, or ``error`` says the server is ending it
+        (``pg_terminate_backend``, shutdown: the socket may not be seen closed yet)."""
+        sqlstate = str(getattr(error, "sqlstate", None) or "")
+        if sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03"):
+            return True
         raw = self.connection.connection
-        return raw is None or bool(getattr(raw, "closed", False))
+        return raw is None or bool(getattr(raw, "closed", False) or getattr(raw, "broken", False))
 
 
 def advisory_lock_key(schema: str, table: str) -> int:
@@ -95,6 +100,7 @@ class PostgresBackend(Backend):
         cursor = self.raw_cursor()
         cursor.execute("SELECT current_schema()")
         key = advisory_lock_key(cursor.fetchone()[0], table)
+        self._notice_dead_client(cursor)
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
         if not cursor.fetchone()[0]:
             on_wait()
@@ -104,6 +110,17 @@ class PostgresBackend(Backend):
         finally:
             if not self.connection_lost():
                 self.raw_cursor().execute("SELECT pg_advisory_unlock(%s)", [key])
+
+    def _notice_dead_client(self, cursor: Any) -> None:
+        """Have the server end this session within a second of the client dying (PostgreSQL 14+
+        on Linux), so a runner killed during a long statement does not keep the lock until the
+        statement ends."""
+        if getattr(self.connection, "pg_version", 0) < 140000:
+            return
+        try:
+            cursor.execute("SET client_connection_check_interval = '1s'")
+        except driver_error(self.connection):
+            pass  # a platform without the kernel support: the lock lasts until the statement ends
 
     def _wait_for_lock(self, cursor: Any, key: int, timeout: float | None) -> None:
         if timeout is None:

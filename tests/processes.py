@@ -32,23 +32,22 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60, what: str = "
         time.sleep(0.05)
 
 
-class Lines:
-    """Collects a stream's lines in a thread, so a test can wait for one without blocking."""
+class Output:
+    """Collects a stream in a thread, so a test can wait for some text without blocking."""
 
     def __init__(self, stream) -> None:  # type: ignore[no-untyped-def]
-        self.lines: list[str] = []
+        self.chunks: list[str] = []
         self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
         self.thread.start()
 
     def _read(self, stream) -> None:  # type: ignore[no-untyped-def]
-        for line in stream:
-            self.lines.append(line)
+        while chunk := stream.read(1):
+            self.chunks.append(chunk)
 
-    def wait_for(self, text: str, timeout: float = 60) -> str:
-        wait_until(lambda: any(text in line for line in self.lines), timeout, repr(text))
-        return next(line for line in self.lines if text in line)
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        wait_until(lambda: text in "".join(self.chunks), timeout, repr(text))
 
     @property
     def text(self) -> str:
         self.thread.join(timeout=30)
-        return "".join(self.lines)
+        return "".join(self.chunks)

@@ -10,7 +10,7 @@ import pytest
 
 from sqlmigrate_app.backends import advisory_lock_key
 
-from .processes import Lines, spawn
+from .processes import Output, spawn
 
 MIGRATIONS = 50
 RUNNERS = 8
@@ -96,9 +96,8 @@ def test_waiter_says_it_is_waiting_then_applies(target, held_lock):
     target.migration("20240101000000_things", "CREATE TABLE things (id INTEGER);", "DROP TABLE things;")
 
     waiter = spawn(target, "sqlmigrate_up")
-    out = Lines(waiter.stdout)
-    waiting = out.wait_for("Waiting")
-    assert "another sqlmigrate runner" in waiting
+    out = Output(waiter.stdout)
+    out.wait_for("Waiting for another sqlmigrate runner")
     assert waiter.poll() is None and "things" not in target.tables()
     held_lock()
     waiter.wait(timeout=60)
