@@ -119,4 +119,5 @@ def test_sqlite_writer_outside_sqlmigrate_is_waited_for_up_to_the_lock_timeout(t
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["CommandError: database 'default': database is locked"]
     holder.execute("COMMIT")
+    holder.close()
     assert "things" not in target.tables()
