@@ -71,6 +71,7 @@ def test_directory_that_does_not_exist(target):
     assert target.tables() == set()
 
 
+@sqlite_only  # the fixture only provides the directory: the URL below is PostgreSQL's
 def test_database_that_does_not_answer(target):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
