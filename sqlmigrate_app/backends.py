@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from time import monotonic, sleep
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -12,6 +14,11 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from .errors import SqlMigrateError
 from .files import Migration, Section
 from .statements import Statement, split, split_sqlite
+
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite runners rely on the history-row claim alone
+    fcntl = None  # type: ignore[assignment]
 
 
 def driver_error(connection: BaseDatabaseWrapper) -> type[Exception]:
@@ -70,9 +77,20 @@ class Backend:
     def reset_timeouts(self, cursor: Any) -> None:
         pass
 
-    def connection_lost(self) -> bool:
+    def connection_lost(self, error: Exception | None = None) -> bool:
+        """True when the connection is gone, or ``error`` says the server is ending it
+        (``pg_terminate_backend``, shutdown: the socket may not be seen closed yet)."""
+        sqlstate = str(getattr(error, "sqlstate", None) or "")
+        if sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03"):
+            return True
         raw = self.connection.connection
-        return raw is None or bool(getattr(raw, "closed", False))
+        return raw is None or bool(getattr(raw, "closed", False) or getattr(raw, "broken", False))
+
+
+def advisory_lock_key(schema: str, table: str) -> int:
+    """The ``pg_advisory_lock`` key of the runners of one history table: a signed 64-bit hash."""
+    digest = hashlib.blake2b(f"sqlmigrate:{schema}.{table}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 class PostgresBackend(Backend):
@@ -81,8 +99,8 @@ class PostgresBackend(Backend):
         """A session-level advisory lock, so it also covers ``no-transaction`` migrations."""
         cursor = self.raw_cursor()
         cursor.execute("SELECT current_schema()")
-        digest = hashlib.blake2b(f"sqlmigrate:{cursor.fetchone()[0]}.{table}".encode(), digest_size=8)
-        key = int.from_bytes(digest.digest(), "big", signed=True)
+        key = advisory_lock_key(cursor.fetchone()[0], table)
+        self._notice_dead_client(cursor)
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
         if not cursor.fetchone()[0]:
             on_wait()
@@ -92,6 +110,17 @@ class PostgresBackend(Backend):
         finally:
             if not self.connection_lost():
                 self.raw_cursor().execute("SELECT pg_advisory_unlock(%s)", [key])
+
+    def _notice_dead_client(self, cursor: Any) -> None:
+        """Have the server end this session within a second of the client dying (PostgreSQL 14+
+        on Linux), so a runner killed during a long statement does not keep the lock until the
+        statement ends."""
+        if getattr(self.connection, "pg_version", 0) < 140000:
+            return
+        try:
+            cursor.execute("SET client_connection_check_interval = '1s'")
+        except driver_error(self.connection):
+            pass  # a platform without the kernel support: the lock lasts until the statement ends
 
     def _wait_for_lock(self, cursor: Any, key: int, timeout: float | None) -> None:
         if timeout is None:
@@ -144,20 +173,58 @@ class PostgresBackend(Backend):
 class SQLiteBackend(Backend):
     @contextmanager
     def lock(self, table: str, timeout: float | None, on_wait: Callable[[], None]) -> Iterator[None]:
-        """SQLite serialises writers itself; wait for them as long as the lock timeout allows.
+        """A whole-run lock like PostgreSQL's: ``flock`` on a file next to the database.
 
-        Each migration's transaction starts by writing its history row, so a second runner
-        blocks there and then sees that the migration was already applied.
+        SQLite's own locks only last one transaction, so without this a ``down`` could undo a
+        migration between two of a concurrent ``up``'s. As a second line of defence each
+        migration's transaction starts by writing its history row, so two runners that get
+        past the lock (a database file on a filesystem without ``flock``) still never apply a
+        migration twice. Writers that are not sqlmigrate are waited for through busy_timeout.
         """
-        cursor = self.raw_cursor()
-        cursor.execute("PRAGMA busy_timeout")
-        previous = cursor.fetchone()[0]
-        cursor.execute(f"PRAGMA busy_timeout = {int((timeout if timeout is not None else 3600) * 1000)}")
-        try:
+        with self._run_lock(table, timeout, on_wait):
+            cursor = self.raw_cursor()
+            cursor.execute("PRAGMA busy_timeout")
+            previous = cursor.fetchone()[0]
+            cursor.execute(f"PRAGMA busy_timeout = {int((timeout if timeout is not None else 3600) * 1000)}")
+            try:
+                yield
+            finally:
+                if not self.connection_lost():
+                    self.raw_cursor().execute(f"PRAGMA busy_timeout = {int(previous)}")
+
+    def lock_path(self, table: str) -> Path | None:
+        """``<database>.<table>.lock``; None for an in-memory database (nothing to share)."""
+        name = str(self.connection.settings_dict["NAME"] or "")
+        if not name or name == ":memory:" or "mode=memory" in name or name.startswith("file:"):
+            return None
+        return Path(f"{name}.{table}.lock")
+
+    @contextmanager
+    def _run_lock(self, table: str, timeout: float | None, on_wait: Callable[[], None]) -> Iterator[None]:
+        path = self.lock_path(table)
+        if path is None or fcntl is None:
             yield
-        finally:
-            if not self.connection_lost():
-                self.raw_cursor().execute(f"PRAGMA busy_timeout = {int(previous)}")
+            return
+        with open(path, "a") as handle:
+            if not self._try_flock(handle):
+                on_wait()
+                deadline = None if timeout is None else monotonic() + timeout
+                while not self._try_flock(handle):
+                    if deadline is not None and monotonic() > deadline:
+                        raise LockTimeout(f"another runner held the migration lock for more than {timeout:g} s")
+                    sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _try_flock(handle: Any) -> bool:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     def split(self, section: Section) -> list[Statement]:
         return split_sqlite(section.sql, section.line)

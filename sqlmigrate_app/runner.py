@@ -373,7 +373,7 @@ class MigrationRunner:
     def _failure(
         self, migration: Migration, section: Section, exc: StatementError, progress: tuple[list[Any], int] | None
     ) -> MigrationFailed:
-        lost = self.backend.connection_lost()
+        lost = self.backend.connection_lost(exc.error)
         line = exc.line
         if line is None and not lost:
             line = self._locate_failure(migration, section)

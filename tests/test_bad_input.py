@@ -1,0 +1,153 @@
+"""Bad input: one line naming the file (and line), exit 1, no traceback, nothing applied."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from sqlmigrate_app.runner import EXIT_CODES
+
+sqlite_only = pytest.mark.parametrize("target", ["sqlite"], indirect=True)
+GOOD = "20240101000000_good"
+
+
+def one_line_error(result):
+    """The single stderr line of a failed ``manage.py`` run (no traceback)."""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+BAD_FILES = [
+    ("20240101000001_no_up.sql", "CREATE TABLE x (id INTEGER);\n", ":1: SQL before the -- UP marker"),
+    ("20240101000001_no_marker.sql", "-- just a comment\n", ":1: no -- UP marker"),
+    ("20240101000001_empty_up.sql", "-- UP\n-- nothing\n-- DOWN\nDROP TABLE x;\n", ":1: the -- UP section is empty"),
+    ("20240101000001_two_ups.sql", "-- UP\nSELECT 1;\n-- UP\nSELECT 2;\n", ":3: second -- UP marker"),
+    ("20240101000001_two_downs.sql", "-- UP\nSELECT 1;\n-- DOWN\n-- DOWN\n", ":4: second -- DOWN marker"),
+    ("20240101000001_down_first.sql", "-- DOWN\nSELECT 1;\n-- UP\nSELECT 2;\n", ":1: -- DOWN before -- UP"),
+    ("20240101000001_empty.sql", "", ":1: file is empty"),
+    ("20240101000001_blank.sql", "\n  \n", ":1: file is empty"),
+    ("20240101000001_typo.sql", "-- sqlmigrate: no-transactoin\n-- UP\nSELECT 1;\n", ":1: unknown directive"),
+    ("20240101000001_timeout.sql", "-- sqlmigrate: lock-timeout=soon\n-- UP\nSELECT 1;\n", ":1: bad lock-timeout"),
+    ("20240101000001_latin1.sql", b"-- UP\nSELECT 'caf\xe9';\n", ":2: is not valid UTF-8"),
+    ("2024010100001_short.sql", "-- UP\nSELECT 1;\n", ": bad file name"),
+    ("202401010000011_long.sql", "-- UP\nSELECT 1;\n", ": bad file name"),
+    ("20241399000000_bad_date.sql", "-- UP\nSELECT 1;\n", ": bad file name: 20241399000000 is not a real date"),
+    ("20240101250000_bad_hour.sql", "-- UP\nSELECT 1;\n", "is not a real date and time"),
+    ("20240101000001_Upper.sql", "-- UP\nSELECT 1;\n", ": bad file name"),
+    ("20240101000001_with space.sql", "-- UP\nSELECT 1;\n", ": bad file name"),
+    ("20240101000001_shout.SQL", "-- UP\nSELECT 1;\n", ": bad file name"),
+    ("20240101000000_same_second.sql", "-- UP\nSELECT 1;\n", ": timestamp 20240101000000 is also used by"),
+]
+
+
+@sqlite_only
+@pytest.mark.parametrize(("name", "content", "expected"), BAD_FILES, ids=[case[0] for case in BAD_FILES])
+def test_bad_file_is_one_line_naming_it_and_nothing_runs(target, name, content, expected):
+    target.migration(GOOD, "CREATE TABLE good (id INTEGER);", "DROP TABLE good;")
+    target.write(name, content)
+
+    result = target.manage("sqlmigrate_up")
+
+    assert result.returncode == 1
+    error = one_line_error(result)
+    assert f"{name}{expected}" in error or (name in error and expected in error), error
+    assert target.tables() == set()  # not even the history table
+    validated = target.manage("sqlmigrate_validate")
+    assert validated.returncode == EXIT_CODES["bad_file"]
+    assert name in validated.stderr and "Traceback" not in validated.stderr
+    checked = target.manage("sqlmigrate_status", "--check")
+    assert checked.returncode == EXIT_CODES["bad_file"] and name in one_line_error(checked)
+
+
+@sqlite_only
+def test_directory_that_does_not_exist(target):
+    target.directory.rmdir()
+    result = target.manage("sqlmigrate_up")
+    assert result.returncode == 1
+    assert f"{target.directory}: migrations directory does not exist" in one_line_error(result)
+    assert target.tables() == set()
+
+
+@sqlite_only  # the fixture only provides the directory: the URL below is PostgreSQL's
+def test_database_that_does_not_answer(target):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once the socket is closed
+    target.migration(GOOD, "CREATE TABLE good (id INTEGER);")
+    target.url = f"postgresql://postgres@127.0.0.1:{port}/nothing"
+
+    for command in (["sqlmigrate_up"], ["sqlmigrate_status"], ["sqlmigrate_down"]):
+        result = target.manage(*command, timeout=60)
+        assert result.returncode == 1
+        error = one_line_error(result)
+        assert error.startswith("CommandError: database 'default': ") and str(port) in error
+
+
+def test_bad_arguments(target):
+    target.migration(GOOD, "CREATE TABLE good (id INTEGER);", "DROP TABLE good;")
+    assert target.call("sqlmigrate_up").code == 0
+
+    cases = {
+        ("sqlmigrate_up", "--to", "20990101000000_nope"): "--to 20990101000000_nope: no such migration",
+        ("sqlmigrate_down", "--to", "20990101000000_nope"): "--to 20990101000000_nope: no such migration",
+        ("sqlmigrate_down", "0"): "cannot roll back 0 migrations: give a number of at least 1",
+        ("sqlmigrate_down", "-2"): "cannot roll back -2 migrations",
+        ("sqlmigrate_down", "2"): "cannot roll back 2 migrations: only 1 are applied",
+        ("sqlmigrate_create", ""): "is empty",
+        ("sqlmigrate_create", "../x"): "must not contain a path",
+        ("sqlmigrate_create", "a/b"): "must not contain a path",
+    }
+    for (command, *args), expected in cases.items():
+        result = target.manage(command, *args)
+        assert result.returncode == 1, (command, args, result.stdout)
+        assert expected in one_line_error(result), (command, args)
+    assert target.history() == [GOOD] and "good" in target.tables()
+    assert sorted(p.name for p in target.directory.iterdir()) == [f"{GOOD}.sql"]
+    assert not (target.directory.parent / "x.sql").exists()
+
+
+FOREIGN_TABLES = {
+    "dbmate": "CREATE TABLE schema_migrations (version VARCHAR(128) PRIMARY KEY)",
+    "golang-migrate": "CREATE TABLE schema_migrations (version BIGINT NOT NULL PRIMARY KEY, dirty BOOLEAN NOT NULL)",
+}
+
+
+@pytest.mark.parametrize("tool", FOREIGN_TABLES)
+def test_history_table_of_another_tool_is_refused_and_left_alone(target, tool):
+    target.query(FOREIGN_TABLES[tool])
+    target.query("INSERT INTO schema_migrations (version) VALUES ('20200101000000')" if tool == "dbmate" else
+                 "INSERT INTO schema_migrations VALUES (20200101000000, FALSE)")  # fmt: skip
+    target.migration(GOOD, "CREATE TABLE good (id INTEGER);", "DROP TABLE good;")
+
+    for command, code in (("sqlmigrate_up", 1), ("sqlmigrate_down", 1), ("sqlmigrate_status", 1)):
+        result = target.manage(command)
+        assert result.returncode == code
+        error = one_line_error(result)
+        assert "'schema_migrations' exists but is not a sqlmigrate history table" in error
+        assert "SQLMIGRATE_TABLE" in error
+    assert target.manage("sqlmigrate_status", "--check").returncode == EXIT_CODES["history_table"]
+    validated = target.manage("sqlmigrate_validate")
+    assert validated.returncode == EXIT_CODES["history_table"] and "SQLMIGRATE_TABLE" in validated.stderr
+
+    assert "good" not in target.tables()
+    assert len(target.query("SELECT * FROM schema_migrations")) == 1
+    columns = {"dbmate": 1, "golang-migrate": 2}[tool]
+    assert len(target.query("SELECT * FROM schema_migrations")[0]) == columns
+
+
+def test_history_table_name_is_validated_and_quoted(target, settings):
+    target.migration(GOOD, "CREATE TABLE good (id INTEGER);", "DROP TABLE good;")
+
+    settings.SQLMIGRATE_TABLE = "history; DROP TABLE good"
+    result = target.call("sqlmigrate_up")
+    assert result.code == 1 and "is not a valid table name" in result.err
+    assert target.tables() == set()
+
+    settings.SQLMIGRATE_TABLE = "Order"  # a reserved word, mixed case: works only quoted
+    assert target.call("sqlmigrate_up").code == 0, target.call("sqlmigrate_up").text
+    assert target.query('SELECT id, name FROM "Order"') == [(GOOD, "Good")]
+    assert target.call("sqlmigrate_down").code == 0
+    assert target.query('SELECT id FROM "Order"') == []

@@ -1,0 +1,189 @@
+"""Statement handling: what the server parses, no-transaction migrations, error lines."""
+
+from __future__ import annotations
+
+import pytest
+
+pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+sqlite_only = pytest.mark.parametrize("target", ["sqlite"], indirect=True)
+
+PG_TRICKY = """\
+CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); -- a comment; with a semicolon
+/* a block comment; with one too */
+INSERT INTO notes VALUES (1, 'semi;colon'), (2, E'it\\'s; escaped'), (3, $$dollar; quoted$$);
+CREATE FUNCTION add_one(x INTEGER) RETURNS INTEGER LANGUAGE plpgsql AS $body$
+BEGIN
+  RETURN x + 1; -- inside the body
+END;
+$body$;
+CREATE FUNCTION add_two(x INTEGER) RETURNS INTEGER LANGUAGE sql
+BEGIN ATOMIC
+  SELECT x + 1;
+  SELECT x + 2;
+END;
+DO $$
+BEGIN
+  INSERT INTO notes VALUES (4, 'from; DO');
+END
+$$;
+"""
+
+
+@pg_only
+def test_postgres_sections_are_parsed_by_the_server(target):
+    target.migration(
+        "20240101000000_tricky", PG_TRICKY, "DROP FUNCTION add_two; DROP FUNCTION add_one; DROP TABLE notes;"
+    )
+
+    result = target.call("sqlmigrate_up")
+
+    assert result.code == 0, result.text
+    assert target.query("SELECT body FROM notes ORDER BY id") == [
+        ("semi;colon",),
+        ("it's; escaped",),
+        ("dollar; quoted",),
+        ("from; DO",),
+    ]
+    assert target.query("SELECT add_one(1), add_two(1)") == [(2, 3)]
+    assert target.call("sqlmigrate_down").code == 0
+    assert "notes" not in target.tables()
+
+
+@pg_only
+def test_tricky_sql_also_works_split_in_a_no_transaction_migration(target):
+    target.migration(
+        "20240101000000_tricky", PG_TRICKY, "DROP FUNCTION add_two; DROP FUNCTION add_one; DROP TABLE notes;",
+        header="-- sqlmigrate: no-transaction\n",
+    )  # fmt: skip
+
+    result = target.call("sqlmigrate_up")
+
+    assert result.code == 0, result.text
+    assert target.query("SELECT count(*) FROM notes") == [(4,)]
+    assert target.query("SELECT add_one(1), add_two(1)") == [(2, 3)]
+
+
+@sqlite_only
+def test_sqlite_trigger_bodies_strings_and_comments(target):
+    up = """\
+CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); -- comment; here
+CREATE TABLE audit (note_id INTEGER, what TEXT);
+CREATE TRIGGER notes_audit AFTER INSERT ON notes
+BEGIN
+  INSERT INTO audit VALUES (NEW.id, 'inserted; really');
+  UPDATE audit SET what = what || '!' WHERE note_id = NEW.id;
+END;
+/* block; comment */
+INSERT INTO notes VALUES (1, 'semi;colon');
+"""
+    target.migration("20240101000000_trigger", up, "DROP TABLE audit; DROP TABLE notes;")
+
+    assert target.call("sqlmigrate_up").code == 0
+    assert target.query("SELECT body FROM notes") == [("semi;colon",)]
+    assert target.query("SELECT note_id, what FROM audit") == [(1, "inserted; really!")]
+
+
+@pg_only
+def test_no_transaction_index_concurrently_records_history_after_the_last_statement(target):
+    target.migration("20240101000000_things", "CREATE TABLE things (id INTEGER, name TEXT);", "DROP TABLE things;")
+    assert target.call("sqlmigrate_up").code == 0
+    target.migration(
+        "20240101000001_index",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS things_name ON things (name);\n"
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS things_id ON things (id);",
+        "DROP INDEX CONCURRENTLY IF EXISTS things_id;\nDROP INDEX CONCURRENTLY IF EXISTS things_name;",
+        header="-- sqlmigrate: no-transaction\n",
+    )
+
+    assert target.call("sqlmigrate_up").code == 0
+    assert target.query("SELECT indexname FROM pg_indexes WHERE tablename = 'things' ORDER BY 1") == [
+        ("things_id",),
+        ("things_name",),
+    ]
+    assert target.history() == ["20240101000000_things", "20240101000001_index"]
+    assert target.call("sqlmigrate_down").code == 0
+    assert target.query("SELECT indexname FROM pg_indexes WHERE tablename = 'things'") == []
+
+
+def test_failing_no_transaction_statement_says_what_already_ran(target):
+    target.migration(
+        "20240101000000_steps",
+        "CREATE TABLE one (id INTEGER);\nCREATE TABLE two (id INTEGER);\nINSERT INTO nowhere VALUES (1);\n"
+        "CREATE TABLE three (id INTEGER);",
+        header="-- sqlmigrate: no-transaction\n",
+    )
+
+    result = target.call("sqlmigrate_up")
+
+    assert result.code == 1
+    error = result.err.strip().splitlines()[-1]
+    assert "20240101000000_steps.sql:5:" in error
+    assert "no-transaction: 2 of 4 statements had already run (lines 3, 4)" in error
+    assert {"one", "two"} <= target.tables() and "three" not in target.tables()
+    assert target.history() == []  # written only after the last statement succeeds
+
+
+REFUSED = [
+    "CREATE INDEX CONCURRENTLY things_name ON things (name);",
+    "DROP INDEX CONCURRENTLY things_name;",
+    "REINDEX TABLE CONCURRENTLY things;",
+    "VACUUM things;",
+    "CREATE DATABASE other;",
+    "DROP DATABASE other;",
+    "CREATE TABLESPACE space LOCATION '/tmp';",
+    "DROP TABLESPACE space;",
+    "ALTER SYSTEM SET work_mem = '8MB';",
+]
+
+
+@pg_only
+@pytest.mark.parametrize("statement", REFUSED)
+def test_statements_refused_in_a_transaction_are_caught_before_anything_runs(target, statement):
+    target.migration("20240101000000_first", "CREATE TABLE first (id INTEGER);", "DROP TABLE first;")
+    target.migration("20240101000001_bad", f"CREATE TABLE things (id INTEGER, name TEXT);\n{statement}")
+
+    validated = target.call("sqlmigrate_validate")
+    applied = target.call("sqlmigrate_up")
+
+    for result in (validated, applied):
+        assert result.code in (1, 7), result.text
+        assert "20240101000001_bad.sql:3:" in result.text
+        assert "add a '-- sqlmigrate: no-transaction' line before -- UP" in result.text
+    assert "first" not in target.tables() and "things" not in target.tables()
+
+
+def test_unknown_directive_names_file_and_line(target):
+    target.migration(
+        "20240101000000_typo", "CREATE TABLE t (id INTEGER);", header="-- one\n-- sqlmigrate: no-transactoin\n"
+    )
+
+    result = target.call("sqlmigrate_up")
+
+    assert result.code == 1
+    assert "20240101000000_typo.sql:2: unknown directive 'no-transactoin'" in result.err
+    assert "t" not in target.tables()
+
+
+@pg_only
+def test_error_line_comes_from_the_server_position(target):
+    target.migration(
+        "20240101000000_typo", "-- comment\nCREATE TABLE a (id INTEGER);\n\nSELEC 1;\nCREATE TABLE b (id INTEGER);"
+    )
+
+    result = target.call("sqlmigrate_up")
+
+    assert result.code == 1
+    assert "20240101000000_typo.sql:5: 20240101000000_typo failed: syntax error" in result.err
+
+
+def test_error_line_without_position_is_found_by_replaying(target):
+    # A unique violation carries no position: the failing statement is found by replaying.
+    up = "CREATE TABLE u (id INTEGER PRIMARY KEY);\nINSERT INTO u VALUES (1);\n\n\n"
+    up += "INSERT INTO u VALUES (1);\nINSERT INTO u VALUES (2);"
+    target.migration("20240101000000_dup", up)
+
+    result = target.call("sqlmigrate_up")
+
+    assert result.code == 1
+    assert "20240101000000_dup.sql:6: 20240101000000_dup failed:" in result.err
+    assert "u" not in target.tables() and target.history() == []
