@@ -45,7 +45,8 @@ def kept_test_db(target, tmp_path):
     name = target.url.rsplit("/", 1)[1] + "_kept"
     yield name
     with psycopg.connect(target.url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for kept in (name, f"{name}_1", f"{name}_2"):  # and the --parallel clones
+            admin.execute(f"DROP DATABASE IF EXISTS {kept} WITH (FORCE)")
 
 
 def copy_of_demo_migrations(tmp_path: Path) -> Path:
@@ -58,8 +59,10 @@ def test_manage_py_test_applies_sql_migrations_and_keepdb_applies_only_new_ones(
     directory = copy_of_demo_migrations(tmp_path)
     manage_test = ["manage.py", "test", "project", "--noinput", "--keepdb"]
 
-    first = run(target, *manage_test, directory=directory, test_db=kept_test_db)
+    first = run(target, *manage_test, "--parallel", "2", directory=directory, test_db=kept_test_db)
     assert "Applied 5 SQL migrations to test database for alias 'default'." in first
+    # Django clones the test database for --parallel after the SQL migrations ran ("Using existing clone" with --keepdb)
+    assert first.index("Applied 5 SQL migrations") < first.index("existing clone for alias 'default'")
     assert "Ran 2 tests" in first and "OK" in first
 
     again = run(target, *manage_test, directory=directory, test_db=kept_test_db)  # kept, already migrated
@@ -104,3 +107,22 @@ def test_migrate_outside_test_setup_leaves_sql_migrations_alone_in_process(targe
     settings.SQLMIGRATE_DIR = DEMO_MIGRATIONS
     call_command("migrate", "contenttypes", database=target.alias, verbosity=0)
     assert "schema_migrations" not in target.tables()
+
+
+def test_which_test_databases_get_sql_migrations(target, settings, tmp_path):
+    from sqlmigrate_app.errors import SqlMigrateError
+    from sqlmigrate_app.testing import migrate_test_database
+
+    target.migration("20240101000000_create_things", "CREATE TABLE things (id INTEGER);", "DROP TABLE things;")
+    settings.SQLMIGRATE_DIR = tmp_path / "not_used"
+    assert migrate_test_database(target.alias) == 0  # not 'default' and not in SQLMIGRATE_DIRS: left alone
+    assert "schema_migrations" not in target.tables()
+
+    settings.SQLMIGRATE_DIRS = {target.alias: target.directory}
+    assert migrate_test_database(target.alias, verbosity=0) == 1
+    assert migrate_test_database(target.alias, verbosity=0) == 0  # already up to date
+    assert target.history() == ["20240101000000_create_things"]
+
+    settings.SQLMIGRATE_DIRS = {target.alias: tmp_path / "typo"}  # set explicitly but missing: an error
+    with pytest.raises(SqlMigrateError, match="cannot apply the SQL migrations to test database"):
+        migrate_test_database(target.alias)

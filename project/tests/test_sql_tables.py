@@ -19,6 +19,8 @@ class ClientRegistrationsTableTests(TestCase):
             cursor.execute("SELECT name, contact_email FROM client_registrations WHERE id = %s", ["c-1"])
             self.assertEqual(cursor.fetchall(), [("Acme", "ops@acme.test")])
 
+
+class HistoryTableTests(TestCase):
     def test_every_sql_migration_is_recorded(self) -> None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT COUNT(*) FROM schema_migrations")
