@@ -61,3 +61,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # sqlmigrate: where the SQL migrations live (this is also the default).
 SQLMIGRATE_DIR = BASE_DIR / "migrations_sql"
+
+# sqlmigrate: test databases get the SQL migrations applied (manage.py test). For pytest-django,
+# project/conftest.py has the one-line equivalent.
+TEST_RUNNER = "sqlmigrate_app.testing.SqlMigrateDiscoverRunner"

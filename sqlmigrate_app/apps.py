@@ -5,3 +5,7 @@ class SqlMigrateConfig(AppConfig):
     name = "sqlmigrate_app"
     verbose_name = "SQL migrations"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Registers the system checks; nothing here touches a database or applies migrations.
+        from . import checks  # noqa: F401

@@ -6,12 +6,29 @@ import re
 from pathlib import Path
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from .errors import SqlMigrateError
 
 DEFAULT_TABLE = "schema_migrations"
 TABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+DURATION_RE = re.compile(r"^\d+(\.\d+)?(ms|s|min|h|d)?$")
 
 
-def migrations_dir(using: str = "default") -> Path:
+def check_alias(using: str) -> str:
+    """Return ``using`` if it is a key of ``DATABASES``; else raise one clear line."""
+    if using not in connections.settings:
+        known = ", ".join(sorted(connections.settings))
+        raise SqlMigrateError(f"unknown database alias {using!r} (DATABASES has: {known})")
+    return using
+
+
+def default_dir() -> Path:
+    base = getattr(settings, "BASE_DIR", None)
+    return Path(base if base is not None else Path.cwd()) / "migrations_sql"
+
+
+def migrations_dir(using: str = DEFAULT_DB_ALIAS) -> Path:
     """``SQLMIGRATE_DIRS[alias]``, else ``SQLMIGRATE_DIR``, else ``BASE_DIR / "migrations_sql"``."""
     per_alias = getattr(settings, "SQLMIGRATE_DIRS", {}) or {}
     if using in per_alias:
@@ -19,19 +36,42 @@ def migrations_dir(using: str = "default") -> Path:
     configured = getattr(settings, "SQLMIGRATE_DIR", None)
     if configured:
         return Path(configured)
-    base = getattr(settings, "BASE_DIR", None)
-    return Path(base if base is not None else Path.cwd()) / "migrations_sql"
+    return default_dir()
+
+
+def dir_is_explicit(using: str = DEFAULT_DB_ALIAS) -> bool:
+    """True when a setting names the directory of ``using`` (False: the implicit default)."""
+    return using in (getattr(settings, "SQLMIGRATE_DIRS", {}) or {}) or bool(getattr(settings, "SQLMIGRATE_DIR", None))
+
+
+def migrated_aliases() -> list[str]:
+    """The databases that have SQL migrations: ``default`` and every alias of ``SQLMIGRATE_DIRS``.
+
+    Test databases of these aliases get their migrations applied (see :mod:`sqlmigrate_app.testing`).
+    """
+    per_alias = getattr(settings, "SQLMIGRATE_DIRS", {}) or {}
+    return [DEFAULT_DB_ALIAS, *sorted(alias for alias in per_alias if alias != DEFAULT_DB_ALIAS)]
 
 
 def table_name() -> str:
     return str(getattr(settings, "SQLMIGRATE_TABLE", None) or DEFAULT_TABLE)
 
 
+def _duration(setting: str) -> str | None:
+    value = getattr(settings, setting, None)
+    if value in (None, ""):
+        return None
+    normalised = str(value).replace(" ", "").lower()
+    if not DURATION_RE.match(normalised):
+        raise SqlMigrateError(f"{setting} {value!r} is not a duration like 500ms, 5s or 2min")
+    return normalised
+
+
 def lock_timeout() -> str | None:
     """Default PostgreSQL ``lock_timeout`` for each migration (``None``: the server's)."""
-    return getattr(settings, "SQLMIGRATE_LOCK_TIMEOUT", None)
+    return _duration("SQLMIGRATE_LOCK_TIMEOUT")
 
 
 def statement_timeout() -> str | None:
     """Default PostgreSQL ``statement_timeout`` for each migration (``None``: the server's)."""
-    return getattr(settings, "SQLMIGRATE_STATEMENT_TIMEOUT", None)
+    return _duration("SQLMIGRATE_STATEMENT_TIMEOUT")

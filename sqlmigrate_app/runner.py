@@ -161,10 +161,7 @@ class MigrationRunner:
         lock_wait_timeout: float | None = None,
         reporter: Reporter | None = None,
     ) -> None:
-        if using not in connections.settings:
-            known = ", ".join(sorted(connections.settings))
-            raise SqlMigrateError(f"unknown database alias {using!r} (DATABASES has: {known})")
-        self.using = using
+        self.using = conf.check_alias(using)
         self.connection = connections[using]
         self.directory = Path(directory) if directory else conf.migrations_dir(using)
         self.history = HistoryTable(self.connection, table or conf.table_name())

@@ -17,6 +17,7 @@ class Command(SqlMigrateCommand):
         parser.add_argument("name", help="What the migration does, e.g. add_user_preferences_table.")
 
     def run(self, **options: Any) -> None:
-        directory = Path(options["directory"]) if options["directory"] else conf.migrations_dir(options["database"])
+        using = conf.check_alias(options["database"])
+        directory = Path(options["directory"]) if options["directory"] else conf.migrations_dir(using)
         path = create_migration_file(directory, options["name"])
         self.say(self.style.SUCCESS(f"Created {path}"), level=0)

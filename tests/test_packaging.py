@@ -1,0 +1,107 @@
+"""Packaging: ``python -m build`` makes an sdist and a wheel with every package file (templates,
+``py.typed``), and a fresh ``django-admin startproject`` project in a clean venv (no system
+site-packages, nothing of this checkout importable) can install the wheel and run every command.
+
+Slow-ish (about 20 s): builds in an isolated environment from PyPI, then makes a venv.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.slow
+PACKAGE = ROOT / "sqlmigrate_app"
+
+
+def sh(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run([str(arg) for arg in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    sh(sys.executable, "-m", "build", "--outdir", out, ROOT, cwd=ROOT)
+    return out
+
+
+def package_files() -> set[str]:
+    """Every file of the package in the source tree (templates, static, py.typed, modules)."""
+    return {
+        path.relative_to(ROOT).as_posix()
+        for path in PACKAGE.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    }
+
+
+def test_wheel_and_sdist_hold_every_package_file(dist):
+    expected = package_files()
+    assert "sqlmigrate_app/py.typed" in expected
+    [wheel] = dist.glob("sqlmigrate-*.whl")
+    [sdist] = dist.glob("sqlmigrate-*.tar.gz")
+    with zipfile.ZipFile(wheel) as archive:
+        in_wheel = set(archive.namelist())
+        metadata = archive.read(next(name for name in in_wheel if name.endswith(".dist-info/METADATA"))).decode()
+    with tarfile.open(sdist) as archive:
+        in_sdist = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert expected <= in_wheel, sorted(expected - in_wheel)
+    assert expected <= in_sdist, sorted(expected - in_sdist)
+    for line in [
+        "Requires-Python: >=3.10",
+        "Requires-Dist: django>=5.2",
+        "Classifier: Framework :: Django :: 5.2",
+        "Classifier: Framework :: Django :: 6.0",
+        "Provides-Extra: postgres",
+        "Provides-Extra: test",
+    ]:
+        assert line in metadata.splitlines()
+
+
+def test_fresh_project_installs_the_wheel_and_runs_every_command(dist, tmp_path):
+    [wheel] = dist.glob("sqlmigrate-*.whl")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DATABASE_URL", "PYTHON"))}
+    venv = tmp_path / "venv"
+    sh(sys.executable, "-m", "venv", venv, cwd=tmp_path)  # clean: no --system-site-packages
+    python = venv / "bin" / "python"
+    sh(python, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel, cwd=tmp_path, env=env)
+    site = tmp_path / "site"
+    site.mkdir()
+    sh(venv / "bin" / "django-admin", "startproject", "mysite", site, cwd=tmp_path, env=env)
+    settings = site / "mysite" / "settings.py"
+    text = settings.read_text()
+    assert "INSTALLED_APPS = [\n" in text
+    settings.write_text(text.replace("INSTALLED_APPS = [\n", 'INSTALLED_APPS = [\n    "sqlmigrate_app",\n'))
+
+    def manage(*args: str) -> str:
+        return sh(python, "manage.py", *args, cwd=site, env=env)
+
+    where = sh(python, "-c", "import sqlmigrate_app; print(sqlmigrate_app.__file__)", cwd=site, env=env)
+    assert str(venv) in where  # the installed wheel, not this checkout
+
+    manage("check")
+    created = manage("sqlmigrate_create", "create_notes")
+    [path] = (site / "migrations_sql").glob("*_create_notes.sql")
+    assert str(path) in created
+    path.write_text("-- UP\nCREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);\n-- DOWN\nDROP TABLE notes;\n")
+    assert "Applied 1 migration" in manage("sqlmigrate_up")
+    assert "Executed" in manage("sqlmigrate_status", "--check")
+    assert "All migrations are valid." in manage("sqlmigrate_validate")
+    assert "Rolled back 1 migration" in manage("sqlmigrate_down")
+    assert "Pending" in manage("sqlmigrate_status")
+    tables = sh(
+        python,
+        "-c",
+        "import sqlite3; print(sqlite3.connect('db.sqlite3').execute(\"SELECT name FROM sqlite_master\").fetchall())",
+        cwd=site,
+    )
+    assert "schema_migrations" in tables and "'notes'" not in tables
