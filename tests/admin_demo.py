@@ -22,6 +22,12 @@ def copy_demo_migrations(target: Any, settings: Any) -> None:
     settings.SQLMIGRATE_DIRS = {target.alias: str(target.directory)}
 
 
+def use_demo_directory(target: Any, settings: Any) -> None:
+    """The admin (and ``target.call``) pointed at the demo's own ``migrations_sql``, read only."""
+    target.directory = ROOT / "migrations_sql"
+    settings.SQLMIGRATE_DIRS = {target.alias: str(target.directory)}
+
+
 def apply_demo_migrations(target: Any) -> None:
     result = target.call("sqlmigrate_up", to=APPLIED_IDS[-1])
     assert result.code == 0, result.text
