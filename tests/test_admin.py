@@ -161,6 +161,14 @@ def test_modified_and_missing_migrations_show_as_such(demo: Any, admin_client: C
     assert "The file of this migration is missing" in missing
 
 
+def test_a_bad_migration_file_is_reported_not_a_server_error(demo: Any, admin_client: Client) -> None:
+    demo.write("20250101000000_broken.sql", "CREATE TABLE nope (id INTEGER);\n")
+    response = admin_client.get(list_url())
+    assert response.status_code == 200
+    assert "20250101000000_broken.sql:1: SQL before the -- UP marker" in response.content.decode()
+    assert listed_rows(response.content.decode()) == []
+
+
 # Detail -------------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ fails. ``SQLMIGRATE_UPDATE_SCREENSHOT=1`` also writes the README's screenshot, `
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
@@ -33,8 +34,12 @@ CHROMIUM_ARGS = [
 @pytest.fixture
 def chromium() -> None:
     """Skip (or, in CI, fail) at once when there is no browser."""
+    reason = None
     if not os.access(CHROMIUM, os.X_OK):
         reason = f"no browser: {CHROMIUM} is missing (apt-get install chromium)"
+    elif importlib.util.find_spec("playwright") is None:
+        reason = "no browser driver: playwright is not installed (pip install -e '.[test]')"
+    if reason:
         if os.environ.get("SQLMIGRATE_REQUIRE_BROWSER") == "1":
             pytest.fail(f"a browser is required (SQLMIGRATE_REQUIRE_BROWSER=1) but {reason}")
         pytest.skip(reason)
