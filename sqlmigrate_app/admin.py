@@ -81,7 +81,8 @@ class SqlMigrationAdmin(admin.ModelAdmin):
         context = {
             **self._context(request, alias),
             "title": "SQL migrations",
-            "rows": [(row, _database_query(alias)) for row in shown],
+            "rows": shown,
+            "database_query": _database_query(alias),
             "total": len(rows),
             "error": error,
             "directory": directory,
@@ -105,7 +106,7 @@ class SqlMigrationAdmin(admin.ModelAdmin):
             raise Http404(f"no migration {object_id!r} in {directory} or in the history of database {alias!r}")
         context = {
             **self._context(request, alias),
-            "title": f"{row.id}",
+            "title": row.id,
             "row": row,
             "current_checksum": row.migration.checksum if row.migration else None,
             "checksums_match": None if row.stored_checksum is None or not row.migration else row.state == APPLIED,
@@ -128,9 +129,8 @@ class SqlMigrationAdmin(admin.ModelAdmin):
     @staticmethod
     def _unknown_alias(request: HttpRequest) -> HttpResponse:
         known = ", ".join(sorted(connections.settings))
-        return HttpResponseBadRequest(
-            f"unknown database alias {request.GET.get('database')!r} (DATABASES has: {known})"
-        )
+        message = f"unknown database alias {request.GET.get('database')!r} (DATABASES has: {known})"
+        return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
 
     @staticmethod
     def _statuses(alias: str) -> tuple[list[MigrationStatus], str | None, str]:

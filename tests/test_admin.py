@@ -147,6 +147,7 @@ def test_the_alias_picker_lists_the_databases_and_refuses_others(demo: Any, admi
     response = admin_client.get(reverse("admin:sqlmigrate_app_sqlmigration_changelist") + "?database=elsewhere")
     assert response.status_code == 400
     assert b"unknown database alias 'elsewhere'" in response.content
+    assert response["Content-Type"].startswith("text/plain")
 
 
 def test_modified_and_missing_migrations_show_as_such(demo: Any, admin_client: Client) -> None:
