@@ -40,11 +40,11 @@ from tests.postgres_server import postgres_url  # noqa: E402
 PSQL = shutil.which("psql") or "/usr/bin/psql"
 TABLE = "schema_migrations"
 SIZES = (100, 1_000, 10_000)
-RUNS = {100: 5, 1_000: 5, 10_000: 2}  # fresh-up rounds per size; 10,000 is the slow one
+RUNS = {100: 6, 1_000: 6, 10_000: 2}  # fresh-up rounds per size, even: each order runs as often
 NOOP_ROUNDS = {100: 1, 1_000: 1, 10_000: 2}  # extra no-op rounds inside each fresh-up round
 BIG_ROWS = 50_000
-BIG_RUNS = 5
-PLPGSQL_RUNS = 5
+BIG_RUNS = 6
+PLPGSQL_RUNS = 6
 EPOCH = datetime(2020, 1, 1, tzinfo=timezone.utc)
 
 HISTORY_DDL = (
@@ -200,8 +200,10 @@ class Bench:
     def run(self, key: str, command: list[str], url: str) -> Sample:
         """Run one process to the end; wall time and its own peak RSS (``wait4`` rusage)."""
         env = {**os.environ, "DATABASE_URL": url, "DJANGO_DEBUG": "0", "PYTHONUNBUFFERED": "1"}
-        # Flush what the previous command dirtied, or its checkpoint lands on this one.
+        # Flush what the previous command dirtied, or its checkpoint and the kernel's
+        # write-back land on this one.
         self.admin.execute("CHECKPOINT")
+        os.sync()
         with tempfile.TemporaryFile() as output:
             started = time.perf_counter()
             process = subprocess.Popen(
