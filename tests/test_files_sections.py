@@ -57,3 +57,9 @@ def test_statements_refused_in_a_transaction_are_found_anywhere_in_a_big_section
     refused = first_non_transactional(f"{filler}CREATE INDEX CONCURRENTLY i ON t (n);\n", 1)
     assert refused is not None and refused.line == 2
     assert first_non_transactional("SELECT 1;\n" * 200_000, 1) is None
+
+
+def test_alter_system_is_still_refused_in_a_transaction() -> None:
+    refused = first_non_transactional("SELECT 1;\nALTER\n  SYSTEM SET work_mem = '8MB';\n", 1)
+    assert refused is not None and refused.line == 2
+    assert first_non_transactional("CREATE TABLE system_users (id int);\n", 1) is None
