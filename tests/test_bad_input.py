@@ -95,7 +95,7 @@ def test_bad_arguments(target):
         ("sqlmigrate_down", "--to", "20990101000000_nope"): "--to 20990101000000_nope: no such migration",
         ("sqlmigrate_down", "0"): "cannot roll back 0 migrations: give a number of at least 1",
         ("sqlmigrate_down", "-2"): "cannot roll back -2 migrations",
-        ("sqlmigrate_down", "2"): "cannot roll back 2 migrations: only 1 are applied",
+        ("sqlmigrate_down", "2"): "cannot roll back 2 migrations: only 1 is applied",
         ("sqlmigrate_create", ""): "is empty",
         ("sqlmigrate_create", "../x"): "must not contain a path",
         ("sqlmigrate_create", "a/b"): "must not contain a path",
