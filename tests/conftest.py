@@ -41,6 +41,15 @@ def postgres_server() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def no_sqlmigrate_settings(settings: Any, tmp_path: Path) -> Any:
+    """Settings with every ``SQLMIGRATE_*`` removed and ``BASE_DIR`` in a temporary directory."""
+    for name in [name for name in dir(settings._wrapped) if name.startswith("SQLMIGRATE_")]:
+        delattr(settings, name)
+    settings.BASE_DIR = tmp_path
+    return settings
+
+
 @dataclass
 class CommandResult:
     code: int

@@ -25,14 +25,6 @@ def ids():
     return sorted(message.id for message in run_checks(tags=["sqlmigrate"]))
 
 
-@pytest.fixture
-def no_sqlmigrate_settings(settings, tmp_path):
-    for name in [name for name in dir(settings._wrapped) if name.startswith("SQLMIGRATE_")]:
-        delattr(settings, name)
-    settings.BASE_DIR = tmp_path
-    return settings
-
-
 def test_valid_configuration_has_no_messages(settings, tmp_path):
     (tmp_path / "20240101000000_create_t.sql").write_text(GOOD)
     settings.SQLMIGRATE_DIR = tmp_path

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import io
 
-import pytest
 from django.core.management import call_command
 
 from sqlmigrate_app import conf
-
-
-@pytest.fixture
-def no_sqlmigrate_settings(settings, tmp_path):
-    for name in [name for name in dir(settings._wrapped) if name.startswith("SQLMIGRATE_")]:
-        delattr(settings, name)
-    settings.BASE_DIR = tmp_path
-    return settings
 
 
 def test_defaults(no_sqlmigrate_settings, tmp_path):
