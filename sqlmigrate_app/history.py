@@ -52,11 +52,6 @@ class HistoryTable:
         with self.connection.cursor() as cursor:
             return self.table in self.connection.introspection.table_names(cursor)
 
-    def check_shape(self) -> None:
-        with self.connection.cursor() as cursor:
-            description = self.connection.introspection.get_table_description(cursor, self.table)
-        self._check_columns([column.name for column in description])
-
     def _check_columns(self, names: list[str]) -> None:
         columns = sorted(name.lower() for name in names)
         if columns != sorted(COLUMNS):
