@@ -20,7 +20,7 @@ from django.db import Error as DjangoDatabaseError
 from . import conf
 from .backends import StatementError, backend_for, driver_error
 from .errors import SqlMigrateError
-from .files import Migration, MigrationSet, Section, load_directory
+from .files import Migration, Section, load_directory
 from .history import AppliedMigration, HistoryError, HistoryTable
 
 APPLIED, PENDING, MODIFIED, MISSING = "applied", "pending", "modified", "missing"
@@ -202,7 +202,8 @@ class MigrationRunner:
             elif row.state == MISSING and row.id not in unreadable:
                 problems.append(Problem(MISSING, f"{self.directory / (row.id + '.sql')}: {self._missing(row.id)}"))
         problems += [
-            Problem("out_of_order", self._out_of_order_message(m, applied)) for m in self._late(found, applied)
+            Problem("out_of_order", self._out_of_order_message(m, applied))
+            for m in self._late(found.migrations, applied)
         ]
         return problems
 
@@ -229,9 +230,10 @@ class MigrationRunner:
         return rows
 
     @staticmethod
-    def _late(found: MigrationSet, applied: dict[str, AppliedMigration]) -> list[Migration]:
+    def _late(migrations: list[Migration], applied: dict[str, AppliedMigration]) -> list[Migration]:
+        """Pending migrations older than the newest applied one (a branch merged late)."""
         newest = max(applied, default=None)
-        return [m for m in found.migrations if newest and m.id not in applied and m.id < newest]
+        return [m for m in migrations if newest and m.id not in applied and m.id < newest]
 
     def _missing(self, migration_id: str) -> str:
         return f"migration {migration_id} was applied but its file is missing from {self.directory}"
@@ -295,8 +297,7 @@ class MigrationRunner:
         if to is not None and to not in files:
             raise SqlMigrateError(f"--to {to}: no such migration in {self.directory}")
         plan = [m for m in migrations if m.id not in applied and (to is None or m.id <= to)]
-        newest = max(applied, default=None)
-        late = [m for m in plan if newest and m.id < newest]
+        late = self._late(plan, applied)
         if late and not allow_out_of_order:
             raise SqlMigrateError(self._out_of_order_message(late[0], applied))
         return plan
