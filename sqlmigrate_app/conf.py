@@ -9,10 +9,10 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from .errors import SqlMigrateError
+from .files import TIMEOUT_RE
 
 DEFAULT_TABLE = "schema_migrations"
 TABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-DURATION_RE = re.compile(r"^\d+(\.\d+)?(ms|s|min|h|d)?$")
 
 
 def check_alias(using: str) -> str:
@@ -62,7 +62,7 @@ def _duration(setting: str) -> str | None:
     if value in (None, ""):
         return None
     normalised = str(value).replace(" ", "").lower()
-    if not DURATION_RE.match(normalised):
+    if not TIMEOUT_RE.match(normalised):
         raise SqlMigrateError(f"{setting} {value!r} is not a duration like 500ms, 5s or 2min")
     return normalised
 
