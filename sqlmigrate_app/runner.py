@@ -34,7 +34,7 @@ class MigrationFailed(SqlMigrateError):
         self.migration = migration
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MigrationStatus:
     id: str
     name: str
@@ -56,7 +56,7 @@ class MigrationStatus:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Problem:
     """One thing ``validate`` found wrong; ``kind`` is one of :data:`PROBLEM_KINDS`."""
 
@@ -99,7 +99,7 @@ def status_problem_kinds(rows: list[MigrationStatus]) -> set[str]:
     return kinds
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Result:
     migration: Migration
     action: str  # "applied", "faked", "rolled back" or "skipped"
