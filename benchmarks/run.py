@@ -46,6 +46,10 @@ BIG_ROWS = 50_000
 BIG_RUNS = 6
 PLPGSQL_RUNS = 6
 EPOCH = datetime(2020, 1, 1, tzinfo=timezone.utc)
+# ext4 without a journal will not reuse an inode within 30 s (35 if its block is dirty) of its
+# deletion, and scans past every such inode on each file it creates: after dropping thousands of
+# tables, the next command creating tables pays seconds for it. Timed runs wait this long.
+INODE_REUSE_DELAY = 36.0
 
 HISTORY_DDL = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} ("
@@ -179,6 +183,7 @@ class Bench:
         self.admin = psycopg.connect(server_url, autocommit=True)
         self.counter = 0
         self.samples: dict[str, list[Sample]] = {}
+        self.last_deletion = time.monotonic()  # whatever ran before us may have deleted files
 
     def database(self) -> str:
         """A fresh empty database; returns its URL."""
@@ -189,8 +194,21 @@ class Bench:
         parts = urlsplit(self.server_url)
         return urlunsplit(parts._replace(path="/" + name))
 
-    def drop(self, url: str) -> None:
-        self.admin.execute(f"DROP DATABASE IF EXISTS {urlsplit(url).path[1:]}")
+    def drop(self, *urls: str) -> None:
+        for url in urls:
+            self.admin.execute(f"DROP DATABASE IF EXISTS {urlsplit(url).path[1:]}")
+        self.deleted_files()
+
+    def deleted_files(self) -> None:
+        self.last_deletion = time.monotonic()
+
+    def settle(self, log: Callable[[str], None]) -> None:
+        """Wait until the files deleted last are old enough for ext4 to reuse their inodes
+        (see INODE_REUSE_DELAY), so no timed run pays for the previous one's clean-up."""
+        wait = self.last_deletion + INODE_REUSE_DELAY - time.monotonic()
+        if wait > 0:
+            log(f"  waiting {wait:.0f} s for deleted files to settle")
+            time.sleep(wait)
 
     def scalar(self, url: str, sql: str) -> object:
         with psycopg.connect(url) as conn:
@@ -234,6 +252,8 @@ def interleaved(round_no: int, *steps: Callable[[], object]) -> None:
 
 
 def bench_tables(bench: Bench, size: int, log: Callable[[str], None]) -> None:
+    """All fresh-up and no-op rounds first, then all the DOWN rounds, then the clean-up: no
+    command that creates files runs soon after thousands were deleted."""
     directory = bench.workdir / f"tables_{size}"
     directory.mkdir()
     write_tables(directory, size)
@@ -242,8 +262,11 @@ def bench_tables(bench: Bench, size: int, log: Callable[[str], None]) -> None:
     down = psql_down_script(migrations, bench.workdir / f"tables_{size}_down.psql")
     d = str(directory)
     k = f"{size}:"
+    bench.settle(log)
+    pairs = []
     for round_no in range(RUNS[size]):
         ref_db, our_db = bench.database(), bench.database()
+        pairs.append((ref_db, our_db))
         interleaved(
             round_no,
             partial(bench.psql, k + "psql_up", ref_db, up),
@@ -260,15 +283,17 @@ def bench_tables(bench: Bench, size: int, log: Callable[[str], None]) -> None:
                 partial(bench.manage, k + "status", our_db, "sqlmigrate_status", "--dir", d),
                 partial(bench.manage, k + "validate", our_db, "sqlmigrate_validate", "--dir", d),
             )
+        log(f"  {size} migrations, round {round_no + 1}/{RUNS[size]}: {brief(bench, k)}")
+    for round_no, (ref_db, our_db) in enumerate(pairs):
         interleaved(
             round_no,
             partial(bench.psql, k + "psql_down", ref_db, down),
             partial(bench.manage, k + "down_all", our_db, "sqlmigrate_down", str(size), "--dir", d),
         )
         assert bench.scalar(our_db, f"SELECT count(*) FROM {TABLE}") == 0
-        bench.drop(ref_db)
-        bench.drop(our_db)
-        log(f"  {size} migrations, round {round_no + 1}/{RUNS[size]}: {brief(bench, k)}")
+        bench.deleted_files()
+        log(f"  {size} migrations, down round {round_no + 1}/{RUNS[size]}: {brief(bench, k, 'down')}")
+    bench.drop(*(db for pair in pairs for db in pair))
 
 
 def bench_single(
@@ -280,24 +305,27 @@ def bench_single(
     migrations = load_directory(directory).migrations
     up = psql_up_script(migrations, bench.workdir / f"{name}_up.psql")
     k = f"{name}:"
+    bench.settle(log)
+    databases = []
     for round_no in range(runs):
         ref_db, our_db = bench.database(), bench.database()
+        databases += [ref_db, our_db]
         interleaved(
             round_no,
             partial(bench.psql, k + "psql_up", ref_db, up),
             partial(bench.manage, k + "up_fresh", our_db, "sqlmigrate_up", "--dir", str(directory)),
         )
         assert bench.scalar(our_db, f"SELECT count(*) FROM {TABLE}") == len(migrations)
-        bench.drop(ref_db)
-        bench.drop(our_db)
         log(f"  {name}, round {round_no + 1}/{runs}: {brief(bench, k)}")
+    bench.drop(*databases)
 
 
-def brief(bench: Bench, prefix: str) -> str:
+def brief(bench: Bench, prefix: str, containing: str = "") -> str:
+    """The latest sample of each figure of a workload."""
     return ", ".join(
         f"{key[len(prefix) :]} {samples[-1].seconds:.2f}s"
         for key, samples in bench.samples.items()
-        if key.startswith(prefix)
+        if key.startswith(prefix) and containing in key
     )
 
 
