@@ -310,11 +310,16 @@ def bench_single(
     for round_no in range(runs):
         ref_db, our_db = bench.database(), bench.database()
         databases += [ref_db, our_db]
-        interleaved(
-            round_no,
+        steps = [
             partial(bench.psql, k + "psql_up", ref_db, up),
             partial(bench.manage, k + "up_fresh", our_db, "sqlmigrate_up", "--dir", str(directory)),
-        )
+        ]
+        if len(migrations) == 1:
+            floor_db = bench.database()
+            databases.append(floor_db)
+            floor = [sys.executable, str(ROOT / "benchmarks" / "one_round_trip.py"), floor_db, str(migrations[0].path)]
+            steps.append(partial(bench.run, k + "psycopg_floor", floor, floor_db))
+        interleaved(round_no, *steps)
         assert bench.scalar(our_db, f"SELECT count(*) FROM {TABLE}") == len(migrations)
         log(f"  {name}, round {round_no + 1}/{runs}: {brief(bench, k)}")
     bench.drop(*databases)
@@ -432,6 +437,11 @@ def table(bench: Bench, sizes: tuple[int, ...]) -> str:
         lines.append(
             f"{label:<{width}} psql {ref:.3f} s, sqlmigrate_up {ours:.3f} s ({rss:.0f} MB): {ours / ref:.3f} x psql"
         )
+        floor = median(bench, f"{name}:psycopg_floor")
+        if floor is not None:
+            lines.append(
+                f"{'':<{width}} bare psycopg, one round trip, no Django: {floor:.3f} s ({floor / ref:.3f} x psql)"
+            )
     return "\n".join(lines)
 
 
