@@ -146,20 +146,20 @@ class PostgresBackend(Backend):
     def run_section(self, cursor: Any, section: Section) -> None:
         """The whole section in one round trip: the server parses it, as psql would."""
         try:
-            self._simple_query(section.sql)
+            self._simple_query(cursor, section.sql)
         except driver_error(self.connection) as exc:
             raise StatementError(exc, self._error_line(exc, section)) from exc
 
     def run_statements(self, cursor: Any, statements: list[Statement], ran: list[Statement] | None = None) -> None:
         for statement in statements:
             try:
-                self._simple_query(statement.sql)
+                self._simple_query(cursor, statement.sql)
             except driver_error(self.connection) as exc:
                 raise StatementError(exc, statement.line) from exc
             if ran is not None:
                 ran.append(statement)
 
-    def _simple_query(self, sql: str) -> None:
+    def _simple_query(self, cursor: Any, sql: str) -> None:
         """Send ``sql`` in one simple-query message and read its results one at a time, dropping
         each: ``cursor.execute`` would hold one result per statement until the last arrived.
 
@@ -169,6 +169,9 @@ class PostgresBackend(Backend):
         """
         self.connection.ensure_connection()
         conn = self.connection.connection
+        if not hasattr(conn, "pgconn"):  # psycopg2: its execute() keeps only the last result
+            cursor.execute(sql)
+            return
         with conn.lock:
             conn.wait(conn._start_query())  # BEGIN (with the isolation level), unless in a transaction
             encoding = conn.info.encoding

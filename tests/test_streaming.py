@@ -91,7 +91,9 @@ def test_a_section_run_first_in_a_transaction_begins_it(target):
     connections[target.alias].close()
     backend = backend_for(connections[target.alias])
     with pytest.raises(ZeroDivisionError), transaction.atomic(using=target.alias):
-        backend.run_section(None, Section("CREATE TABLE filled (id INTEGER);\nINSERT INTO filled VALUES (1);", 2))
+        backend.run_section(
+            backend.raw_cursor(), Section("CREATE TABLE filled (id INTEGER);\nINSERT INTO filled VALUES (1);", 2)
+        )
         1 / 0  # noqa: B018
 
     assert "filled" not in target.tables()
