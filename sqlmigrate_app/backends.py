@@ -100,27 +100,33 @@ class PostgresBackend(Backend):
         cursor = self.raw_cursor()
         cursor.execute("SELECT current_schema()")
         key = advisory_lock_key(cursor.fetchone()[0], table)
-        self._notice_dead_client(cursor)
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        if not cursor.fetchone()[0]:
-            on_wait()
-            self._wait_for_lock(cursor, key, timeout)
+        with self._notice_dead_client(cursor):
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+            if not cursor.fetchone()[0]:
+                on_wait()
+                self._wait_for_lock(cursor, key, timeout)
+            try:
+                yield
+            finally:
+                if not self.connection_lost():
+                    self.raw_cursor().execute("SELECT pg_advisory_unlock(%s)", [key])
+
+    @contextmanager
+    def _notice_dead_client(self, cursor: Any) -> Iterator[None]:
+        """Have the server end this session within a second of the client dying (PostgreSQL 14+
+        on Linux), so a runner killed during a long statement does not keep the lock until the
+        statement ends. The setting is reset afterwards: the session may be the app's own."""
+        checking = getattr(self.connection, "pg_version", 0) >= 140000
+        if checking:
+            try:
+                cursor.execute("SET client_connection_check_interval = '1s'")
+            except driver_error(self.connection):
+                checking = False  # no kernel support: the lock lasts until the statement ends
         try:
             yield
         finally:
-            if not self.connection_lost():
-                self.raw_cursor().execute("SELECT pg_advisory_unlock(%s)", [key])
-
-    def _notice_dead_client(self, cursor: Any) -> None:
-        """Have the server end this session within a second of the client dying (PostgreSQL 14+
-        on Linux), so a runner killed during a long statement does not keep the lock until the
-        statement ends."""
-        if getattr(self.connection, "pg_version", 0) < 140000:
-            return
-        try:
-            cursor.execute("SET client_connection_check_interval = '1s'")
-        except driver_error(self.connection):
-            pass  # a platform without the kernel support: the lock lasts until the statement ends
+            if checking and not self.connection_lost():
+                self.raw_cursor().execute("RESET client_connection_check_interval")
 
     def _wait_for_lock(self, cursor: Any, key: int, timeout: float | None) -> None:
         if timeout is None:
@@ -140,9 +146,38 @@ class PostgresBackend(Backend):
     def run_section(self, cursor: Any, section: Section) -> None:
         """The whole section in one round trip: the server parses it, as psql would."""
         try:
-            cursor.execute(section.sql)
+            self._simple_query(cursor, section.sql)
         except driver_error(self.connection) as exc:
             raise StatementError(exc, self._error_line(exc, section)) from exc
+
+    def run_statements(self, cursor: Any, statements: list[Statement], ran: list[Statement] | None = None) -> None:
+        for statement in statements:
+            try:
+                self._simple_query(cursor, statement.sql)
+            except driver_error(self.connection) as exc:
+                raise StatementError(exc, statement.line) from exc
+            if ran is not None:
+                ran.append(statement)
+
+    def _simple_query(self, cursor: Any, sql: str) -> None:
+        """Send ``sql`` in one simple-query message and read its results one at a time, dropping
+        each: ``cursor.execute`` would hold one result per statement until the last arrived.
+
+        Mirrors psycopg's ``execute``: under the connection's lock, begin the transaction as
+        psycopg would (Django's ``atomic`` leaves that to the first query), and drive the I/O
+        through ``Connection.wait``, which cancels the query on Ctrl-C.
+        """
+        self.connection.ensure_connection()
+        conn = self.connection.connection
+        if not hasattr(conn, "pgconn"):  # psycopg2: its execute() keeps only the last result
+            cursor.execute(sql)
+            return
+        with conn.lock:
+            conn.wait(conn._start_query())  # BEGIN (with the isolation level), unless in a transaction
+            encoding = conn.info.encoding
+            error = conn.wait(_simple_query_gen(conn.pgconn, sql.encode(encoding), encoding))
+        if error is not None:
+            raise error
 
     @staticmethod
     def _error_line(exc: Exception, section: Section) -> int | None:
@@ -228,6 +263,68 @@ class SQLiteBackend(Backend):
 
     def split(self, section: Section) -> list[Statement]:
         return split_sqlite(section.sql, section.line)
+
+
+def _simple_query_gen(pgconn: Any, query: bytes, encoding: str) -> Any:
+    """psycopg's ``execute`` generator, reading results one by one instead of into a list.
+
+    Returns the first error (the server skips the rest of the query after it) and reads on to
+    the end either way, so the connection is ready for the ROLLBACK. COPY to or from the client
+    is refused: sqlmigrate has no data to send nor anywhere to put what comes back.
+    """
+    from psycopg import ProgrammingError, errors, generators, pq
+
+    copy_states = (pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH)
+    pgconn.send_query(query)
+    yield from generators.send(pgconn)
+    first_error = None
+    while True:
+        try:
+            result = yield from generators.fetch(pgconn)
+        except errors.DatabaseError:
+            if first_error is None:
+                raise
+            return first_error  # the server closed the connection after saying why
+        if result is None:
+            return first_error
+        status, error = result.status, None
+        if status == pq.ExecStatus.FATAL_ERROR:
+            error = errors.error_from_result(result, encoding=encoding)
+        elif status in copy_states:
+            yield from _leave_copy(pgconn, pq.ExecStatus(status))
+            error = ProgrammingError(COPY_REFUSED[pq.ExecStatus(status).name])
+        first_error = first_error or error
+
+
+COPY_REFUSED = {
+    "COPY_IN": "COPY ... FROM STDIN cannot run in a migration: there is no input to read; "
+    "use INSERT, or COPY from a file on the server",
+    "COPY_OUT": "COPY ... TO STDOUT cannot run in a migration: its output would be lost; "
+    "COPY to a file on the server instead",
+    "COPY_BOTH": "COPY in both directions (replication) cannot run in a migration",
+}
+
+
+def _leave_copy(pgconn: Any, status: Any) -> Any:
+    """End COPY mode: a COPY FROM STDIN fails (CopyFail), a COPY TO STDOUT's rows are read and
+    dropped; either way the server then goes on to its next result."""
+    from psycopg import generators, pq
+    from psycopg.waiting import Wait
+
+    if status != pq.ExecStatus.COPY_OUT:
+        # COPY_IN: CopyFail aborts the statement. COPY_BOTH: CopyDone, then read what is left.
+        message = b"COPY FROM STDIN cannot run in a migration" if status == pq.ExecStatus.COPY_IN else None
+        while pgconn.put_copy_end(message) == 0:
+            while not (yield Wait.W):
+                continue
+        yield from generators.send(pgconn)
+        if status == pq.ExecStatus.COPY_IN:
+            return
+    while (size := pgconn.get_copy_data(1)[0]) != -1:
+        if size == 0:
+            while not (yield Wait.R):
+                continue
+            pgconn.consume_input()
 
 
 def backend_for(connection: BaseDatabaseWrapper) -> Backend:
