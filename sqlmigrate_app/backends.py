@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from time import monotonic, sleep
@@ -31,12 +31,16 @@ class LockTimeout(SqlMigrateError):
 
 
 class StatementError(Exception):
-    """A database error while running a section, with the file line it came from (if known)."""
+    """A database error while running a section, with the file line it came from (if known).
 
-    def __init__(self, error: Exception, line: int | None) -> None:
+    ``in_prelude`` when one of the statements sent ahead of the section failed, not the section.
+    """
+
+    def __init__(self, error: Exception, line: int | None, in_prelude: bool = False) -> None:
         super().__init__(str(error))
         self.error = error
         self.line = line
+        self.in_prelude = in_prelude
 
 
 class Backend:
@@ -57,8 +61,14 @@ class Backend:
     def split(self, section: Section) -> list[Statement]:
         return split(section.sql, section.line)
 
-    def run_section(self, cursor: Any, section: Section) -> None:
-        """Run a section inside the current transaction, statement by statement."""
+    def run_section(self, cursor: Any, section: Section, prelude: Sequence[str] = ()) -> None:
+        """Run the ``prelude`` statements, then the section, inside the current transaction,
+        statement by statement."""
+        for sql in prelude:
+            try:
+                cursor.execute(sql)
+            except driver_error(self.connection) as exc:
+                raise StatementError(exc, None, in_prelude=True) from exc
         self.run_statements(cursor, self.split(section))
 
     def run_statements(self, cursor: Any, statements: list[Statement], ran: list[Statement] | None = None) -> None:
@@ -70,9 +80,16 @@ class Backend:
             if ran is not None:
                 ran.append(statement)
 
+    def timeout_statements(self, migration: Migration, defaults: dict[str, str | None], local: bool) -> list[str]:
+        """The statements that apply the migration's timeouts (none where there are none)."""
+        return []
+
     def set_timeouts(self, cursor: Any, migration: Migration, defaults: dict[str, str | None], local: bool) -> bool:
         """Apply the migration's timeouts; True when something must be reset afterwards."""
-        return False
+        statements = self.timeout_statements(migration, defaults, local)
+        for sql in statements:
+            cursor.execute(sql)
+        return bool(statements)
 
     def reset_timeouts(self, cursor: Any) -> None:
         pass
@@ -137,33 +154,49 @@ class PostgresBackend(Backend):
             if not self.connection_lost():
                 cursor.execute("RESET lock_timeout")
 
-    def run_section(self, cursor: Any, section: Section) -> None:
-        """The whole section in one round trip: the server parses it, as psql would."""
+    def run_section(self, cursor: Any, section: Section, prelude: Sequence[str] = ()) -> None:
+        """The prelude and the whole section in one round trip: the server parses it, as psql
+        would. When the transaction has not begun yet, its BEGIN travels with them too."""
+        head = "".join(f"{sql};\n" for sql in [*self._begin(), *prelude])
         try:
-            cursor.execute(section.sql)
+            cursor.execute(head + section.sql if head else section.sql)
         except driver_error(self.connection) as exc:
-            raise StatementError(exc, self._error_line(exc, section)) from exc
+            position = int(getattr(getattr(exc, "diag", None), "statement_position", None) or 0)
+            if position and position <= len(head):
+                raise StatementError(exc, None, in_prelude=True) from exc
+            raise StatementError(exc, self._error_line(exc, section, len(head))) from exc
+
+    def _begin(self) -> list[str]:
+        """The BEGIN psycopg would send on its own, in a round trip of its own, before the
+        first statement of a transaction (same options: isolation level, read only, deferrable)."""
+        raw = self.connection.connection
+        if raw.autocommit or raw.info.transaction_status.name != "IDLE":
+            return []
+        parts = ["BEGIN"]
+        if raw.isolation_level is not None:
+            parts.append(f"ISOLATION LEVEL {raw.isolation_level.name.replace('_', ' ')}")
+        if raw.read_only is not None:
+            parts.append("READ ONLY" if raw.read_only else "READ WRITE")
+        if raw.deferrable is not None:
+            parts.append("DEFERRABLE" if raw.deferrable else "NOT DEFERRABLE")
+        return [" ".join(parts)]
 
     @staticmethod
-    def _error_line(exc: Exception, section: Section) -> int | None:
-        position = getattr(getattr(exc, "diag", None), "statement_position", None)
-        if not position:
+    def _error_line(exc: Exception, section: Section, offset: int = 0) -> int | None:
+        """The file line of the server's error position, ``offset`` characters sent ahead."""
+        position = int(getattr(getattr(exc, "diag", None), "statement_position", None) or 0) - offset
+        if position <= 0:
             return None
-        return section.line + section.sql.count("\n", 0, int(position) - 1)
+        return section.line + section.sql.count("\n", 0, position - 1)
 
-    def set_timeouts(self, cursor: Any, migration: Migration, defaults: dict[str, str | None], local: bool) -> bool:
+    def timeout_statements(self, migration: Migration, defaults: dict[str, str | None], local: bool) -> list[str]:
         scope = "SET LOCAL" if local else "SET"
         values = {
             "lock_timeout": migration.lock_timeout or defaults.get("lock_timeout"),
             "statement_timeout": migration.statement_timeout or defaults.get("statement_timeout"),
         }
-        changed = False
-        for setting, value in values.items():
-            if value:
-                # Values are checked against a strict duration pattern, so quoting is safe.
-                cursor.execute(f"{scope} {setting} = '{value}'")
-                changed = True
-        return changed
+        # Values are checked against a strict duration pattern, so quoting is safe.
+        return [f"{scope} {setting} = '{value}'" for setting, value in values.items() if value]
 
     def reset_timeouts(self, cursor: Any) -> None:
         cursor.execute("RESET lock_timeout")
