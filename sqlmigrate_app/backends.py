@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from time import monotonic, sleep
@@ -31,12 +31,16 @@ class LockTimeout(SqlMigrateError):
 
 
 class StatementError(Exception):
-    """A database error while running a section, with the file line it came from (if known)."""
+    """A database error while running a section, with the file line it came from (if known).
 
-    def __init__(self, error: Exception, line: int | None) -> None:
+    ``in_prelude`` when one of the statements sent ahead of the section failed, not the section.
+    """
+
+    def __init__(self, error: Exception, line: int | None, in_prelude: bool = False) -> None:
         super().__init__(str(error))
         self.error = error
         self.line = line
+        self.in_prelude = in_prelude
 
 
 class Backend:
@@ -57,9 +61,18 @@ class Backend:
     def split(self, section: Section) -> list[Statement]:
         return split(section.sql, section.line)
 
-    def run_section(self, cursor: Any, section: Section) -> None:
-        """Run a section inside the current transaction, statement by statement."""
+    def run_section(self, cursor: Any, section: Section, prelude: Sequence[str] = ()) -> None:
+        """Run the ``prelude`` statements, then the section, inside the current transaction,
+        statement by statement."""
+        self.run_prelude(cursor, prelude)
         self.run_statements(cursor, self.split(section))
+
+    def run_prelude(self, cursor: Any, prelude: Sequence[str]) -> None:
+        for sql in prelude:
+            try:
+                cursor.execute(sql)
+            except driver_error(self.connection) as exc:
+                raise StatementError(exc, None, in_prelude=True) from exc
 
     def run_statements(self, cursor: Any, statements: list[Statement], ran: list[Statement] | None = None) -> None:
         for statement in statements:
@@ -70,9 +83,16 @@ class Backend:
             if ran is not None:
                 ran.append(statement)
 
+    def timeout_statements(self, migration: Migration, defaults: dict[str, str | None], local: bool) -> list[str]:
+        """The statements that apply the migration's timeouts (none where there are none)."""
+        return []
+
     def set_timeouts(self, cursor: Any, migration: Migration, defaults: dict[str, str | None], local: bool) -> bool:
         """Apply the migration's timeouts; True when something must be reset afterwards."""
-        return False
+        statements = self.timeout_statements(migration, defaults, local)
+        for sql in statements:
+            cursor.execute(sql)
+        return bool(statements)
 
     def reset_timeouts(self, cursor: Any) -> None:
         pass
@@ -143,62 +163,93 @@ class PostgresBackend(Backend):
             if not self.connection_lost():
                 cursor.execute("RESET lock_timeout")
 
-    def run_section(self, cursor: Any, section: Section) -> None:
-        """The whole section in one round trip: the server parses it, as psql would."""
-        try:
-            self._simple_query(cursor, section.sql)
-        except driver_error(self.connection) as exc:
-            raise StatementError(exc, self._error_line(exc, section)) from exc
+    def run_section(self, cursor: Any, section: Section, prelude: Sequence[str] = ()) -> None:
+        """The prelude and the whole section in one round trip: the server parses it, as psql
+        would. When the transaction has not begun yet, its BEGIN travels with them too."""
+        conn = self._psycopg_connection()
+        if conn is None:  # psycopg2: no libpq access; its execute() keeps only the last result
+            self.run_prelude(cursor, prelude)
+            try:
+                cursor.execute(section.sql)
+            except driver_error(self.connection) as exc:
+                raise StatementError(exc, self._error_line(exc, section)) from exc
+            return
+        with conn.lock:
+            head = [*self._begin(conn), *prelude]
+            text = "".join(f"{sql};\n" for sql in head)
+            error, failed_at = self._simple_query(conn, text + section.sql)
+        if error is None:
+            return
+        # A syntax error stops the server before it runs anything, so where it is comes from its
+        # position; other errors are placed by how many statements had run.
+        position = int(getattr(getattr(error, "diag", None), "statement_position", None) or 0)
+        if (position <= len(text)) if position else (failed_at < len(head)):
+            raise StatementError(error, None, in_prelude=True) from error
+        raise StatementError(error, self._error_line(error, section, len(text))) from error
 
     def run_statements(self, cursor: Any, statements: list[Statement], ran: list[Statement] | None = None) -> None:
+        conn = self._psycopg_connection()
+        if conn is None:
+            super().run_statements(cursor, statements, ran)
+            return
         for statement in statements:
-            try:
-                self._simple_query(cursor, statement.sql)
-            except driver_error(self.connection) as exc:
-                raise StatementError(exc, statement.line) from exc
+            with conn.lock:
+                begin = "".join(f"{sql};\n" for sql in self._begin(conn))
+                error, _ = self._simple_query(conn, begin + statement.sql)
+            if error is not None:
+                raise StatementError(error, statement.line) from error
             if ran is not None:
                 ran.append(statement)
 
-    def _simple_query(self, cursor: Any, sql: str) -> None:
-        """Send ``sql`` in one simple-query message and read its results one at a time, dropping
-        each: ``cursor.execute`` would hold one result per statement until the last arrived.
-
-        Mirrors psycopg's ``execute``: under the connection's lock, begin the transaction as
-        psycopg would (Django's ``atomic`` leaves that to the first query), and drive the I/O
-        through ``Connection.wait``, which cancels the query on Ctrl-C.
-        """
+    def _psycopg_connection(self) -> Any:
+        """The psycopg 3 connection under Django's, or None for psycopg2."""
         self.connection.ensure_connection()
         conn = self.connection.connection
-        if not hasattr(conn, "pgconn"):  # psycopg2: its execute() keeps only the last result
-            cursor.execute(sql)
-            return
-        with conn.lock:
-            conn.wait(conn._start_query())  # BEGIN (with the isolation level), unless in a transaction
-            encoding = conn.info.encoding
-            error = conn.wait(_simple_query_gen(conn.pgconn, sql.encode(encoding), encoding))
-        if error is not None:
-            raise error
+        return conn if hasattr(conn, "pgconn") else None
 
     @staticmethod
-    def _error_line(exc: Exception, section: Section) -> int | None:
-        position = getattr(getattr(exc, "diag", None), "statement_position", None)
-        if not position:
-            return None
-        return section.line + section.sql.count("\n", 0, int(position) - 1)
+    def _simple_query(conn: Any, sql: str) -> tuple[Exception | None, int]:
+        """Send ``sql`` in one simple-query message and read its results one at a time, dropping
+        each (``cursor.execute`` would hold one per statement until the last arrived); return
+        the first error and how many results came before it. Call with ``conn.lock`` held.
 
-    def set_timeouts(self, cursor: Any, migration: Migration, defaults: dict[str, str | None], local: bool) -> bool:
+        The I/O goes through ``Connection.wait``, which cancels the query on Ctrl-C.
+        """
+        encoding = conn.info.encoding
+        result: tuple[Exception | None, int] = conn.wait(_simple_query_gen(conn.pgconn, sql.encode(encoding), encoding))
+        return result
+
+    @staticmethod
+    def _begin(conn: Any) -> list[str]:
+        """The BEGIN psycopg would send in a round trip of its own before the first statement of
+        a transaction (with the same options: isolation level, read only, deferrable)."""
+        if conn.autocommit or conn.info.transaction_status.name != "IDLE":
+            return []
+        parts = ["BEGIN"]
+        if conn.isolation_level is not None:
+            parts.append(f"ISOLATION LEVEL {conn.isolation_level.name.replace('_', ' ')}")
+        if conn.read_only is not None:
+            parts.append("READ ONLY" if conn.read_only else "READ WRITE")
+        if conn.deferrable is not None:
+            parts.append("DEFERRABLE" if conn.deferrable else "NOT DEFERRABLE")
+        return [" ".join(parts)]
+
+    @staticmethod
+    def _error_line(exc: Exception, section: Section, offset: int = 0) -> int | None:
+        """The file line of the server's error position, ``offset`` characters sent ahead."""
+        position = int(getattr(getattr(exc, "diag", None), "statement_position", None) or 0) - offset
+        if position <= 0:
+            return None
+        return section.line + section.sql.count("\n", 0, position - 1)
+
+    def timeout_statements(self, migration: Migration, defaults: dict[str, str | None], local: bool) -> list[str]:
         scope = "SET LOCAL" if local else "SET"
         values = {
             "lock_timeout": migration.lock_timeout or defaults.get("lock_timeout"),
             "statement_timeout": migration.statement_timeout or defaults.get("statement_timeout"),
         }
-        changed = False
-        for setting, value in values.items():
-            if value:
-                # Values are checked against a strict duration pattern, so quoting is safe.
-                cursor.execute(f"{scope} {setting} = '{value}'")
-                changed = True
-        return changed
+        # Values are checked against a strict duration pattern, so quoting is safe.
+        return [f"{scope} {setting} = '{value}'" for setting, value in values.items() if value]
 
     def reset_timeouts(self, cursor: Any) -> None:
         cursor.execute("RESET lock_timeout")
@@ -268,32 +319,35 @@ class SQLiteBackend(Backend):
 def _simple_query_gen(pgconn: Any, query: bytes, encoding: str) -> Any:
     """psycopg's ``execute`` generator, reading results one by one instead of into a list.
 
-    Returns the first error (the server skips the rest of the query after it) and reads on to
-    the end either way, so the connection is ready for the ROLLBACK. COPY to or from the client
-    is refused: sqlmigrate has no data to send nor anywhere to put what comes back.
+    Returns the first error (the server skips the rest of the query after it) with the number
+    of results before it, and reads on to the end either way, so the connection is ready for
+    the ROLLBACK. COPY to or from the client is refused: sqlmigrate has no data to send nor
+    anywhere to put what comes back.
     """
     from psycopg import ProgrammingError, errors, generators, pq
 
     copy_states = (pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH)
     pgconn.send_query(query)
     yield from generators.send(pgconn)
-    first_error = None
+    first_error, failed_at, count = None, 0, 0
     while True:
         try:
             result = yield from generators.fetch(pgconn)
         except errors.DatabaseError:
             if first_error is None:
                 raise
-            return first_error  # the server closed the connection after saying why
+            return first_error, failed_at  # the server closed the connection after saying why
         if result is None:
-            return first_error
+            return first_error, failed_at
         status, error = result.status, None
         if status == pq.ExecStatus.FATAL_ERROR:
             error = errors.error_from_result(result, encoding=encoding)
         elif status in copy_states:
             yield from _leave_copy(pgconn, pq.ExecStatus(status))
             error = ProgrammingError(COPY_REFUSED[pq.ExecStatus(status).name])
-        first_error = first_error or error
+        if error is not None and first_error is None:
+            first_error, failed_at = error, count
+        count += 1
 
 
 COPY_REFUSED = {

@@ -7,6 +7,7 @@ refused and never written to.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
@@ -18,6 +19,7 @@ from .conf import TABLE_NAME_RE
 from .errors import SqlMigrateError
 
 COLUMNS = ("id", "name", "executed_at", "checksum")
+PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_ ]*")
 
 
 class HistoryError(SqlMigrateError):
@@ -91,6 +93,15 @@ class HistoryTable:
             applied = [AppliedMigration(row[at[0]], row[at[1]], _as_datetime(row[at[2]]), row[at[3]]) for row in cursor]
         applied.sort(key=attrgetter("id"))
         return {migration.id: migration for migration in applied}
+
+    def insert_sql(self, migration_id: str, name: str, checksum: str) -> str:
+        """The history INSERT as one literal statement, to travel with a section in its round
+        trip. Only for values that need no escaping (as file names and hex checksums give)."""
+        values = (migration_id, name, checksum)
+        if not all(PLAIN_VALUE_RE.fullmatch(value) for value in values):
+            raise ValueError(f"not a plain history value: {values!r}")
+        quoted = ", ".join(f"'{value}'" for value in values)
+        return f"INSERT INTO {self.quoted} (id, name, checksum) VALUES ({quoted})"
 
     def insert(self, migration_id: str, name: str, checksum: str) -> None:
         with self.connection.cursor() as cursor:

@@ -341,13 +341,24 @@ class MigrationRunner:
         try:
             with transaction.atomic(using=self.using):
                 cursor = self.backend.raw_cursor()
+                if section is not None and record == self._claim:
+                    # The history row goes ahead of the SQL in the same call: on PostgreSQL the
+                    # BEGIN, timeouts, row and section then make a single round trip.
+                    claim = self.history.insert_sql(migration.id, migration.name, migration.checksum)
+                    timeouts = self.backend.timeout_statements(migration, self.timeouts, local=True)
+                    self.backend.run_section(cursor, section, [*timeouts, claim])
+                    return
                 self.backend.set_timeouts(cursor, migration, self.timeouts, local=True)
                 record(migration)
                 if section is not None:
                     self.backend.run_section(cursor, section)
         except StatementError as exc:
             assert section is not None
-            raise self._failure(migration, section, exc, None) from exc
+            if not exc.in_prelude:
+                raise self._failure(migration, section, exc, None) from exc
+            if isinstance(exc.error, self.connection.Database.IntegrityError):  # type: ignore[attr-defined]
+                raise _AlreadyDone from None  # another runner's history row: see _claim
+            raise exc.error from None
 
     def _without_transaction(self, migration: Migration, section: Section, up: bool = True) -> None:
         if self.connection.in_atomic_block:

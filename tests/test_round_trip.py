@@ -1,0 +1,95 @@
+"""A migration's history row, timeouts and SQL travel together (one round trip on PostgreSQL,
+with the BEGIN psycopg would otherwise send alone): what that must not change."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+import pytest
+from django.db import connections
+from psycopg import IsolationLevel
+
+from sqlmigrate_app.files import Migration
+from sqlmigrate_app.runner import MigrationRunner, Reporter
+
+
+class InsertsRowFirst(Reporter):
+    """Another runner writes the history row of ``migration_id`` just before we claim it."""
+
+    def __init__(self, target, migration_id: str) -> None:
+        self.target = target
+        self.migration_id = migration_id
+
+    def starting(self, migration: Migration, action: str) -> None:
+        if migration.id != self.migration_id:
+            return
+        row = (migration.id, migration.name, migration.checksum)
+        if self.target.vendor == "postgresql":
+            with psycopg.connect(self.target.url, autocommit=True) as other:
+                other.execute("INSERT INTO schema_migrations (id, name, checksum) VALUES (%s, %s, %s)", row)
+        else:
+            other = sqlite3.connect(self.target.url.removeprefix("sqlite:///"))
+            with other:
+                other.execute("INSERT INTO schema_migrations (id, name, checksum) VALUES (?, ?, ?)", row)
+            other.close()
+
+
+def test_a_migration_claimed_by_another_runner_is_skipped_and_its_sql_not_run(target):
+    target.migration("20240101000001_one", "CREATE TABLE one (id integer);")
+    target.migration("20240101000002_two", "CREATE TABLE two (id integer);")
+    target.migration("20240101000003_three", "CREATE TABLE three (id integer);")
+    runner = MigrationRunner(
+        using=target.alias,
+        directory=target.directory,
+        reporter=InsertsRowFirst(target, "20240101000002_two"),
+    )
+
+    results = runner.migrate()
+
+    assert [(r.migration.id, r.action) for r in results] == [
+        ("20240101000001_one", "applied"),
+        ("20240101000002_two", "skipped"),
+        ("20240101000003_three", "applied"),
+    ]
+    assert {"one", "three"} <= target.tables() and "two" not in target.tables()
+    assert target.history() == ["20240101000001_one", "20240101000002_two", "20240101000003_three"]
+
+
+def test_error_line_is_right_with_timeouts_and_history_row_sent_ahead(target):
+    target.migration(
+        "20240101000001_broken",
+        "CREATE TABLE ok (id integer);\nSELECT 1;\nSELEC oops;\n",
+        header="-- sqlmigrate: lock-timeout=5s\n-- sqlmigrate: statement-timeout=1min\n",
+    )
+
+    result = target.call("sqlmigrate_up")
+
+    assert result.code == 1
+    assert "20240101000001_broken.sql:6:" in result.err
+    assert "ok" not in target.tables()
+    assert target.history() == []
+
+
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({}, ("read committed", "off")),
+        ({"isolation_level": IsolationLevel.SERIALIZABLE}, ("serializable", "off")),
+        ({"isolation_level": IsolationLevel.REPEATABLE_READ}, ("repeatable read", "off")),
+    ],
+)
+def test_the_transaction_begins_with_the_connections_own_options(target, options, expected):
+    connections[target.alias].close()
+    connections.settings[target.alias].setdefault("OPTIONS", {}).update(options)
+    connections[target.alias].settings_dict.setdefault("OPTIONS", {}).update(options)
+    target.migration(
+        "20240101000001_seen",
+        "CREATE TABLE seen AS SELECT current_setting('transaction_isolation') AS isolation,"
+        " current_setting('transaction_read_only') AS read_only;",
+    )
+
+    assert target.call("sqlmigrate_up").code == 0
+
+    assert target.query("SELECT isolation, read_only FROM seen") == [expected]
