@@ -216,25 +216,30 @@ class Bench:
         return row[0] if row else None
 
     def run(self, key: str, command: list[str], url: str) -> Sample:
-        """Run one process to the end; wall time and its own peak RSS (``wait4`` rusage)."""
+        """Run one process to the end; its wall time and its own peak RSS, both taken by
+        ``measure.py`` (see there why not from here)."""
         env = {**os.environ, "DATABASE_URL": url, "DJANGO_DEBUG": "0", "PYTHONUNBUFFERED": "1"}
         # Flush what the previous command dirtied, or its checkpoint and the kernel's
         # write-back land on this one.
         self.admin.execute("CHECKPOINT")
         os.sync()
+        result = self.workdir / "measure.json"
         with tempfile.TemporaryFile() as output:
-            started = time.perf_counter()
-            process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+            subprocess.run(
+                [sys.executable, "-S", str(ROOT / "benchmarks" / "measure.py"), str(result), *command],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                check=True,
             )
-            _, status, usage = os.wait4(process.pid, 0)
-            elapsed = time.perf_counter() - started
-            process.returncode = os.waitstatus_to_exitcode(status)
-            if process.returncode != 0:
+            measured = json.loads(result.read_text())
+            if measured["exit"] != 0:
                 output.seek(0)
                 tail = output.read()[-3000:].decode(errors="replace")
-                raise RuntimeError(f"{' '.join(command)} exited {process.returncode}:\n{tail}")
-        sample = Sample(elapsed, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+                raise RuntimeError(f"{' '.join(command)} exited {measured['exit']}:\n{tail}")
+        sample = Sample(measured["seconds"], measured["rss_kb"] / 1024)  # ru_maxrss is in KiB on Linux
         self.samples.setdefault(key, []).append(sample)
         return sample
 
