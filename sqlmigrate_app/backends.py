@@ -61,9 +61,10 @@ class Backend:
     def split(self, section: Section) -> list[Statement]:
         return split(section.sql, section.line)
 
-    def run_section(self, cursor: Any, section: Section, prelude: Sequence[str] = ()) -> None:
+    def run_section(self, cursor: Any, section: Section, prelude: Sequence[str] = (), last: bool = False) -> None:
         """Run the ``prelude`` statements, then the section, inside the current transaction,
-        statement by statement."""
+        statement by statement. ``last``: nothing else will run in this transaction, so a
+        backend may commit it (Django's own commit then finds nothing to do)."""
         self.run_prelude(cursor, prelude)
         self.run_statements(cursor, self.split(section))
 
@@ -163,9 +164,10 @@ class PostgresBackend(Backend):
             if not self.connection_lost():
                 cursor.execute("RESET lock_timeout")
 
-    def run_section(self, cursor: Any, section: Section, prelude: Sequence[str] = ()) -> None:
+    def run_section(self, cursor: Any, section: Section, prelude: Sequence[str] = (), last: bool = False) -> None:
         """The prelude and the whole section in one round trip: the server parses it, as psql
-        would. When the transaction has not begun yet, its BEGIN travels with them too."""
+        would. When the transaction has not begun yet, its BEGIN travels with them too, and
+        if it is also ``last``, so does its COMMIT: one round trip for the whole migration."""
         conn = self._psycopg_connection()
         if conn is None:  # psycopg2: no libpq access; its execute() keeps only the last result
             self.run_prelude(cursor, prelude)
@@ -175,9 +177,11 @@ class PostgresBackend(Backend):
                 raise StatementError(exc, self._error_line(exc, section)) from exc
             return
         with conn.lock:
-            head = [*self._begin(conn), *prelude]
+            begin = self._begin(conn)
+            head = [*begin, *prelude]
             text = "".join(f"{sql};\n" for sql in head)
-            error, failed_at = self._simple_query(conn, text + section.sql)
+            commit = "\n;\nCOMMIT" if begin and last and not _mentions_copy(section.sql) else ""
+            error, failed_at = self._simple_query(conn, text + section.sql + commit)
         if error is None:
             return
         # A syntax error stops the server before it runs anything, so where it is comes from its
@@ -314,6 +318,14 @@ class SQLiteBackend(Backend):
 
     def split(self, section: Section) -> list[Statement]:
         return split_sqlite(section.sql, section.line)
+
+
+def _mentions_copy(sql: str) -> bool:
+    """True when ``sql`` may hold a COPY: the one statement the server completes that we then
+    fail (see COPY_REFUSED), so its transaction must not be committed in the same round trip.
+    Lowered a megabyte at a time, so a big section is not copied whole."""
+    step = 1 << 20
+    return any("copy" in sql[start : start + step + 3].lower() for start in range(0, len(sql), step))
 
 
 def _simple_query_gen(pgconn: Any, query: bytes, encoding: str) -> Any:

@@ -343,10 +343,12 @@ class MigrationRunner:
                 cursor = self.backend.raw_cursor()
                 if section is not None and record == self._claim:
                     # The history row goes ahead of the SQL in the same call: on PostgreSQL the
-                    # BEGIN, timeouts, row and section then make a single round trip.
+                    # BEGIN, timeouts, row, section and (unless we are inside someone else's
+                    # atomic block) COMMIT then make a single round trip.
                     claim = self.history.insert_sql(migration.id, migration.name, migration.checksum)
                     timeouts = self.backend.timeout_statements(migration, self.timeouts, local=True)
-                    self.backend.run_section(cursor, section, [*timeouts, claim])
+                    outermost = len(self.connection.atomic_blocks) == 1
+                    self.backend.run_section(cursor, section, [*timeouts, claim], last=outermost)
                     return
                 self.backend.set_timeouts(cursor, migration, self.timeouts, local=True)
                 record(migration)

@@ -93,3 +93,39 @@ def test_the_transaction_begins_with_the_connections_own_options(target, options
     assert target.call("sqlmigrate_up").code == 0
 
     assert target.query("SELECT isolation, read_only FROM seen") == [expected]
+
+
+@pytest.mark.parametrize("savepoint", [True, False])
+def test_inside_the_callers_atomic_block_nothing_is_committed_behind_its_back(target, savepoint):
+    from django.db import transaction
+
+    target.migration("20240101000001_one", "CREATE TABLE one (id integer);")
+    target.migration("20240101000002_two", "CREATE TABLE two (id integer);")
+    runner = MigrationRunner(using=target.alias, directory=target.directory)
+
+    with pytest.raises(RuntimeError), transaction.atomic(using=target.alias):
+        with transaction.atomic(using=target.alias, savepoint=savepoint):
+            assert [r.action for r in runner.migrate()] == ["applied", "applied"]
+        raise RuntimeError("the caller changes its mind")
+
+    # Even the history table went with the caller's transaction.
+    assert not {"one", "two", "schema_migrations"} & target.tables()
+
+
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+def test_a_constraint_checked_at_commit_fails_the_migration_and_rolls_it_back(target):
+    target.migration(
+        "20240101000001_deferred",
+        "CREATE TABLE parent (id integer PRIMARY KEY);\n"
+        "CREATE TABLE child (parent_id integer REFERENCES parent DEFERRABLE INITIALLY DEFERRED);\n"
+        "INSERT INTO child VALUES (42);\n",
+    )
+
+    result = target.call("sqlmigrate_up")
+
+    assert result.code == 1
+    assert "20240101000001_deferred failed: insert or update on table" in result.err
+    assert "rolled back, nothing of it was applied" in result.err
+    assert not {"parent", "child"} & target.tables()
+    assert target.history() == []
+    assert target.call("sqlmigrate_status").code == 0
