@@ -36,8 +36,13 @@ E_STRING_REST_RE = re.compile(r"[^'\\]*(?:(?:\\.|'')[^'\\]*)*'", re.DOTALL)
 # $$ or $tag$, the tag an identifier without $ (for PostgreSQL any non-ASCII character is a letter).
 DOLLAR_QUOTE_RE = re.compile(r"\$(?:(?:[^\W\d]|[^\x00-\x7f])(?:\w|[^\x00-\x7f])*)?\$")
 WORD_RE = re.compile(r"[\w$]+|[^\s\w$]")
-# The first word of every statement PostgreSQL refuses inside a transaction block.
-REFUSED_HEAD_RE = re.compile(r"(?:create|drop|reindex|vacuum|alter)(?![\w$])", re.IGNORECASE)
+# How every statement PostgreSQL refuses inside a transaction block starts (or a comment comes
+# first): the other statements, CREATE TABLE and the like, need no closer look.
+REFUSED_HEAD_RE = re.compile(
+    r"(?:vacuum|reindex)(?![\w$])"
+    r"|(?:create|drop|alter)(?:\s+(?:unique|index|database|tablespace|system)(?![\w$])|\s*(?:--|/\*))",
+    re.IGNORECASE,
+)
 # The only statements whose top-level semicolons may not end them: SQL-standard routine bodies
 # (BEGIN ATOMIC ... END, with CASE ... END inside) and multi-action rules (DO (...; ...)).
 # In those, semicolons inside parentheses, or between BEGIN and its END, stay in the statement:

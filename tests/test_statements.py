@@ -244,6 +244,8 @@ def test_refused_statements_after_semicolons_in_quotes_and_comments_are_found(st
 def test_refused_statement_is_found_whatever_the_layout():
     refused = first_non_transactional("SELECT 1; CREATE /* unique? */ UNIQUE\n-- x\nINDEX\tConcurrently i ON t (n)", 1)
     assert refused is not None and refused.line == 1
+    refused = first_non_transactional("SELECT 1;\n\nalter -- the whole server\n  System SET work_mem = '8MB'", 1)
+    assert refused is not None and refused.line == 3
     assert first_non_transactional("SELECT 1;\nCREATE INDEX i ON t (concurrently);", 1) is None
 
 
