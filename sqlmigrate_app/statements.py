@@ -23,8 +23,7 @@ LEADING_NOISE_RE = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
 # PostgreSQL refuses inside a transaction, so big ordinary migrations are never scanned.
 # Tested on the lowered text, a megabyte at a time: a case-insensitive regex alternation took
 # 100 ms on a 4 MB migration, this takes a few.
-NON_TRANSACTIONAL_HINTS = ("concurrently", "vacuum", "database", "tablespace")
-ALTER_SYSTEM_RE = re.compile(r"alter\s+system")
+NON_TRANSACTIONAL_HINTS = ("concurrently", "vacuum", "database", "tablespace", "system")
 
 # The scanner jumps from one of these to the next (C speed); what lies between is plain SQL.
 SPECIAL_RE = re.compile(r"""[;'"$/-]""")
@@ -236,7 +235,7 @@ def _may_hold_non_transactional(sql: str) -> bool:
     step = 1 << 20
     for start in range(0, len(sql), step):
         chunk = sql[start : start + step + 64].lower()
-        if any(word in chunk for word in NON_TRANSACTIONAL_HINTS) or ALTER_SYSTEM_RE.search(chunk):
+        if any(word in chunk for word in NON_TRANSACTIONAL_HINTS):
             return True
     return False
 
