@@ -23,7 +23,7 @@ LEADING_NOISE_RE = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
 # PostgreSQL refuses inside a transaction, so big ordinary migrations are never scanned.
 # Tested on the lowered text, a megabyte at a time: a case-insensitive regex alternation took
 # 100 ms on a 4 MB migration, this takes a few.
-NON_TRANSACTIONAL_HINTS = ("concurrently", "vacuum", "database", "tablespace", "system")
+NON_TRANSACTIONAL_HINTS = ("concurrently", "vacuum", "database", "tablespace", "system", "reindex")
 
 # The scanner jumps from one of these to the next (C speed); what lies between is plain SQL.
 SPECIAL_RE = re.compile(r"""[;'"$/-]""")
@@ -51,6 +51,9 @@ NESTING_RE = re.compile(
     rf"create{_NOISE}(?:or{_NOISE}replace{_NOISE})?(?:function|procedure|rule)(?![\w$])", re.IGNORECASE | re.DOTALL
 )
 NESTING_TOKEN_RE = re.compile(r"(?<![\w$])(?:begin|case|end)(?![\w$])|[()]", re.IGNORECASE)
+
+
+REFUSED_PAIRS = {"CREATE DATABASE", "DROP DATABASE", "CREATE TABLESPACE", "DROP TABLESPACE", "ALTER SYSTEM"}
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ def _depths(sql: str, start: int, end: int, parens: int, body: int) -> tuple[int
     return parens, body
 
 
-def _leading_words(sql: str, start: int, end: int, count: int = 8) -> list[str]:
+def _leading_words(sql: str, start: int, end: int, count: int = 12) -> list[str]:
     """The first words and punctuation of a statement, upper-cased, skipping comments (a quoted
     text counts as one word)."""
     words: list[str] = []
@@ -214,17 +217,14 @@ def refused_in_transaction(statement: str) -> bool:
 def _refused(words: list[str]) -> bool:
     if not words:
         return False
-    head = words[0]
-    if head == "VACUUM" or " ".join(words[:2]) in {
-        "CREATE DATABASE",
-        "DROP DATABASE",
-        "CREATE TABLESPACE",
-        "DROP TABLESPACE",
-        "ALTER SYSTEM",
-    }:
+    head, pair = words[0], " ".join(words[:2])
+    if head == "VACUUM" or pair in REFUSED_PAIRS:
         return True
-    if head == "REINDEX":
-        return "CONCURRENTLY" in words  # REINDEX [(CONCURRENTLY)] TABLE [CONCURRENTLY] ...
+    if head == "REINDEX":  # REINDEX [(options)] {INDEX | TABLE | SCHEMA | DATABASE | SYSTEM} [CONCURRENTLY]
+        target = words[words.index(")") + 1 :] if words[1:2] == ["("] and ")" in words else words[1:]
+        return "CONCURRENTLY" in words or target[:1] in (["SCHEMA"], ["DATABASE"], ["SYSTEM"])
+    if pair == "ALTER DATABASE":  # ALTER DATABASE name SET TABLESPACE ...
+        return words[3:5] == ["SET", "TABLESPACE"]
     return " ".join(words[:4]).startswith(
         ("CREATE INDEX CONCURRENTLY", "CREATE UNIQUE INDEX CONCURRENTLY", "DROP INDEX CONCURRENTLY")
     )

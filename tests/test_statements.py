@@ -133,6 +133,9 @@ REFUSED = [
     "CREATE INDEX CONCURRENTLY things_name ON things (name);",
     "DROP INDEX CONCURRENTLY things_name;",
     "REINDEX TABLE CONCURRENTLY things;",
+    "REINDEX (VERBOSE) SCHEMA public;",
+    "REINDEX DATABASE other;",
+    "ALTER DATABASE other SET TABLESPACE pg_default;",
     "VACUUM things;",
     "CREATE DATABASE other;",
     "DROP DATABASE other;",
@@ -246,7 +249,8 @@ def test_refused_statement_is_found_whatever_the_layout():
     assert refused is not None and refused.line == 1
     refused = first_non_transactional("SELECT 1;\n\nalter -- the whole server\n  System SET work_mem = '8MB'", 1)
     assert refused is not None and refused.line == 3
-    assert first_non_transactional("SELECT 1;\nCREATE INDEX i ON t (concurrently);", 1) is None
+    for allowed in ("CREATE INDEX i ON t (concurrently)", "REINDEX TABLE schema", "ALTER DATABASE d SET work_mem = 1"):
+        assert first_non_transactional(f"SELECT 1;\n{allowed};", 1) is None
 
 
 def test_split_keeps_quotes_comments_and_routine_bodies_whole():
