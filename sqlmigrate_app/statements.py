@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-LEADING_NOISE_RE = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
+LEADING_NOISE_RE = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)  # before a SQLite statement
 # Cheap pre-filter: only text containing one of these words can hold a statement that
 # PostgreSQL refuses inside a transaction, so big ordinary migrations are never scanned.
 # Tested on the lowered text, a megabyte at a time: a case-insensitive regex alternation took
@@ -42,6 +42,7 @@ REFUSED_HEAD_RE = re.compile(
     r"|(?:create|drop|alter)(?:\s+(?:unique|index|database|tablespace|system)(?![\w$])|\s*(?:--|/\*))",
     re.IGNORECASE,
 )
+REFUSED_PAIRS = {"CREATE DATABASE", "DROP DATABASE", "CREATE TABLESPACE", "DROP TABLESPACE", "ALTER SYSTEM"}
 # The only statements whose top-level semicolons may not end them: SQL-standard routine bodies
 # (BEGIN ATOMIC ... END, with CASE ... END inside) and multi-action rules (DO (...; ...)).
 # In those, semicolons inside parentheses, or between BEGIN and its END, stay in the statement:
@@ -51,9 +52,6 @@ NESTING_RE = re.compile(
     rf"create{_NOISE}(?:or{_NOISE}replace{_NOISE})?(?:function|procedure|rule)(?![\w$])", re.IGNORECASE | re.DOTALL
 )
 NESTING_TOKEN_RE = re.compile(r"(?<![\w$])(?:begin|case|end)(?![\w$])|[()]", re.IGNORECASE)
-
-
-REFUSED_PAIRS = {"CREATE DATABASE", "DROP DATABASE", "CREATE TABLESPACE", "DROP TABLESPACE", "ALTER SYSTEM"}
 
 
 @dataclass(frozen=True)
