@@ -13,9 +13,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ERROR_FLAG
 from django.core.exceptions import PermissionDenied
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.views.decorators.http import require_safe
@@ -75,6 +76,8 @@ class SqlMigrationAdmin(admin.ModelAdmin):
         if alias is None:
             return self._unknown_alias(request)
         state, query = request.GET.get("state", ""), request.GET.get("q", "").strip()
+        if state and state not in STATES:
+            return self._unknown_state(request, alias, state)
         rows, error, directory = self._statuses(alias)
         counts = {name: sum(1 for row in rows if row.state == name) for name in STATES}
         shown = [row for row in reversed(rows) if (not state or row.state == state) and _matches(row, query)]
@@ -131,6 +134,17 @@ class SqlMigrationAdmin(admin.ModelAdmin):
         known = ", ".join(sorted(connections.settings))
         message = f"unknown database alias {request.GET.get('database')!r} (DATABASES has: {known})"
         return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
+
+    @staticmethod
+    def _unknown_state(request: HttpRequest, alias: str, state: str) -> HttpResponse:
+        """What Django's changelist does with a filter it does not know: back to the unfiltered
+        list with ``?e=1`` (keeping the chosen database); a bad filter with ``e`` already there
+        is an error rather than a redirect loop."""
+        if ERROR_FLAG in request.GET:
+            message = f"unknown state {state!r} (one of: {', '.join(STATES)})"
+            return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
+        params = {"database": alias} if alias != DEFAULT_DB_ALIAS else {}
+        return HttpResponseRedirect(request.path + "?" + urlencode({**params, ERROR_FLAG: "1"}))
 
     @staticmethod
     def _statuses(alias: str) -> tuple[list[MigrationStatus], str | None, str]:

@@ -3,8 +3,12 @@
 PostgreSQL gets a transactional section whole, in one round trip, so splitting is only needed
 where statements must run one by one: SQLite (whose driver takes one statement per call) and
 ``no-transaction`` migrations. SQLite's own ``complete_statement`` decides where its statements
-end (strings, comments, trigger bodies); sqlparse does it for everything else (dollar quotes,
-``BEGIN ATOMIC`` bodies, ``E''`` strings).
+end (strings, comments, trigger bodies). For PostgreSQL a small scanner of its lexical rules
+does: quoted strings, ``E''`` strings, quoted identifiers, ``$$``/``$tag$`` bodies, ``--`` and
+nested ``/* */`` comments, and psql's rule for ``BEGIN ATOMIC`` bodies. It jumps between quotes
+and semicolons with compiled regexes and ``str.find``, so it stays linear: a 5 MB migration of
+50,000 statements takes about 0.1 s (sqlparse took 40 s). The same scanner finds the statements
+PostgreSQL refuses inside a transaction, looking only at each statement's first words.
 """
 
 from __future__ import annotations
@@ -14,21 +18,153 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import sqlparse
-
-LEADING_NOISE_RE = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
+LEADING_NOISE_RE = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)  # before a SQLite statement
 # Cheap pre-filter: only text containing one of these words can hold a statement that
-# PostgreSQL refuses inside a transaction, so big ordinary migrations are never parsed.
+# PostgreSQL refuses inside a transaction, so big ordinary migrations are never scanned.
 # Tested on the lowered text, a megabyte at a time: a case-insensitive regex alternation took
 # 100 ms on a 4 MB migration, this takes a few.
-NON_TRANSACTIONAL_HINTS = ("concurrently", "vacuum", "database", "tablespace")
-ALTER_SYSTEM_RE = re.compile(r"alter\s+system")
+NON_TRANSACTIONAL_HINTS = ("concurrently", "vacuum", "database", "tablespace", "system", "reindex")
+
+# The scanner jumps from one of these to the next (C speed); what lies between is plain SQL.
+SPECIAL_RE = re.compile(r"""[;'"$/-]""")
+COMMENT_OR_QUOTE_RE = re.compile(r"""[;'"$]|--|/\*""")
+NON_SPACE_RE = re.compile(r"\S")
+BLOCK_COMMENT_RE = re.compile(r"/\*|\*/")
+# What follows E' (backslash escapes, and '' too): the rest of the string, closing quote included.
+E_STRING_REST_RE = re.compile(r"[^'\\]*(?:(?:\\.|'')[^'\\]*)*'", re.DOTALL)
+# $$ or $tag$, the tag an identifier without $ (for PostgreSQL any non-ASCII character is a letter).
+DOLLAR_QUOTE_RE = re.compile(r"\$(?:(?:[^\W\d]|[^\x00-\x7f])(?:\w|[^\x00-\x7f])*)?\$")
+WORD_RE = re.compile(r"[\w$]+|[^\s\w$]")
+# How every statement PostgreSQL refuses inside a transaction block starts (or a comment comes
+# first): the other statements, CREATE TABLE and the like, need no closer look.
+REFUSED_HEAD_RE = re.compile(
+    r"(?:vacuum|reindex)(?![\w$])"
+    r"|(?:create|drop|alter)(?:\s+(?:unique|index|database|tablespace|system)(?![\w$])|\s*(?:--|/\*))",
+    re.IGNORECASE,
+)
+REFUSED_PAIRS = {"CREATE DATABASE", "DROP DATABASE", "CREATE TABLESPACE", "DROP TABLESPACE", "ALTER SYSTEM"}
+# The only statements whose top-level semicolons may not end them: SQL-standard routine bodies
+# (BEGIN ATOMIC ... END, with CASE ... END inside) and multi-action rules (DO (...; ...)).
+# In those, semicolons inside parentheses, or between BEGIN and its END, stay in the statement:
+# psql's heuristic. Elsewhere PostgreSQL itself would refuse such a semicolon.
+_NOISE = r"(?:\s|--[^\n]*|/\*.*?\*/)+"
+NESTING_RE = re.compile(
+    rf"create{_NOISE}(?:or{_NOISE}replace{_NOISE})?(?:function|procedure|rule)(?![\w$])", re.IGNORECASE | re.DOTALL
+)
+NESTING_TOKEN_RE = re.compile(r"(?<![\w$])(?:begin|case|end)(?![\w$])|[()]", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Statement:
     sql: str
     line: int
+
+
+def _is_identifier_char(char: str) -> bool:
+    return char.isalnum() or char in "_$" or char > "\x7f"
+
+
+def _skip(sql: str, at: int) -> int:
+    """The end of the comment or quoted text at ``at`` (where SPECIAL_RE found something other
+    than ``;``), or ``at + 1`` for a ``$`` that opens nothing (``a$b``, ``$1``)."""
+    char = sql[at]
+    if char == "-":
+        newline = sql.find("\n", at)
+        return len(sql) if newline == -1 else newline + 1
+    if char == "/":  # comments nest
+        depth = 0
+        for match in BLOCK_COMMENT_RE.finditer(sql, at):
+            depth += 1 if match[0] == "/*" else -1
+            if depth == 0:
+                return match.end()
+        return len(sql)
+    if char == "$":
+        tag = None if at and _is_identifier_char(sql[at - 1]) else DOLLAR_QUOTE_RE.match(sql, at)
+        if tag is None:
+            return at + 1
+        close = sql.find(tag[0], tag.end())
+        return len(sql) if close == -1 else close + len(tag[0])
+    if char == "'" and at and sql[at - 1] in "eE" and (at == 1 or not _is_identifier_char(sql[at - 2])):
+        rest = E_STRING_REST_RE.match(sql, at + 1)
+        return rest.end() if rest else len(sql)
+    # '...' or "...": a doubled quote inside reads as two adjacent quoted texts, the same thing here.
+    close = sql.find(char, at + 1)
+    return len(sql) if close == -1 else close + 1
+
+
+def _spans(sql: str) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each statement, from its first token (past whitespace and comments) to
+    just after its top-level ``;`` or the end of the text. Top level: outside quotes and comments
+    (and, in a few statements, parentheses and routine bodies: see NESTING_RE)."""
+    head, pos, parens, body = -1, 0, 0, 0
+    nesting = False
+    search, find, length = SPECIAL_RE.search, sql.find, len(sql)
+    while True:
+        match = search(sql, pos)
+        at = match.start() if match else length
+        if head < 0:
+            first = NON_SPACE_RE.search(sql, pos, at)
+            if first is not None:
+                head = first.start()
+                nesting = NESTING_RE.match(sql, head) is not None
+        if nesting:
+            parens, body = _depths(sql, pos, at, parens, body)
+        if match is None:
+            break
+        char = sql[at]
+        if char == ";":
+            pos = at + 1
+            if head >= 0 and parens <= 0 and body == 0:
+                yield head, pos
+                head, parens, nesting = -1, 0, False
+        elif char == "'" and sql[at - 1] not in "eE":  # the common case, inline: a plain string
+            close = find("'", at + 1)
+            pos = length if close == -1 else close + 1
+            if head < 0:
+                head = at
+        elif char in "-/" and sql.startswith("--" if char == "-" else "/*", at):
+            pos = _skip(sql, at)  # a comment
+        else:
+            if head < 0:
+                head = at
+            pos = _skip(sql, at) if char != "-" and char != "/" else at + 1
+    if head >= 0:
+        yield head, length
+
+
+def _depths(sql: str, start: int, end: int, parens: int, body: int) -> tuple[int, int]:
+    """Parenthesis and BEGIN ... END depths after the plain SQL text ``sql[start:end]``."""
+    for match in NESTING_TOKEN_RE.finditer(sql, start, end):
+        token = match[0].lower()
+        if match.end() == end and end < len(sql) and _is_identifier_char(sql[end]):
+            continue  # end$x: one identifier, cut by the scanner at $
+        if token in "()":
+            parens = parens + 1 if token == "(" else max(0, parens - 1)
+        elif parens == 0 and (token == "begin" or (token == "case" and body)):
+            body += 1
+        elif parens == 0 and token == "end":
+            body = max(0, body - 1)
+    return parens, body
+
+
+def _leading_words(sql: str, start: int, end: int, count: int = 12) -> list[str]:
+    """The first words and punctuation of a statement, upper-cased, skipping comments (a quoted
+    text counts as one word)."""
+    words: list[str] = []
+    pos = start
+    while len(words) < count and pos < end:
+        match = COMMENT_OR_QUOTE_RE.search(sql, pos, end)
+        at = match.start() if match else end
+        for word in WORD_RE.finditer(sql, pos, at):
+            words.append(word[0].upper())
+            if len(words) == count:
+                return words
+        if match is None or sql[at] == ";":
+            break
+        if sql[at] not in "-/":
+            words.append(sql[at])
+        pos = _skip(sql, at)
+    return words
 
 
 def _statements(chunks: Iterator[str], first_line: int) -> list[Statement]:
@@ -61,38 +197,35 @@ def split_sqlite(sql: str, first_line: int = 1) -> list[Statement]:
 
 
 def split(sql: str, first_line: int = 1) -> list[Statement]:
-    return _statements((str(statement) for statement in sqlparse.parse(sql)), first_line)
-
-
-def _leading_words(statement: str, count: int = 8) -> list[str]:
-    parsed = sqlparse.parse(statement)
-    if not parsed:
-        return []
-    words = []
-    for token in parsed[0].flatten():
-        if token.is_whitespace or token.ttype in sqlparse.tokens.Comment:
-            continue
-        words.append(token.value.upper())
-        if len(words) == count:
-            break
-    return words
+    """PostgreSQL statements one by one, each from its first token (leading comments left out)."""
+    statements = []
+    line, counted = first_line, 0
+    for start, end in _spans(sql):
+        line += sql.count("\n", counted, start)
+        counted = start
+        statements.append(Statement(sql[start:end], line))
+    return statements
 
 
 def refused_in_transaction(statement: str) -> bool:
     """True for the statements PostgreSQL will not run inside a transaction block."""
-    words = _leading_words(statement)
+    return _refused(_leading_words(statement, 0, len(statement)))
+
+
+def _refused(words: list[str]) -> bool:
     if not words:
         return False
-    head = words[0]
-    if head == "VACUUM" or " ".join(words[:2]) in {
-        "CREATE DATABASE",
-        "DROP DATABASE",
-        "CREATE TABLESPACE",
-        "DROP TABLESPACE",
-        "ALTER SYSTEM",
-    }:
+    head, pair = words[0], " ".join(words[:2])
+    if head == "VACUUM" or pair in REFUSED_PAIRS:
         return True
-    return head in {"CREATE", "DROP", "REINDEX"} and "CONCURRENTLY" in words and ("INDEX" in words or head == "REINDEX")
+    if head == "REINDEX":  # REINDEX [(options)] {INDEX | TABLE | SCHEMA | DATABASE | SYSTEM} [CONCURRENTLY]
+        target = words[words.index(")") + 1 :] if words[1:2] == ["("] and ")" in words else words[1:]
+        return "CONCURRENTLY" in words or target[:1] in (["SCHEMA"], ["DATABASE"], ["SYSTEM"])
+    if pair == "ALTER DATABASE":  # ALTER DATABASE name SET TABLESPACE ...
+        return words[3:5] == ["SET", "TABLESPACE"]
+    return " ".join(words[:4]).startswith(
+        ("CREATE INDEX CONCURRENTLY", "CREATE UNIQUE INDEX CONCURRENTLY", "DROP INDEX CONCURRENTLY")
+    )
 
 
 def _may_hold_non_transactional(sql: str) -> bool:
@@ -100,7 +233,7 @@ def _may_hold_non_transactional(sql: str) -> bool:
     step = 1 << 20
     for start in range(0, len(sql), step):
         chunk = sql[start : start + step + 64].lower()
-        if any(word in chunk for word in NON_TRANSACTIONAL_HINTS) or ALTER_SYSTEM_RE.search(chunk):
+        if any(word in chunk for word in NON_TRANSACTIONAL_HINTS):
             return True
     return False
 
@@ -108,4 +241,7 @@ def _may_hold_non_transactional(sql: str) -> bool:
 def first_non_transactional(sql: str, first_line: int = 1) -> Statement | None:
     if not _may_hold_non_transactional(sql):
         return None
-    return next((s for s in split(sql, first_line) if refused_in_transaction(s.sql)), None)
+    for start, end in _spans(sql):
+        if REFUSED_HEAD_RE.match(sql, start) and _refused(_leading_words(sql, start, end)):
+            return Statement(sql[start:end], first_line + sql.count("\n", 0, start))
+    return None

@@ -132,6 +132,22 @@ def test_filter_by_state(demo: Any, admin_client: Client) -> None:
     assert listed_rows(admin_client.get(list_url(state="modified")).content.decode()) == []
 
 
+def test_unknown_state_goes_back_to_the_unfiltered_list_as_django_filters_do(demo: Any, admin_client: Client) -> None:
+    changelist = reverse("admin:sqlmigrate_app_sqlmigration_changelist")
+    users = reverse("admin:auth_user_changelist")
+    django_own = admin_client.get(users + "?is_staff__exact=1&no_such_field=1")
+    assert (django_own.status_code, django_own["Location"]) == (302, users + "?e=1")
+
+    response = admin_client.get(list_url(state="bogus", q="Tool"))
+
+    assert (response.status_code, response["Location"]) == (302, changelist + "?database=target&e=1")
+    followed = admin_client.get(response["Location"])
+    assert followed.status_code == 200
+    assert len(listed_rows(followed.content.decode())) == len(DEMO_IDS)
+    again = admin_client.get(list_url(state="bogus", e="1"))  # no redirect loop
+    assert again.status_code == 400 and b"unknown state 'bogus'" in again.content
+
+
 def test_search_by_id_and_by_name(demo: Any, admin_client: Client) -> None:
     by_name = listed_rows(admin_client.get(list_url(q="Tool")).content.decode())
     assert by_name == [("pending", "20241201000004_create_tool_definitions")]

@@ -1,6 +1,7 @@
 """Packaging: ``python -m build`` makes an sdist and a wheel with every package file (templates,
-``py.typed``), and a fresh ``django-admin startproject`` project in a clean venv (no system
-site-packages, nothing of this checkout importable) can install the wheel and run every command.
+``py.typed``) and no tests (they need the checkout: conftest, demo project, a PostgreSQL), and a
+fresh ``django-admin startproject`` project in a clean venv (no system site-packages, nothing of
+this checkout importable) can install the wheel and run every command.
 
 Slow-ish (about 20 s): builds in an isolated environment from PyPI, then makes a venv.
 """
@@ -56,6 +57,11 @@ def test_wheel_and_sdist_hold_every_package_file(dist):
         in_sdist = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     assert expected <= in_wheel, sorted(expected - in_wheel)
     assert expected <= in_sdist, sorted(expected - in_sdist)
+    # No tests in either: they need the whole checkout (conftest, demo project, benchmarks).
+    assert not [name for name in in_wheel | in_sdist if name.startswith("tests/") or "/tests/" in name]
+    sdist_top = {name.split("/", 1)[0] for name in in_sdist}
+    metadata_files = {"LICENSE", "MANIFEST.in", "PKG-INFO", "README.md", "pyproject.toml", "setup.cfg"}
+    assert sdist_top <= {"sqlmigrate_app", "sqlmigrate.egg-info"} | metadata_files, sorted(sdist_top)
     for line in [
         "Requires-Python: >=3.10",
         "Requires-Dist: django>=5.2",
