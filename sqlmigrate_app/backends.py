@@ -44,7 +44,7 @@ class StatementError(Exception):
 
 
 class Backend:
-    """Defaults for any database: split with sqlparse, no run-wide lock, no timeouts."""
+    """Defaults for any database: split with our own scanner (statements.py), no run-wide lock, no timeouts."""
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
