@@ -180,7 +180,15 @@ class PostgresBackend(Backend):
             begin = self._begin(conn)
             head = [*begin, *prelude]
             text = "".join(f"{sql};\n" for sql in head)
-            commit = "\n;\nCOMMIT" if begin and last and not _mentions_copy(section.sql) else ""
+            commit = ""
+            if len(section.sql) > ALONE_ABOVE:
+                # Gluing BEGIN and the rest to a big section would copy it once more; one round
+                # trip saved is nothing next to its run time. The section goes alone.
+                if text and (error := self._simple_query(conn, text)[0]) is not None:
+                    raise StatementError(error, None, in_prelude=True) from error
+                head, text = [], ""
+            elif begin and last and not _mentions_copy(section.sql):
+                commit = "\n;\nCOMMIT"
             error, failed_at = self._simple_query(conn, text + section.sql + commit)
         if error is None:
             return
@@ -318,6 +326,10 @@ class SQLiteBackend(Backend):
 
     def split(self, section: Section) -> list[Statement]:
         return split_sqlite(section.sql, section.line)
+
+
+# Sections longer than this (characters) travel in a round trip of their own.
+ALONE_ABOVE = 1 << 20
 
 
 def _mentions_copy(sql: str) -> bool:

@@ -129,3 +129,46 @@ def test_a_constraint_checked_at_commit_fails_the_migration_and_rolls_it_back(ta
     assert not {"parent", "child"} & target.tables()
     assert target.history() == []
     assert target.call("sqlmigrate_status").code == 0
+
+
+PADDING = "x" * 60
+
+
+def big_section(bad_line: int | None = None, statements: int = 20_000) -> str:
+    """Over a megabyte of INSERTs (above backends.ALONE_ABOVE), optionally one of them broken."""
+    lines = [f"INSERT INTO big VALUES ({i}, '{PADDING}');" for i in range(statements)]
+    if bad_line is not None:
+        lines[bad_line] = lines[bad_line].replace("INSERT INTO", "INSERT INTOO")
+    return "CREATE TABLE big (id integer PRIMARY KEY, pad text);\n" + "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+def test_a_big_section_travels_alone_and_still_names_the_failing_line(target):
+    from sqlmigrate_app.backends import ALONE_ABOVE
+
+    up = big_section(bad_line=15_000)
+    assert len(up) > ALONE_ABOVE
+    target.migration("20240101000001_big", up, header="-- sqlmigrate: lock-timeout=5s\n")
+
+    result = target.call("sqlmigrate_up")
+
+    # Line 1 the directive, 2 "-- UP", 3 the CREATE TABLE, 4 the first INSERT.
+    assert result.code == 1
+    assert f"20240101000001_big.sql:{4 + 15_000}: 20240101000001_big failed:" in result.err
+    assert "big" not in target.tables() and target.history() == []
+
+    target.migration("20240101000001_big", big_section(), header="-- sqlmigrate: lock-timeout=5s\n")
+    assert target.call("sqlmigrate_up").code == 0
+    assert target.query("SELECT count(*) FROM big") == [(20_000,)]
+    assert target.history() == ["20240101000001_big"]
+
+
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+def test_a_big_section_claimed_by_another_runner_is_skipped(target):
+    target.migration("20240101000001_big", big_section())
+    runner = MigrationRunner(
+        using=target.alias, directory=target.directory, reporter=InsertsRowFirst(target, "20240101000001_big")
+    )
+
+    assert [r.action for r in runner.migrate()] == ["skipped"]
+    assert "big" not in target.tables()
