@@ -61,19 +61,24 @@ class Backend:
     def split(self, section: Section) -> list[Statement]:
         return split(section.sql, section.line)
 
-    def run_section(self, cursor: Any, section: Section, prelude: Sequence[str] = (), last: bool = False) -> None:
+    def run_section(self, cursor: Any, section: Section, prelude: Sequence[str] = (), last: bool = False) -> list[int]:
         """Run the ``prelude`` statements, then the section, inside the current transaction,
-        statement by statement. ``last``: nothing else will run in this transaction, so a
-        backend may commit it (Django's own commit then finds nothing to do)."""
-        self.run_prelude(cursor, prelude)
+        statement by statement; return the rows each prelude statement touched. ``last``:
+        nothing else will run in this transaction, so a backend may commit it (Django's own
+        commit then finds nothing to do)."""
+        rows = self.run_prelude(cursor, prelude)
         self.run_statements(cursor, self.split(section))
+        return rows
 
-    def run_prelude(self, cursor: Any, prelude: Sequence[str]) -> None:
+    def run_prelude(self, cursor: Any, prelude: Sequence[str]) -> list[int]:
+        rows = []
         for sql in prelude:
             try:
                 cursor.execute(sql)
             except driver_error(self.connection) as exc:
                 raise StatementError(exc, None, in_prelude=True) from exc
+            rows.append(cursor.rowcount)
+        return rows
 
     def run_statements(self, cursor: Any, statements: list[Statement], ran: list[Statement] | None = None) -> None:
         for statement in statements:
@@ -164,34 +169,38 @@ class PostgresBackend(Backend):
             if not self.connection_lost():
                 cursor.execute("RESET lock_timeout")
 
-    def run_section(self, cursor: Any, section: Section, prelude: Sequence[str] = (), last: bool = False) -> None:
+    def run_section(self, cursor: Any, section: Section, prelude: Sequence[str] = (), last: bool = False) -> list[int]:
         """The prelude and the whole section in one round trip: the server parses it, as psql
         would. When the transaction has not begun yet, its BEGIN travels with them too, and
         if it is also ``last``, so does its COMMIT: one round trip for the whole migration."""
         conn = self._psycopg_connection()
         if conn is None:  # psycopg2: no libpq access; its execute() keeps only the last result
-            self.run_prelude(cursor, prelude)
+            rows = self.run_prelude(cursor, prelude)
             try:
                 cursor.execute(section.sql)
             except driver_error(self.connection) as exc:
                 raise StatementError(exc, self._error_line(exc, section)) from exc
-            return
+            return rows
         with conn.lock:
             begin = self._begin(conn)
             head = [*begin, *prelude]
             text = "".join(f"{sql};\n" for sql in head)
+            rows = []
             commit = ""
             if len(section.sql) > ALONE_ABOVE:
                 # Gluing BEGIN and the rest to a big section would copy it once more; one round
                 # trip saved is nothing next to its run time. The section goes alone.
-                if text and (error := self._simple_query(conn, text)[0]) is not None:
-                    raise StatementError(error, None, in_prelude=True) from error
+                if text:
+                    error, _, rows = self._simple_query(conn, text, counted=len(head))
+                    if error is not None:
+                        raise StatementError(error, None, in_prelude=True) from error
                 head, text = [], ""
             elif begin and last and not _mentions_copy(section.sql):
                 commit = "\n;\nCOMMIT"
-            error, failed_at = self._simple_query(conn, text + section.sql + commit)
+            error, failed_at, head_rows = self._simple_query(conn, text + section.sql + commit, counted=len(head))
+            rows += head_rows
         if error is None:
-            return
+            return rows[len(begin) :]
         # A syntax error stops the server before it runs anything, so where it is comes from its
         # position; other errors are placed by how many statements had run.
         position = int(getattr(getattr(error, "diag", None), "statement_position", None) or 0)
@@ -207,7 +216,7 @@ class PostgresBackend(Backend):
         for statement in statements:
             with conn.lock:
                 begin = "".join(f"{sql};\n" for sql in self._begin(conn))
-                error, _ = self._simple_query(conn, begin + statement.sql)
+                error, _, _ = self._simple_query(conn, begin + statement.sql)
             if error is not None:
                 raise StatementError(error, statement.line) from error
             if ran is not None:
@@ -220,16 +229,19 @@ class PostgresBackend(Backend):
         return conn if hasattr(conn, "pgconn") else None
 
     @staticmethod
-    def _simple_query(conn: Any, sql: str) -> tuple[Exception | None, int]:
+    def _simple_query(conn: Any, sql: str, counted: int = 0) -> tuple[Exception | None, int, list[int]]:
         """Send ``sql`` in one simple-query message and read its results one at a time, dropping
         each (``cursor.execute`` would hold one per statement until the last arrived); return
-        the first error and how many results came before it. Call with ``conn.lock`` held.
+        the first error, how many results came before it and the rows touched by each of the
+        first ``counted`` statements. Call with ``conn.lock`` held.
 
         The I/O goes through ``Connection.wait``, which cancels the query on Ctrl-C.
         """
         encoding = conn.info.encoding
-        result: tuple[Exception | None, int] = conn.wait(_simple_query_gen(conn.pgconn, sql.encode(encoding), encoding))
-        return result
+        outcome: tuple[Exception | None, int, list[int]] = conn.wait(
+            _simple_query_gen(conn.pgconn, sql.encode(encoding), encoding, counted)
+        )
+        return outcome
 
     @staticmethod
     def _begin(conn: Any) -> list[str]:
@@ -340,13 +352,13 @@ def _mentions_copy(sql: str) -> bool:
     return any("copy" in sql[start : start + step + 3].lower() for start in range(0, len(sql), step))
 
 
-def _simple_query_gen(pgconn: Any, query: bytes, encoding: str) -> Any:
+def _simple_query_gen(pgconn: Any, query: bytes, encoding: str, counted: int) -> Any:
     """psycopg's ``execute`` generator, reading results one by one instead of into a list.
 
-    Returns the first error (the server skips the rest of the query after it) with the number
-    of results before it, and reads on to the end either way, so the connection is ready for
-    the ROLLBACK. COPY to or from the client is refused: sqlmigrate has no data to send nor
-    anywhere to put what comes back.
+    Returns the first error (the server skips the rest of the query after it), the number of
+    results before it, and the row counts of the first ``counted`` results. It reads on to the
+    end either way, so the connection is ready for the ROLLBACK. COPY to or from the client is
+    refused: sqlmigrate has no data to send nor anywhere to put what comes back.
     """
     from psycopg import ProgrammingError, errors, generators, pq
 
@@ -354,15 +366,18 @@ def _simple_query_gen(pgconn: Any, query: bytes, encoding: str) -> Any:
     pgconn.send_query(query)
     yield from generators.send(pgconn)
     first_error, failed_at, count = None, 0, 0
+    rows: list[int] = []
     while True:
         try:
             result = yield from generators.fetch(pgconn)
         except errors.DatabaseError:
             if first_error is None:
                 raise
-            return first_error, failed_at  # the server closed the connection after saying why
+            return first_error, failed_at, rows  # the server closed the connection after saying why
         if result is None:
-            return first_error, failed_at
+            return first_error, failed_at, rows
+        if count < counted:
+            rows.append(result.command_tuples or 0)
         status, error = result.status, None
         if status == pq.ExecStatus.FATAL_ERROR:
             error = errors.error_from_result(result, encoding=encoding)

@@ -97,11 +97,11 @@ class HistoryTable:
     def insert_sql(self, migration_id: str, name: str, checksum: str) -> str:
         """The history INSERT as one literal statement, to travel with a section in its round
         trip. Only for values that need no escaping (as file names and hex checksums give)."""
-        values = (migration_id, name, checksum)
-        if not all(PLAIN_VALUE_RE.fullmatch(value) for value in values):
-            raise ValueError(f"not a plain history value: {values!r}")
-        quoted = ", ".join(f"'{value}'" for value in values)
-        return f"INSERT INTO {self.quoted} (id, name, checksum) VALUES ({quoted})"
+        return f"INSERT INTO {self.quoted} (id, name, checksum) VALUES ({_literals(migration_id, name, checksum)})"
+
+    def delete_sql(self, migration_id: str) -> str:
+        """The history DELETE as one literal statement (see :meth:`insert_sql`)."""
+        return f"DELETE FROM {self.quoted} WHERE id = {_literals(migration_id)}"
 
     def insert(self, migration_id: str, name: str, checksum: str) -> None:
         with self.connection.cursor() as cursor:
@@ -115,3 +115,9 @@ class HistoryTable:
         with self.connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {self.quoted} WHERE id = %s", [migration_id])
             return cursor.rowcount > 0
+
+
+def _literals(*values: str) -> str:
+    if not all(PLAIN_VALUE_RE.fullmatch(value) for value in values):
+        raise ValueError(f"not plain history values: {values!r}")
+    return ", ".join(f"'{value}'" for value in values)

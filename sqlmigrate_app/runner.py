@@ -318,9 +318,9 @@ class MigrationRunner:
 
     def _apply(self, migration: Migration, fake: bool) -> Result:
         if fake:
-            return self._timed(migration, "faked", lambda: self._in_transaction(migration, None, self._claim))
+            return self._timed(migration, "faked", lambda: self._in_transaction(migration, None))
         if migration.transactional:
-            return self._timed(migration, "applied", lambda: self._in_transaction(migration, migration.up, self._claim))
+            return self._timed(migration, "applied", lambda: self._in_transaction(migration, migration.up))
         return self._timed(migration, "applied", lambda: self._without_transaction(migration, migration.up))
 
     def _claim(self, migration: Migration) -> None:
@@ -331,29 +331,30 @@ class MigrationRunner:
         except IntegrityError:
             raise _AlreadyDone from None
 
-    def _release(self, migration: Migration) -> None:
-        if not self.history.delete(migration.id):
-            raise _AlreadyDone
+    def _in_transaction(self, migration: Migration, section: Section | None, up: bool = True) -> None:
+        """One migration in one transaction: its history row first (written on the way up,
+        deleted on the way down), then its section, or just the row for ``--fake``.
 
-    def _in_transaction(
-        self, migration: Migration, section: Section | None, record: Callable[[Migration], None]
-    ) -> None:
+        The row goes ahead of the SQL in the same call: on PostgreSQL the BEGIN, timeouts, row
+        and section then make one round trip, with the COMMIT too on the way up when ours is
+        the outermost atomic block.
+        """
         try:
             with transaction.atomic(using=self.using):
                 cursor = self.backend.raw_cursor()
-                if section is not None and record == self._claim:
-                    # The history row goes ahead of the SQL in the same call: on PostgreSQL the
-                    # BEGIN, timeouts, row, section and (unless we are inside someone else's
-                    # atomic block) COMMIT then make a single round trip.
-                    claim = self.history.insert_sql(migration.id, migration.name, migration.checksum)
-                    timeouts = self.backend.timeout_statements(migration, self.timeouts, local=True)
-                    outermost = len(self.connection.atomic_blocks) == 1
-                    self.backend.run_section(cursor, section, [*timeouts, claim], last=outermost)
+                if section is None:
+                    self._claim(migration)
                     return
-                self.backend.set_timeouts(cursor, migration, self.timeouts, local=True)
-                record(migration)
-                if section is not None:
-                    self.backend.run_section(cursor, section)
+                timeouts = self.backend.timeout_statements(migration, self.timeouts, local=True)
+                if up:
+                    row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
+                    outermost = len(self.connection.atomic_blocks) == 1
+                    self.backend.run_section(cursor, section, [*timeouts, row], last=outermost)
+                    return
+                # No COMMIT with it: when another runner deleted the row first, this rolls back.
+                deleted = self.backend.run_section(cursor, section, [*timeouts, self.history.delete_sql(migration.id)])
+                if deleted[-1] == 0:
+                    raise _AlreadyDone
         except StatementError as exc:
             assert section is not None
             if not exc.in_prelude:
@@ -469,7 +470,7 @@ class MigrationRunner:
 
     def _revert(self, migration: Migration) -> Result:
         if migration.transactional:
-            work = lambda: self._in_transaction(migration, migration.down, self._release)  # noqa: E731
+            work = lambda: self._in_transaction(migration, migration.down, up=False)  # noqa: E731
         else:
             work = lambda: self._without_transaction(migration, migration.down, up=False)  # noqa: E731
         return self._timed(migration, "rolled back", work)

@@ -14,6 +14,30 @@ from sqlmigrate_app.files import Migration
 from sqlmigrate_app.runner import MigrationRunner, Reporter
 
 
+def other_connection_runs(target, sql: str, params: tuple[str, ...]) -> None:
+    """Run one statement through a connection of its own, as another runner would."""
+    if target.vendor == "postgresql":
+        with psycopg.connect(target.url, autocommit=True) as other:
+            other.execute(sql, params)
+    else:
+        other = sqlite3.connect(target.url.removeprefix("sqlite:///"))
+        with other:
+            other.execute(sql.replace("%s", "?"), params)
+        other.close()
+
+
+class DeletesRowFirst(Reporter):
+    """Another runner rolls back ``migration_id`` (deletes its row) just before we do."""
+
+    def __init__(self, target, migration_id: str) -> None:
+        self.target = target
+        self.migration_id = migration_id
+
+    def starting(self, migration: Migration, action: str) -> None:
+        if migration.id == self.migration_id:
+            other_connection_runs(self.target, "DELETE FROM schema_migrations WHERE id = %s", (migration.id,))
+
+
 class InsertsRowFirst(Reporter):
     """Another runner writes the history row of ``migration_id`` just before we claim it."""
 
@@ -172,3 +196,30 @@ def test_a_big_section_claimed_by_another_runner_is_skipped(target):
 
     assert [r.action for r in runner.migrate()] == ["skipped"]
     assert "big" not in target.tables()
+
+
+def rollback_raced_by_another_runner(target, up: str) -> None:
+    target.migration("20240101000001_big", up, "DROP TABLE big;")
+    target.migration("20240101000002_two", "CREATE TABLE two (id integer);", "DROP TABLE two;")
+    assert target.call("sqlmigrate_up").code == 0
+    runner = MigrationRunner(
+        using=target.alias, directory=target.directory, reporter=DeletesRowFirst(target, "20240101000001_big")
+    )
+
+    results = runner.rollback(steps=2)
+
+    assert [(r.migration.id, r.action) for r in results] == [
+        ("20240101000002_two", "rolled back"),
+        ("20240101000001_big", "skipped"),
+    ]
+    assert "big" in target.tables() and "two" not in target.tables()
+    assert target.history() == []
+
+
+def test_a_rollback_done_by_another_runner_first_is_skipped_and_its_down_not_run(target):
+    rollback_raced_by_another_runner(target, "CREATE TABLE big (id integer, pad text);")
+
+
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+def test_a_big_migration_rolled_back_by_another_runner_first_is_skipped(target):
+    rollback_raced_by_another_runner(target, big_section())
