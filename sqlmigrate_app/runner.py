@@ -396,8 +396,12 @@ class MigrationRunner:
             outcome = "rolled back, nothing of it was applied"
         else:
             ran, total = progress
-            lines = ", ".join(str(statement.line) for statement in ran) or "none"
-            outcome = f"no-transaction: {len(ran)} of {total} statements had already run (lines {lines})"
+            lines = ", ".join(str(statement.line) for statement in ran)
+            outcome = (
+                f"no-transaction: {len(ran)} of {total} statements had already run (lines {lines})"
+                if ran
+                else f"no-transaction: none of its {total} statements had run"
+            )
         return MigrationFailed(migration, f"{where}: {migration.id} failed: {detail} [{outcome}]")
 
     def _locate_failure(self, migration: Migration, section: Section) -> int | None:
