@@ -23,7 +23,7 @@ LEADING_NOISE_RE = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)  # befo
 # PostgreSQL refuses inside a transaction, so big ordinary migrations are never scanned.
 # Tested on the lowered text, a megabyte at a time: a case-insensitive regex alternation took
 # 100 ms on a 4 MB migration, this takes a few.
-NON_TRANSACTIONAL_HINTS = ("concurrently", "vacuum", "database", "tablespace", "system", "reindex")
+NON_TRANSACTIONAL_HINTS = ("concurrently", "vacuum", "database", "tablespace", "system", "reindex", "cluster")
 
 # The scanner jumps from one of these to the next (C speed); what lies between is plain SQL.
 SPECIAL_RE = re.compile(r"""[;'"$/-]""")
@@ -38,7 +38,7 @@ WORD_RE = re.compile(r"[\w$]+|[^\s\w$]")
 # How every statement PostgreSQL refuses inside a transaction block starts (or a comment comes
 # first): the other statements, CREATE TABLE and the like, need no closer look.
 REFUSED_HEAD_RE = re.compile(
-    r"(?:vacuum|reindex)(?![\w$])"
+    r"(?:vacuum|reindex|cluster)(?![\w$])"
     r"|(?:create|drop|alter)(?:\s+(?:unique|index|database|tablespace|system)(?![\w$])|\s*(?:--|/\*))",
     re.IGNORECASE,
 )
@@ -221,6 +221,8 @@ def _refused(words: list[str]) -> bool:
     if head == "REINDEX":  # REINDEX [(options)] {INDEX | TABLE | SCHEMA | DATABASE | SYSTEM} [CONCURRENTLY]
         target = words[words.index(")") + 1 :] if words[1:2] == ["("] and ")" in words else words[1:]
         return "CONCURRENTLY" in words or target[:1] in (["SCHEMA"], ["DATABASE"], ["SYSTEM"])
+    if head == "CLUSTER":  # CLUSTER [VERBOSE] with no table: every table clustered before
+        return words[1:] in ([], ["VERBOSE"])
     if pair == "ALTER DATABASE":  # ALTER DATABASE name SET TABLESPACE ...
         return words[3:5] == ["SET", "TABLESPACE"]
     return " ".join(words[:4]).startswith(

@@ -137,6 +137,8 @@ REFUSED = [
     "REINDEX DATABASE other;",
     "ALTER DATABASE other SET TABLESPACE pg_default;",
     "VACUUM things;",
+    "CLUSTER;",
+    "CLUSTER VERBOSE;",
     "CREATE DATABASE other;",
     "DROP DATABASE other;",
     "CREATE TABLESPACE space LOCATION '/tmp';",
@@ -249,7 +251,13 @@ def test_refused_statement_is_found_whatever_the_layout():
     assert refused is not None and refused.line == 1
     refused = first_non_transactional("SELECT 1;\n\nalter -- the whole server\n  System SET work_mem = '8MB'", 1)
     assert refused is not None and refused.line == 3
-    for allowed in ("CREATE INDEX i ON t (concurrently)", "REINDEX TABLE schema", "ALTER DATABASE d SET work_mem = 1"):
+    for allowed in (
+        "CREATE INDEX i ON t (concurrently)",
+        "REINDEX TABLE schema",
+        "ALTER DATABASE d SET work_mem = 1",
+        "CLUSTER things USING things_pkey",
+        "CLUSTER VERBOSE things",
+    ):
         assert first_non_transactional(f"SELECT 1;\n{allowed};", 1) is None
 
 
@@ -307,3 +315,19 @@ def test_a_5_mb_migration_with_hint_words_in_every_string_loads_quickly(tmp_path
     assert loaded < 3 and split_in < 3, (loaded, split_in)
     assert len(statements) == 50_001
     assert statements[-1].line == 50_002 and statements[-1].sql.startswith("INSERT INTO big_rows")
+
+
+def test_no_transaction_migration_failing_at_its_first_statement_says_none_ran(target):
+    target.migration(
+        "20240101000000_steps",
+        "INSERT INTO nowhere VALUES (1);\nCREATE TABLE one (id INTEGER);",
+        header="-- sqlmigrate: no-transaction\n",
+    )
+
+    result = target.call("sqlmigrate_up")
+
+    assert result.code == 1
+    error = result.err.strip().splitlines()[-1]
+    assert "20240101000000_steps.sql:3:" in error
+    assert "no-transaction: none of its 2 statements had run" in error
+    assert "one" not in target.tables() and target.history() == []
