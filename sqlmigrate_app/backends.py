@@ -13,7 +13,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .errors import SqlMigrateError
 from .files import Migration, Section
-from .statements import Statement, split, split_sqlite
+from .statements import Statement, mentions, split, split_sqlite
 
 try:
     import fcntl
@@ -195,7 +195,9 @@ class PostgresBackend(Backend):
                     if error is not None:
                         raise StatementError(error, None, in_prelude=True) from error
                 head, text = [], ""
-            elif begin and last and not _mentions_copy(section.sql):
+            elif begin and last and not mentions(section.sql, ("copy",)):
+                # COPY is the one statement the server completes that we then fail (see
+                # COPY_REFUSED): its transaction must not be committed in the same round trip.
                 commit = "\n;\nCOMMIT"
             error, failed_at, head_rows = self._simple_query(conn, text + section.sql + commit, counted=len(head))
             rows += head_rows
@@ -342,14 +344,6 @@ class SQLiteBackend(Backend):
 
 # Sections longer than this (characters) travel in a round trip of their own.
 ALONE_ABOVE = 1 << 20
-
-
-def _mentions_copy(sql: str) -> bool:
-    """True when ``sql`` may hold a COPY: the one statement the server completes that we then
-    fail (see COPY_REFUSED), so its transaction must not be committed in the same round trip.
-    Lowered a megabyte at a time, so a big section is not copied whole."""
-    step = 1 << 20
-    return any("copy" in sql[start : start + step + 3].lower() for start in range(0, len(sql), step))
 
 
 def _simple_query_gen(pgconn: Any, query: bytes, encoding: str, counted: int) -> Any:

@@ -230,18 +230,20 @@ def _refused(words: list[str]) -> bool:
     )
 
 
-def _may_hold_non_transactional(sql: str) -> bool:
-    """The cheap pre-filter, lowering a megabyte (plus an overlap) at a time."""
+def mentions(sql: str, words: tuple[str, ...]) -> bool:
+    """True when any of the lower-case ``words`` appears in ``sql``, in any case, even in a
+    string or comment: a cheap pre-filter. Lowered a megabyte (plus an overlap) at a time, so a
+    big section is not copied whole."""
     step = 1 << 20
     for start in range(0, len(sql), step):
         chunk = sql[start : start + step + 64].lower()
-        if any(word in chunk for word in NON_TRANSACTIONAL_HINTS):
+        if any(word in chunk for word in words):
             return True
     return False
 
 
 def first_non_transactional(sql: str, first_line: int = 1) -> Statement | None:
-    if not _may_hold_non_transactional(sql):
+    if not mentions(sql, NON_TRANSACTIONAL_HINTS):
         return None
     for start, end in _spans(sql):
         if REFUSED_HEAD_RE.match(sql, start) and _refused(_leading_words(sql, start, end)):
