@@ -341,10 +341,10 @@ class MigrationRunner:
         """
         try:
             with transaction.atomic(using=self.using):
-                cursor = self.backend.raw_cursor()
                 if section is None:
                     self._claim(migration)
                     return
+                cursor = self.backend.raw_cursor()
                 timeouts = self.backend.timeout_statements(migration, self.timeouts, local=True)
                 if up:
                     row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
