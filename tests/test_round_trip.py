@@ -3,6 +3,7 @@ with the BEGIN psycopg would otherwise send alone): what that must not change.""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import psycopg
@@ -223,3 +224,32 @@ def test_a_rollback_done_by_another_runner_first_is_skipped_and_its_down_not_run
 @pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 def test_a_big_migration_rolled_back_by_another_runner_first_is_skipped(target):
     rollback_raced_by_another_runner(target, big_section())
+
+
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+def test_each_migration_is_one_query_on_the_wire(target, tmp_path):
+    """libpq's own protocol trace: every migration is a single Query message holding BEGIN,
+    the history row, its SQL and COMMIT; no BEGIN or COMMIT travels on its own."""
+    for number in range(1, 4):
+        target.migration(f"2024010100000{number}_t{number}", f"CREATE TABLE t{number} (id integer);")
+    connection = connections[target.alias]
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    trace = tmp_path / "wire.trace"
+    with trace.open("w") as out:
+        pgconn.trace(out.fileno())
+        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
+        try:
+            MigrationRunner(using=target.alias, directory=target.directory).migrate()
+        finally:
+            pgconn.untrace()
+
+    # One message per entry; a query's own newlines stay inside its entry.
+    messages = re.split(r"\n(?=[FB]\t\d+\t)", trace.read_text())
+    queries = [message.split("\tQuery\t", 1)[1].strip().strip('"') for message in messages if "\tQuery\t" in message]
+    migrations = [query for query in queries if "CREATE TABLE t" in query]
+    assert len(migrations) == 3
+    for number, query in enumerate(migrations, start=1):
+        assert "BEGIN;" in query and "INSERT INTO" in query and f"CREATE TABLE t{number} " in query
+        assert query.endswith("COMMIT")
+    assert not [query for query in queries if query.rstrip(";") in ("BEGIN", "COMMIT")]
