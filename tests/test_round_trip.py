@@ -3,7 +3,6 @@ with the BEGIN psycopg would otherwise send alone): what that must not change.""
 
 from __future__ import annotations
 
-import re
 import sqlite3
 
 import psycopg
@@ -13,6 +12,8 @@ from psycopg import IsolationLevel
 
 from sqlmigrate_app.files import Migration
 from sqlmigrate_app.runner import MigrationRunner, Reporter
+
+from .wire import queries_on_the_wire
 
 
 def other_connection_runs(target, sql: str, params: tuple[str, ...]) -> None:
@@ -232,21 +233,10 @@ def test_each_migration_is_one_query_on_the_wire(target, tmp_path):
     the history row, its SQL and COMMIT; no BEGIN or COMMIT travels on its own."""
     for number in range(1, 4):
         target.migration(f"2024010100000{number}_t{number}", f"CREATE TABLE t{number} (id integer);")
-    connection = connections[target.alias]
-    connection.ensure_connection()
-    pgconn = connection.connection.pgconn
-    trace = tmp_path / "wire.trace"
-    with trace.open("w") as out:
-        pgconn.trace(out.fileno())
-        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
-        try:
-            MigrationRunner(using=target.alias, directory=target.directory).migrate()
-        finally:
-            pgconn.untrace()
+    runner = MigrationRunner(using=target.alias, directory=target.directory)
 
-    # One message per entry; a query's own newlines stay inside its entry.
-    messages = re.split(r"\n(?=[FB]\t\d+\t)", trace.read_text())
-    queries = [message.split("\tQuery\t", 1)[1].strip().strip('"') for message in messages if "\tQuery\t" in message]
+    queries = queries_on_the_wire(target.alias, tmp_path / "wire.trace", runner.migrate)
+
     migrations = [query for query in queries if "CREATE TABLE t" in query]
     assert len(migrations) == 3
     for number, query in enumerate(migrations, start=1):
