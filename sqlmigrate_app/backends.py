@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from time import monotonic, sleep
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -43,6 +43,19 @@ class StatementError(Exception):
         self.in_prelude = in_prelude
 
 
+class SessionState(NamedTuple):
+    """A PostgreSQL session's user, role and own settings (``(name, value)`` pairs)."""
+
+    user: str
+    role: str
+    settings: tuple[tuple[str, str], ...]
+
+
+def _literal(value: str) -> str:
+    """An E'' string literal of ``value``."""
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
 class Backend:
     """Defaults for any database: split with our own scanner (statements.py), no run-wide lock, no timeouts."""
 
@@ -54,8 +67,14 @@ class Backend:
         self.connection.ensure_connection()
         return self.connection.connection.cursor()
 
+    def history_schema(self) -> str | None:
+        """The schema the history table lives in for this run (None: the database has no schemas)."""
+        return None
+
     @contextmanager
-    def lock(self, table: str, timeout: float | None, on_wait: Callable[[], None]) -> Iterator[None]:
+    def lock(
+        self, schema: str | None, table: str, timeout: float | None, on_wait: Callable[[], None]
+    ) -> Iterator[None]:
         yield
 
     def split(self, section: Section) -> list[Statement]:
@@ -93,15 +112,19 @@ class Backend:
         """The statements that apply the migration's timeouts (none where there are none)."""
         return []
 
-    def set_timeouts(self, cursor: Any, migration: Migration, defaults: dict[str, str | None], local: bool) -> bool:
-        """Apply the migration's timeouts; True when something must be reset afterwards."""
-        statements = self.timeout_statements(migration, defaults, local)
-        for sql in statements:
+    def set_timeouts(self, cursor: Any, migration: Migration, defaults: dict[str, str | None]) -> None:
+        """Apply the migration's timeouts to the session (a ``no-transaction`` migration); the
+        runner puts the session back afterwards, see :meth:`session_state`."""
+        for sql in self.timeout_statements(migration, defaults, local=False):
             cursor.execute(sql)
-        return bool(statements)
 
-    def reset_timeouts(self, cursor: Any) -> None:
-        pass
+    def session_state(self) -> Any:
+        """What :meth:`restore_session` needs to undo a migration's session-level settings
+        (``SET``, ``set_config``, ``PRAGMA``): none here."""
+        return None
+
+    def restore_session(self, state: Any) -> None:
+        """Put the session's settings back as :meth:`session_state` found them."""
 
     def connection_lost(self, error: Exception | None = None) -> bool:
         """True when the connection is gone, or ``error`` says the server is ending it
@@ -120,12 +143,26 @@ def advisory_lock_key(schema: str, table: str) -> int:
 
 
 class PostgresBackend(Backend):
+    def history_schema(self) -> str:
+        """The connection's current schema when the run starts: the history table is named with
+        it, so a migration that changes ``search_path`` cannot lose it."""
+        cursor = self.raw_cursor()
+        cursor.execute("SELECT pg_catalog.current_schema()")
+        schema = cursor.fetchone()[0]
+        if schema is None:
+            raise SqlMigrateError(
+                f"database {self.connection.alias!r}: its search_path names no existing schema, so there is no "
+                "schema for the history table; set search_path (e.g. OPTIONS 'options': '-c search_path=public')"
+            )
+        return str(schema)
+
     @contextmanager
-    def lock(self, table: str, timeout: float | None, on_wait: Callable[[], None]) -> Iterator[None]:
+    def lock(
+        self, schema: str | None, table: str, timeout: float | None, on_wait: Callable[[], None]
+    ) -> Iterator[None]:
         """A session-level advisory lock, so it also covers ``no-transaction`` migrations."""
         cursor = self.raw_cursor()
-        cursor.execute("SELECT current_schema()")
-        key = advisory_lock_key(cursor.fetchone()[0], table)
+        key = advisory_lock_key(schema or "", table)
         with self._notice_dead_client(cursor):
             cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
             if not cursor.fetchone()[0]:
@@ -204,11 +241,14 @@ class PostgresBackend(Backend):
         if error is None:
             return rows[len(begin) :]
         # A syntax error stops the server before it runs anything, so where it is comes from its
-        # position; other errors are placed by how many statements had run.
+        # position; any other error is placed by counting the results before it, one per
+        # statement: the section is never run a second time to find the line.
         position = int(getattr(getattr(error, "diag", None), "statement_position", None) or 0)
         if (position <= len(text)) if position else (failed_at < len(head)):
             raise StatementError(error, None, in_prelude=True) from error
-        raise StatementError(error, self._error_line(error, section, len(text))) from error
+        if position:
+            raise StatementError(error, self._error_line(error, section, len(text))) from error
+        raise StatementError(error, self._line_of_statement(section, failed_at - len(head))) from error
 
     def run_statements(self, cursor: Any, statements: list[Statement], ran: list[Statement] | None = None) -> None:
         conn = self._psycopg_connection()
@@ -260,6 +300,12 @@ class PostgresBackend(Backend):
             parts.append("DEFERRABLE" if conn.deferrable else "NOT DEFERRABLE")
         return [" ".join(parts)]
 
+    def _line_of_statement(self, section: Section, index: int) -> int | None:
+        """The file line of the section's statement number ``index`` (from 0), as our scanner
+        splits it; None past the last one (an error at COMMIT, such as a deferred constraint)."""
+        statements = self.split(section)
+        return statements[index].line if index < len(statements) else None
+
     @staticmethod
     def _error_line(exc: Exception, section: Section, offset: int = 0) -> int | None:
         """The file line of the server's error position, ``offset`` characters sent ahead."""
@@ -277,14 +323,68 @@ class PostgresBackend(Backend):
         # Values are checked against a strict duration pattern, so quoting is safe.
         return [f"{scope} {setting} = '{value}'" for setting, value in values.items() if value]
 
-    def reset_timeouts(self, cursor: Any) -> None:
-        cursor.execute("RESET lock_timeout")
-        cursor.execute("RESET statement_timeout")
+    def session_state(self) -> SessionState:
+        """The session's own settings (source ``session``: set by Django or the app on connect)
+        and its user and role, as the run found them."""
+        cursor = self.raw_cursor()
+        cursor.execute("SELECT pg_catalog.current_setting('session_authorization'), pg_catalog.current_setting('role')")
+        user, role = cursor.fetchone()
+        cursor.execute(
+            "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' AND name NOT LIKE 'transaction%'"
+        )
+        return SessionState(user, role, tuple(cursor.fetchall()))
+
+    def restore_session(self, state: SessionState) -> None:
+        """One round trip: user first (it resets the role), then role, then every setting that
+        differs from the run's: back to the run's value, or to what RESET gives (the server's,
+        the role's, the connection's startup options). Literals are E'' strings, read the same
+        whatever ``standard_conforming_strings`` a migration left behind. ``pg_settings`` costs
+        about 0.7 ms, so this runs only after a migration that may have changed something."""
+        started = ", ".join(f"({_literal(name)}, {_literal(value)})" for name, value in state.settings)
+        started = started or "(NULL, NULL)"
+        user, role = _literal(state.user), _literal(state.role)
+        self._send(
+            f"SELECT pg_catalog.set_config('session_authorization', {user}, false)"
+            f" WHERE pg_catalog.current_setting('session_authorization') <> {user};\n"
+            f"SELECT pg_catalog.set_config('role', {role}, false) WHERE pg_catalog.current_setting('role') <> {role};\n"
+            "SELECT pg_catalog.set_config(s.name, COALESCE(start.setting, s.reset_val), false)"
+            " FROM pg_catalog.pg_settings s"
+            f" LEFT JOIN (VALUES {started}) AS start (name, setting) ON start.name = s.name"
+            " WHERE (s.source = 'session' OR start.name IS NOT NULL) AND s.name NOT LIKE 'transaction%'"
+            " AND s.setting IS DISTINCT FROM COALESCE(start.setting, s.reset_val)"
+        )
+
+    def _send(self, sql: str) -> None:
+        """Run ``sql`` (one or more statements) in one round trip; raise its first error."""
+        conn = self._psycopg_connection()
+        if conn is None:
+            self.raw_cursor().execute(sql)
+            return
+        with conn.lock:
+            begin = "".join(f"{statement};\n" for statement in self._begin(conn))
+            error, _, _ = self._simple_query(conn, begin + sql)
+        if error is not None:
+            raise error
+
+
+# The per-connection SQLite settings a migration may change and the next one must not inherit.
+SESSION_PRAGMAS = (
+    "foreign_keys",
+    "legacy_alter_table",
+    "recursive_triggers",
+    "ignore_check_constraints",
+    "defer_foreign_keys",
+    "reverse_unordered_selects",
+    "query_only",
+    "automatic_index",
+)
 
 
 class SQLiteBackend(Backend):
     @contextmanager
-    def lock(self, table: str, timeout: float | None, on_wait: Callable[[], None]) -> Iterator[None]:
+    def lock(
+        self, schema: str | None, table: str, timeout: float | None, on_wait: Callable[[], None]
+    ) -> Iterator[None]:
         """A whole-run lock like PostgreSQL's: ``flock`` on a file next to the database.
 
         SQLite's own locks only last one transaction, so without this a ``down`` could undo a
@@ -340,6 +440,21 @@ class SQLiteBackend(Backend):
 
     def split(self, section: Section) -> list[Statement]:
         return split_sqlite(section.sql, section.line)
+
+    def session_state(self) -> dict[str, Any]:
+        """The connection's own PRAGMAs, which a ``no-transaction`` migration may change for
+        good (``PRAGMA foreign_keys = OFF`` before rebuilding a table)."""
+        cursor = self.raw_cursor()
+        state = {}
+        for pragma in SESSION_PRAGMAS:
+            cursor.execute(f"PRAGMA {pragma}")
+            state[pragma] = cursor.fetchone()[0]
+        return state
+
+    def restore_session(self, state: dict[str, Any]) -> None:
+        cursor = self.raw_cursor()
+        for pragma, value in state.items():
+            cursor.execute(f"PRAGMA {pragma} = {int(value)}")
 
 
 # Sections longer than this (characters) travel in a round trip of their own.

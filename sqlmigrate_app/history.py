@@ -51,6 +51,11 @@ class HistoryTable:
         self.table = table
         self.quoted = connection.ops.quote_name(table)
 
+    def pin(self, schema: str | None) -> None:
+        """Name the table with its schema from now on, whatever ``search_path`` a migration sets."""
+        quote = self.connection.ops.quote_name
+        self.quoted = f"{quote(schema)}.{quote(self.table)}" if schema else quote(self.table)
+
     def exists(self) -> bool:
         with self.connection.cursor() as cursor:
             return self.table in self.connection.introspection.table_names(cursor)
@@ -109,6 +114,12 @@ class HistoryTable:
                 f"INSERT INTO {self.quoted} (id, name, checksum) VALUES (%s, %s, %s)",
                 [migration_id, name, checksum],
             )
+
+    def contains(self, migration_id: str) -> bool:
+        """Whether the row of ``migration_id`` is there (after an interrupted run: did it commit?)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {self.quoted} WHERE id = %s", [migration_id])
+            return cursor.fetchone() is not None
 
     def delete(self, migration_id: str) -> bool:
         """Remove a row; False when it was already gone (another runner rolled it back)."""

@@ -6,6 +6,7 @@ management commands print.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ from django.db import Error as DjangoDatabaseError
 
 from . import conf
 from .backends import StatementError, backend_for, driver_error
-from .errors import SqlMigrateError
+from .errors import SqlMigrateError, Terminated
 from .files import Migration, Section, load_directory
 from .history import AppliedMigration, HistoryError, HistoryTable
+from .statements import Statement, may_change_session
 
 APPLIED, PENDING, MODIFIED, MISSING = "applied", "pending", "modified", "missing"
 
@@ -32,6 +34,16 @@ class MigrationFailed(SqlMigrateError):
     def __init__(self, migration: Migration, message: str) -> None:
         super().__init__(message)
         self.migration = migration
+
+
+class MigrationInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM (``terminated``) stopped a migration; the message says what became of
+    it. Still a ``KeyboardInterrupt``, so code around the runner stops as it would anyway."""
+
+    def __init__(self, migration: Migration, message: str, terminated: bool) -> None:
+        super().__init__(message)
+        self.migration = migration
+        self.terminated = terminated
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,22 +133,32 @@ class Reporter:
     def failed(self, migration: Migration, elapsed_ms: float) -> None:
         pass
 
+    def interrupted(self, migration: Migration, elapsed_ms: float) -> None:
+        pass
+
 
 class _AlreadyDone(Exception):
     """Another runner applied (or rolled back) this migration while we waited for it."""
 
 
-class _Rollback(Exception):
-    pass
-
-
 F = TypeVar("F", bound=Callable[..., Any])
 
+ROLLED_BACK = "rolled back, nothing of it was applied or recorded"
+LOST_BEFORE_COMMIT = (
+    "the connection was lost before its COMMIT was confirmed: run sqlmigrate_status to see whether it was recorded"
+)
 
-def _first_line(error: BaseException) -> str:
-    primary = getattr(getattr(error, "diag", None), "message_primary", None)
-    text = primary or str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+
+def describe(error: BaseException) -> str:
+    """The database's message in one line, with the DETAIL and HINT it gives."""
+    diag = getattr(error, "diag", None)
+    text = getattr(diag, "message_primary", None) or str(error).strip() or type(error).__name__
+    extras = [
+        f"{label.upper()}: {' '.join(extra.split())}"
+        for label in ("detail", "hint")
+        if (extra := getattr(diag, f"message_{label}", None))
+    ]
+    return text.splitlines()[0] + (f" ({'; '.join(extras)})" if extras else "")
 
 
 def _reports_database_errors(method: F) -> F:
@@ -147,7 +169,7 @@ def _reports_database_errors(method: F) -> F:
         try:
             return method(self, *args, **kwargs)
         except (DjangoDatabaseError, driver_error(self.connection)) as exc:
-            raise SqlMigrateError(f"database {self.using!r}: {_first_line(exc)}") from exc
+            raise SqlMigrateError(f"database {self.using!r}: {describe(exc)}") from exc
 
     return wrapper  # type: ignore[return-value]
 
@@ -169,6 +191,7 @@ class MigrationRunner:
         self.lock_wait_timeout = lock_wait_timeout
         self.reporter = reporter or Reporter()
         self.timeouts = {"lock_timeout": conf.lock_timeout(), "statement_timeout": conf.statement_timeout()}
+        self._session: Any = None  # the session's settings as the run found them, read when needed
 
     # Reading -------------------------------------------------------------------------------
 
@@ -263,12 +286,18 @@ class MigrationRunner:
     # Applying ------------------------------------------------------------------------------
 
     def _locked(self) -> Any:
+        """The run-wide lock; the history table is named with its schema and the session's
+        settings are read afresh for the run."""
+
         def on_wait() -> None:
             self.reporter.waiting(
                 f"Waiting for another sqlmigrate runner to release the lock on {self.history.table}..."
             )
 
-        return self.backend.lock(self.history.table, self.lock_wait_timeout, on_wait)
+        schema = self.backend.history_schema()
+        self.history.pin(schema)
+        self._session = None
+        return self.backend.lock(schema, self.history.table, self.lock_wait_timeout, on_wait)
 
     @_reports_database_errors
     def plan(self, to: str | None = None, allow_out_of_order: bool = False) -> list[Migration]:
@@ -309,6 +338,9 @@ class MigrationRunner:
             work()
         except _AlreadyDone:
             action = "skipped"
+        except KeyboardInterrupt:
+            self.reporter.interrupted(migration, (perf_counter() - started) * 1000)
+            raise
         except Exception:
             self.reporter.failed(migration, (perf_counter() - started) * 1000)
             raise
@@ -319,9 +351,38 @@ class MigrationRunner:
     def _apply(self, migration: Migration, fake: bool) -> Result:
         if fake:
             return self._timed(migration, "faked", lambda: self._in_transaction(migration, None))
-        if migration.transactional:
-            return self._timed(migration, "applied", lambda: self._in_transaction(migration, migration.up))
-        return self._timed(migration, "applied", lambda: self._without_transaction(migration, migration.up))
+        return self._timed(migration, "applied", lambda: self._run(migration, migration.up, up=True))
+
+    def _run(self, migration: Migration, section: Section, up: bool) -> None:
+        """Run one side of a migration with its history change, then put back the session
+        settings it may have changed (``SET``, ``set_config``, ``PRAGMA``, the timeouts of a
+        ``no-transaction`` run), so the next migration starts from the run's own."""
+        run = self._in_transaction if migration.transactional else self._without_transaction
+        if not (may_change_session(section.sql) or self._sets_session_timeouts(migration)):
+            run(migration, section, up)
+            return
+        if self._session is None:
+            self._session = self.backend.session_state()
+        try:
+            run(migration, section, up)
+        except BaseException:
+            with contextlib.suppress(DjangoDatabaseError, driver_error(self.connection)):
+                self._restore_session()
+            raise
+        try:
+            self._restore_session()
+        except (DjangoDatabaseError, driver_error(self.connection)) as exc:
+            raise SqlMigrateError(
+                f"{migration.path}: {migration.id} was {'applied' if up else 'rolled back'}, but the session "
+                f"settings it changed could not be put back: {describe(exc)}"
+            ) from exc
+
+    def _sets_session_timeouts(self, migration: Migration) -> bool:
+        return not migration.transactional and bool(self.backend.timeout_statements(migration, self.timeouts, False))
+
+    def _restore_session(self) -> None:
+        if not self.backend.connection_lost():
+            self.backend.restore_session(self._session)
 
     def _claim(self, migration: Migration) -> None:
         """Write the history row first: on SQLite this takes the write lock, so a concurrent
@@ -332,94 +393,108 @@ class MigrationRunner:
             raise _AlreadyDone from None
 
     def _in_transaction(self, migration: Migration, section: Section | None, up: bool = True) -> None:
-        """One migration in one transaction: its history row first (written on the way up,
-        deleted on the way down), then its section, or just the row for ``--fake``.
+        """One migration in one transaction with its history row, or just the row for ``--fake``.
 
-        The row goes ahead of the SQL in the same call: on PostgreSQL the BEGIN, timeouts, row
-        and section then make one round trip, with the COMMIT too on the way up when ours is
-        the outermost atomic block.
+        Whatever fails, the transaction is rolled back and the error names the migration: a
+        statement's error with its line; a lost connection or a failing COMMIT as such. When
+        the server has gone, Django's own rollback fails too: the statement's error is kept.
         """
+        failed: list[StatementError] = []
         try:
             with transaction.atomic(using=self.using):
-                if section is None:
-                    self._claim(migration)
-                    return
-                cursor = self.backend.raw_cursor()
-                timeouts = self.backend.timeout_statements(migration, self.timeouts, local=True)
-                if up:
-                    row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
-                    outermost = len(self.connection.atomic_blocks) == 1
-                    self.backend.run_section(cursor, section, [*timeouts, row], last=outermost)
-                    return
-                # No COMMIT with it: when another runner deleted the row first, this rolls back.
-                deleted = self.backend.run_section(cursor, section, [*timeouts, self.history.delete_sql(migration.id)])
-                if deleted[-1] == 0:
-                    raise _AlreadyDone
-        except StatementError as exc:
-            assert section is not None
-            if not exc.in_prelude:
-                raise self._failure(migration, section, exc, None) from exc
-            if isinstance(exc.error, self.connection.Database.IntegrityError):  # type: ignore[attr-defined]
-                raise _AlreadyDone from None  # another runner's history row: see _claim
-            raise exc.error from None
+                try:
+                    self._transaction_body(migration, section, up)
+                except StatementError as exc:
+                    failed.append(exc)
+                    raise
+        except KeyboardInterrupt as exc:
+            raise self._interrupted(migration, exc, self._outcome_of_interrupted(migration, up)) from exc
+        except (StatementError, DjangoDatabaseError, driver_error(self.connection)) as exc:
+            raise self._transaction_failure(migration, failed[0] if failed else exc) from exc
+
+    def _transaction_body(self, migration: Migration, section: Section | None, up: bool) -> None:
+        """The history row first (written on the way up, deleted on the way down), then the
+        section: on PostgreSQL the BEGIN, timeouts, row and section make one round trip, with
+        the COMMIT too on the way up when ours is the outermost atomic block."""
+        if section is None:
+            self._claim(migration)
+            return
+        cursor = self.backend.raw_cursor()
+        timeouts = self.backend.timeout_statements(migration, self.timeouts, local=True)
+        if up:
+            row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
+            outermost = len(self.connection.atomic_blocks) == 1
+            self.backend.run_section(cursor, section, [*timeouts, row], last=outermost)
+            return
+        # No COMMIT with it: when another runner deleted the row first, this rolls back.
+        deleted = self.backend.run_section(cursor, section, [*timeouts, self.history.delete_sql(migration.id)])
+        if deleted[-1] == 0:
+            raise _AlreadyDone
+
+    def _transaction_failure(self, migration: Migration, error: Exception) -> BaseException:
+        """What to raise for a transactional migration that failed (it was rolled back)."""
+        if not isinstance(error, StatementError):
+            if self.backend.connection_lost(error):
+                return self._failure(migration, error, None, LOST_BEFORE_COMMIT)
+            return self._failure(migration, error, None, ROLLED_BACK)
+        if not error.in_prelude:
+            return self._failure(migration, error.error, error.line, ROLLED_BACK)
+        if isinstance(error.error, self.connection.Database.IntegrityError):  # type: ignore[attr-defined]
+            return _AlreadyDone()  # another runner's history row: see _claim
+        return error.error
 
     def _without_transaction(self, migration: Migration, section: Section, up: bool = True) -> None:
         if self.connection.in_atomic_block:
             raise SqlMigrateError(f"{migration.path}: a no-transaction migration cannot run inside transaction.atomic")
         cursor = self.backend.raw_cursor()
         statements = self.backend.split(section)
-        ran: list[Any] = []
-        must_reset = self.backend.set_timeouts(cursor, migration, self.timeouts, local=False)
+        ran: list[Statement] = []
         try:
+            self.backend.set_timeouts(cursor, migration, self.timeouts)
             self.backend.run_statements(cursor, statements, ran)
         except StatementError as exc:
-            raise self._failure(migration, section, exc, (ran, len(statements))) from exc
-        finally:
-            if must_reset and not self.backend.connection_lost():
-                self.backend.reset_timeouts(cursor)
+            raise self._failure(migration, exc.error, exc.line, self._progress(ran, statements)) from exc
+        except KeyboardInterrupt as exc:
+            raise self._interrupted(migration, exc, self._progress(ran, statements)) from exc
         if up:
             self.history.insert(migration.id, migration.name, migration.checksum)
         else:
             self.history.delete(migration.id)
 
-    def _failure(
-        self, migration: Migration, section: Section, exc: StatementError, progress: tuple[list[Any], int] | None
-    ) -> MigrationFailed:
-        lost = self.backend.connection_lost(exc.error)
-        line = exc.line
-        if line is None and not lost:
-            line = self._locate_failure(migration, section)
-        where = f"{migration.path}:{line}" if line else str(migration.path)
-        message = _first_line(exc.error)
-        detail = f"lost the connection to database {self.using!r} ({message})" if lost else message
-        if progress is None:
-            outcome = "rolled back, nothing of it was applied"
-        else:
-            ran, total = progress
-            lines = ", ".join(str(statement.line) for statement in ran)
-            outcome = (
-                f"no-transaction: {len(ran)} of {total} statements had already run (lines {lines})"
-                if ran
-                else f"no-transaction: none of its {total} statements had run"
-            )
-        return MigrationFailed(migration, f"{where}: {migration.id} failed: {detail} [{outcome}]")
+    @staticmethod
+    def _progress(ran: list[Statement], statements: list[Statement]) -> str:
+        """What a stopped ``no-transaction`` run leaves behind: the statements that had run."""
+        if not ran:
+            return f"no-transaction: none of its {len(statements)} statements had run; it was not recorded"
+        lines = ", ".join(str(statement.line) for statement in ran)
+        return (
+            f"no-transaction: {len(ran)} of {len(statements)} statements had already run (lines {lines}); "
+            "it was not recorded"
+        )
 
-    def _locate_failure(self, migration: Migration, section: Section) -> int | None:
-        """Find the failing statement of a section sent whole, by replaying it statement by
-        statement in a transaction that is always rolled back."""
-        statements = self.backend.split(section)
-        if len(statements) == 1:
-            return statements[0].line
+    def _failure(self, migration: Migration, error: Exception, line: int | None, outcome: str) -> MigrationFailed:
+        where = f"{migration.path}:{line}" if line else str(migration.path)
+        message = describe(error)
+        if self.backend.connection_lost(error):
+            message = f"lost the connection to database {self.using!r} ({message})"
+        return MigrationFailed(migration, f"{where}: {migration.id} failed: {message} [{outcome}]")
+
+    def _interrupted(self, migration: Migration, signal: KeyboardInterrupt, outcome: str) -> MigrationInterrupted:
+        terminated = isinstance(signal, Terminated)
+        how = "SIGTERM" if terminated else "Ctrl-C"
+        return MigrationInterrupted(
+            migration, f"{migration.path}: {migration.id} interrupted ({how}) [{outcome}]", terminated
+        )
+
+    def _outcome_of_interrupted(self, migration: Migration, up: bool) -> str:
+        """Whether an interrupted transactional migration had committed: its history row says."""
         try:
-            with transaction.atomic(using=self.using):
-                cursor = self.backend.raw_cursor()
-                self.backend.set_timeouts(cursor, migration, self.timeouts, local=True)
-                self.backend.run_statements(cursor, statements)
-                raise _Rollback
-        except StatementError as exc:
-            return exc.line
-        except (_Rollback, DjangoDatabaseError, driver_error(self.connection)):
-            return None
+            recorded = self.history.contains(migration.id)
+        except (DjangoDatabaseError, driver_error(self.connection)):
+            return "the connection was lost: run sqlmigrate_status to see whether it was recorded"
+        if up:
+            return "it had already committed: applied and recorded" if recorded else ROLLED_BACK
+        return "its DOWN was rolled back: it is still applied" if recorded else "its DOWN had already committed"
 
     # Rolling back --------------------------------------------------------------------------
 
@@ -473,8 +548,4 @@ class MigrationRunner:
         return plan
 
     def _revert(self, migration: Migration) -> Result:
-        if migration.transactional:
-            work = lambda: self._in_transaction(migration, migration.down, up=False)  # noqa: E731
-        else:
-            work = lambda: self._without_transaction(migration, migration.down, up=False)  # noqa: E731
-        return self._timed(migration, "rolled back", work)
+        return self._timed(migration, "rolled back", lambda: self._run(migration, migration.down, up=False))

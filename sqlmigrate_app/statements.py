@@ -249,3 +249,27 @@ def first_non_transactional(sql: str, first_line: int = 1) -> Statement | None:
         if REFUSED_HEAD_RE.match(sql, start) and _refused(_leading_words(sql, start, end)):
             return Statement(sql[start:end], first_line + sql.count("\n", 0, start))
     return None
+
+
+# Words without which a section cannot change a session setting beyond its transaction.
+SESSION_HINTS = ("set", "pragma")
+TRANSACTION_SCOPED_SET = (["LOCAL"], ["CONSTRAINTS"], ["TRANSACTION"])
+
+
+def may_change_session(sql: str) -> bool:
+    """True when running ``sql`` may leave a session setting changed after its transaction: a
+    ``SET`` (not ``SET LOCAL``, ``SET CONSTRAINTS``, ``SET TRANSACTION``), ``RESET`` or ``PRAGMA``
+    statement, ``set_config()`` anywhere, or a ``DO`` block that mentions SET. A function made
+    by an earlier migration that changes settings when called is not seen."""
+    if not mentions(sql, SESSION_HINTS):
+        return False
+    if mentions(sql, ("set_config",)):
+        return True
+    for start, end in _spans(sql):
+        words = _leading_words(sql, start, end, 2)
+        head = words[0] if words else ""
+        if head in ("RESET", "PRAGMA") or (head == "SET" and words[1:2] not in TRANSACTION_SCOPED_SET):
+            return True
+        if head == "DO" and mentions(sql[start:end], ("set",)):
+            return True
+    return False
