@@ -105,3 +105,25 @@ def test_readme_quick_start_in_a_copy_of_the_demo_project(tmp_path):
     with sqlite3.connect(tmp_path / "db.sqlite3") as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables >= DEMO_TABLES | {"schema_migrations"}
+
+
+@pytest.mark.parametrize("target", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("encoding", ["cp1252", "ascii"])
+def test_a_console_that_cannot_show_the_symbols_gets_readable_ascii(target, encoding):
+    target.env["PYTHONIOENCODING"] = encoding
+    target.migration("20240101000000_cafe", "CREATE TABLE café (note TEXT DEFAULT '⚠️ ✅');", "DROP TABLE café;")
+    target.migration("20240101000001_later", "CREATE TABLE later (note TEXT DEFAULT '⏳');")
+    assert target.manage("sqlmigrate_up", "--to", "20240101000000_cafe").returncode == 0
+
+    status = target.manage("sqlmigrate_status")
+    plan = target.manage("sqlmigrate_up", "--plan", "-v", "2")
+    as_json = target.manage("sqlmigrate_status", "--json")
+    validate = target.manage("sqlmigrate_validate")
+
+    for result in (status, plan, as_json, validate):
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+    assert status.stdout.splitlines()[0].startswith("[x] Executed | 20240101000000_cafe | Cafe | ")
+    assert status.stdout.splitlines()[1] == "[ ] Pending  | 20240101000001_later | Later"
+    assert "CREATE TABLE later (note TEXT DEFAULT '\\u23f3');" in plan.stdout  # escaped, not a crash
+    assert [row["state"] for row in json.loads(as_json.stdout)] == ["applied", "pending"]

@@ -3,14 +3,76 @@ one-line ``CommandError``s."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from argparse import ArgumentParser
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
-from ..errors import SqlMigrateError
+from ..errors import SqlMigrateError, Terminated
 from ..files import Migration
-from ..runner import MigrationRunner, Reporter, Result
+from ..runner import MigrationInterrupted, MigrationRunner, Reporter, Result
+
+# Exit codes of a run stopped by a signal, as a shell reports them: 128 + the signal's number.
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`Terminated`, so a deploy tool stopping it
+    gets the same clean stop as Ctrl-C: the query cancelled, the transaction rolled back, the
+    lock released. Only the main thread can take signals; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interruption(exc: KeyboardInterrupt) -> CommandError:
+    """The one-line error of a run stopped by Ctrl-C or SIGTERM, with the shell's exit code."""
+    terminated = exc.terminated if isinstance(exc, MigrationInterrupted) else isinstance(exc, Terminated)
+    message = (
+        str(exc) if isinstance(exc, MigrationInterrupted) else f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'})"
+    )
+    return CommandError(message, returncode=EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+
+
+@contextmanager
+def escaping_unencodable(*wrappers: OutputWrapper) -> Iterator[None]:
+    """Print what a console's encoding (cp1252, ASCII under LANG=C) cannot show as escapes
+    instead of failing with UnicodeEncodeError: SQL, paths and names may hold any character."""
+    changed: list[Any] = []  # io.TextIOWrapper streams (sys.stdout), not a StringIO
+    for wrapper in wrappers:
+        stream: Any = wrapper._out
+        if hasattr(stream, "reconfigure") and stream.errors == "strict":
+            changed.append(stream)
+            stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        for stream in changed:
+            stream.reconfigure(errors="strict")
+
+
+def can_print(wrapper: OutputWrapper, text: str) -> bool:
+    """Whether ``text`` survives the stream's encoding (a StringIO takes anything)."""
+    encoding = getattr(wrapper._out, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 class SqlMigrateCommand(BaseCommand):
@@ -25,9 +87,12 @@ class SqlMigrateCommand(BaseCommand):
 
     def execute(self, *args: Any, **options: Any) -> Any:
         try:
-            return super().execute(*args, **options)
+            with sigterm_as_interrupt():
+                return super().execute(*args, **options)
         except SqlMigrateError as exc:
             raise CommandError(str(exc)) from exc
+        except KeyboardInterrupt as exc:
+            raise interruption(exc) from exc
 
     def runner(self, options: dict[str, Any], **kwargs: Any) -> MigrationRunner:
         return MigrationRunner(using=options["database"], directory=options["directory"], **kwargs)
@@ -39,7 +104,8 @@ class SqlMigrateCommand(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> Any:
         self.verbosity = options["verbosity"]
-        return self.run(**options)
+        with escaping_unencodable(self.stdout, self.stderr):
+            return self.run(**options)
 
     def run(self, **options: Any) -> Any:
         raise NotImplementedError
@@ -67,6 +133,9 @@ class ProgressReporter(Reporter):
 
     def failed(self, migration: Migration, elapsed_ms: float) -> None:
         self.command.say(f"{self.command.style.ERROR(' FAILED')} ({elapsed_ms:.0f} ms)")
+
+    def interrupted(self, migration: Migration, elapsed_ms: float) -> None:
+        self.command.say(f"{self.command.style.ERROR(' INTERRUPTED')} ({elapsed_ms:.0f} ms)")
 
 
 def print_plan(command: SqlMigrateCommand, title: str, migrations: list[Migration], down: bool = False) -> None:

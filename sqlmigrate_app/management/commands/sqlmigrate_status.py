@@ -9,9 +9,11 @@ from django.core.management.base import CommandError
 from ...files import MigrationFileError
 from ...history import HistoryError
 from ...runner import APPLIED, EXIT_CODES, MISSING, MODIFIED, PENDING, MigrationStatus, exit_code, status_problem_kinds
-from ..base import SqlMigrateCommand
+from ..base import SqlMigrateCommand, can_print
 
 MARKS = {APPLIED: "✅ Executed", PENDING: "⏳ Pending ", MODIFIED: "⚠️  Modified", MISSING: "❌ Missing "}
+# For a console that cannot show the symbols (cp1252, ASCII under LANG=C).
+ASCII_MARKS = {APPLIED: "[x] Executed", PENDING: "[ ] Pending ", MODIFIED: "[!] Modified", MISSING: "[-] Missing "}
 
 
 class Command(SqlMigrateCommand):
@@ -52,6 +54,7 @@ class Command(SqlMigrateCommand):
             MODIFIED: self.style.ERROR,
             MISSING: self.style.ERROR,
         }
+        marks = MARKS if can_print(self.stdout, "".join(MARKS.values())) else ASCII_MARKS
         for row in rows:
             when = f" | {row.executed_at:%Y-%m-%d %H:%M:%S}" if row.executed_at else ""
-            self.say(f"{styles[row.state](MARKS[row.state])} | {row.id} | {row.name}{when}", level=0)
+            self.say(f"{styles[row.state](marks[row.state])} | {row.id} | {row.name}{when}", level=0)
