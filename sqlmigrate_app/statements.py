@@ -5,10 +5,16 @@ where statements must run one by one: SQLite (whose driver takes one statement p
 ``no-transaction`` migrations. SQLite's own ``complete_statement`` decides where its statements
 end (strings, comments, trigger bodies). For PostgreSQL a small scanner of its lexical rules
 does: quoted strings, ``E''`` strings, quoted identifiers, ``$$``/``$tag$`` bodies, ``--`` and
-nested ``/* */`` comments, and psql's rule for ``BEGIN ATOMIC`` bodies. It jumps between quotes
-and semicolons with compiled regexes and ``str.find``, so it stays linear: a 5 MB migration of
-50,000 statements takes about 0.1 s (sqlparse took 40 s). The same scanner finds the statements
-PostgreSQL refuses inside a transaction, looking only at each statement's first words.
+nested ``/* */`` comments, psql's rules for ``BEGIN ATOMIC`` bodies and parenthesised rule
+actions, and SQLite's ``CREATE TRIGGER ... BEGIN ... END``. It jumps between quotes and
+semicolons with compiled regexes and ``str.find``, so it stays linear.
+
+The scanner assumes ``standard_conforming_strings = on``, PostgreSQL's default: with it off, a
+backslash in a plain ``'...'`` string escapes the next character (``'a\\';b'`` is one string),
+so statements would end elsewhere. That setting is not supported.
+
+The same scanner finds the statements PostgreSQL refuses inside a transaction, looking only at
+each statement's first words.
 """
 
 from __future__ import annotations
@@ -43,15 +49,24 @@ REFUSED_HEAD_RE = re.compile(
     re.IGNORECASE,
 )
 REFUSED_PAIRS = {"CREATE DATABASE", "DROP DATABASE", "CREATE TABLESPACE", "DROP TABLESPACE", "ALTER SYSTEM"}
-# The only statements whose top-level semicolons may not end them: SQL-standard routine bodies
-# (BEGIN ATOMIC ... END, with CASE ... END inside) and multi-action rules (DO (...; ...)).
-# In those, semicolons inside parentheses, or between BEGIN and its END, stay in the statement:
-# psql's heuristic. Elsewhere PostgreSQL itself would refuse such a semicolon.
+# The only statements whose top-level semicolons may not end them, and what nests in them:
+# - routine: SQL-standard function bodies, BEGIN ATOMIC ... END (CASE ... END inside), and
+#   parentheses: psql's heuristic;
+# - rule: multi-action rules, DO (...; ...): parentheses only, as psql tracks them;
+# - trigger: SQLite's CREATE [TEMP] TRIGGER ... BEGIN ...; END, and parentheses. PostgreSQL's
+#   triggers have no body, and a trigger or table named begin is no body: a BEGIN counts only
+#   when a statement follows it (TRIGGER_BODY_RE).
+# Elsewhere PostgreSQL itself would refuse a semicolon inside parentheses.
 _NOISE = r"(?:\s|--[^\n]*|/\*.*?\*/)+"
 NESTING_RE = re.compile(
-    rf"create{_NOISE}(?:or{_NOISE}replace{_NOISE})?(?:function|procedure|rule)(?![\w$])", re.IGNORECASE | re.DOTALL
+    rf"create{_NOISE}(?:(?:or{_NOISE}replace{_NOISE})?(?:(?P<routine>function|procedure)|(?P<rule>rule))"
+    rf"|(?:temp(?:orary)?{_NOISE})?(?P<trigger>trigger))(?![\w$])",
+    re.IGNORECASE | re.DOTALL,
 )
 NESTING_TOKEN_RE = re.compile(r"(?<![\w$])(?:begin|case|end)(?![\w$])|[()]", re.IGNORECASE)
+TRIGGER_BODY_RE = re.compile(
+    rf"{_NOISE}(?:insert|update|delete|select|replace|values|with)(?![\w$])", re.IGNORECASE | re.DOTALL
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +112,7 @@ def _spans(sql: str) -> Iterator[tuple[int, int]]:
     just after its top-level ``;`` or the end of the text. Top level: outside quotes and comments
     (and, in a few statements, parentheses and routine bodies: see NESTING_RE)."""
     head, pos, parens, body = -1, 0, 0, 0
-    nesting = False
+    nesting: str | None = None
     search, find, length = SPECIAL_RE.search, sql.find, len(sql)
     while True:
         match = search(sql, pos)
@@ -106,9 +121,10 @@ def _spans(sql: str) -> Iterator[tuple[int, int]]:
             first = NON_SPACE_RE.search(sql, pos, at)
             if first is not None:
                 head = first.start()
-                nesting = NESTING_RE.match(sql, head) is not None
+                kind = NESTING_RE.match(sql, head)
+                nesting = kind.lastgroup if kind else None
         if nesting:
-            parens, body = _depths(sql, pos, at, parens, body)
+            parens, body = _depths(sql, pos, at, parens, body, nesting)
         if match is None:
             break
         char = sql[at]
@@ -116,7 +132,7 @@ def _spans(sql: str) -> Iterator[tuple[int, int]]:
             pos = at + 1
             if head >= 0 and parens <= 0 and body == 0:
                 yield head, pos
-                head, parens, nesting = -1, 0, False
+                head, parens, nesting = -1, 0, None
         elif char == "'" and sql[at - 1] not in "eE":  # the common case, inline: a plain string
             close = find("'", at + 1)
             pos = length if close == -1 else close + 1
@@ -132,17 +148,22 @@ def _spans(sql: str) -> Iterator[tuple[int, int]]:
         yield head, length
 
 
-def _depths(sql: str, start: int, end: int, parens: int, body: int) -> tuple[int, int]:
-    """Parenthesis and BEGIN ... END depths after the plain SQL text ``sql[start:end]``."""
+def _depths(sql: str, start: int, end: int, parens: int, body: int, nesting: str) -> tuple[int, int]:
+    """Parenthesis and BEGIN ... END depths after the plain SQL text ``sql[start:end]`` of a
+    statement of the ``nesting`` kind (see NESTING_RE)."""
     for match in NESTING_TOKEN_RE.finditer(sql, start, end):
         token = match[0].lower()
         if match.end() == end and end < len(sql) and _is_identifier_char(sql[end]):
             continue  # end$x: one identifier, cut by the scanner at $
-        if token in "()":
+        if token == "(" or token == ")":
             parens = parens + 1 if token == "(" else max(0, parens - 1)
-        elif parens == 0 and (token == "begin" or (token == "case" and body)):
+        elif parens or nesting == "rule":
+            continue
+        elif token == "begin" and (nesting == "routine" or TRIGGER_BODY_RE.match(sql, match.end())):
             body += 1
-        elif parens == 0 and token == "end":
+        elif token == "case":
+            body += 1 if body else 0  # CASE ... END only counts inside a body
+        elif token == "end":
             body = max(0, body - 1)
     return parens, body
 
