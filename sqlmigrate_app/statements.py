@@ -29,7 +29,9 @@ LEADING_NOISE_RE = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)  # befo
 # PostgreSQL refuses inside a transaction, so big ordinary migrations are never scanned.
 # Tested on the lowered text, a megabyte at a time: a case-insensitive regex alternation took
 # 100 ms on a 4 MB migration, this takes a few.
-NON_TRANSACTIONAL_HINTS = ("concurrently", "vacuum", "database", "tablespace", "system", "reindex", "cluster")
+NON_TRANSACTIONAL_HINTS = (
+    "concurrently", "vacuum", "database", "tablespace", "system", "reindex", "cluster", "subscription", "discard",
+)  # fmt: skip
 
 # The scanner jumps from one of these to the next (C speed); what lies between is plain SQL.
 SPECIAL_RE = re.compile(r"""[;'"$/-]""")
@@ -43,12 +45,17 @@ DOLLAR_QUOTE_RE = re.compile(r"\$(?:(?:[^\W\d]|[^\x00-\x7f])(?:\w|[^\x00-\x7f])*
 WORD_RE = re.compile(r"[\w$]+|[^\s\w$]")
 # How every statement PostgreSQL refuses inside a transaction block starts (or a comment comes
 # first): the other statements, CREATE TABLE and the like, need no closer look.
-REFUSED_HEAD_RE = re.compile(
-    r"(?:vacuum|reindex|cluster)(?![\w$])"
-    r"|(?:create|drop|alter)(?:\s+(?:unique|index|database|tablespace|system)(?![\w$])|\s*(?:--|/\*))",
-    re.IGNORECASE,
+_REFUSED_HEAD = (
+    r"(?:vacuum|reindex|cluster|discard)(?![\w$])|alter\s+table(?![\w$])"
+    r"|(?:create|drop|alter)(?:\s+(?:unique|index|database|tablespace|system|subscription)(?![\w$])|\s*(?:--|/\*))"
 )
-REFUSED_PAIRS = {"CREATE DATABASE", "DROP DATABASE", "CREATE TABLESPACE", "DROP TABLESPACE", "ALTER SYSTEM"}
+REFUSED_HEAD_RE = re.compile(_REFUSED_HEAD, re.IGNORECASE)
+REFUSED_PAIRS = {
+    "CREATE DATABASE", "DROP DATABASE", "CREATE TABLESPACE", "DROP TABLESPACE", "ALTER SYSTEM", "DROP SUBSCRIPTION",
+    "DISCARD ALL",
+}  # fmt: skip
+# Enough words for the longest head looked at: CREATE SUBSCRIPTION's WITH list.
+WORDS_LOOKED_AT = 256
 # The only statements whose top-level semicolons may not end them, and what nests in them:
 # - routine: SQL-standard function bodies, BEGIN ATOMIC ... END (CASE ... END inside), and
 #   parentheses: psql's heuristic;
@@ -169,8 +176,8 @@ def _depths(sql: str, start: int, end: int, parens: int, body: int, nesting: str
 
 
 def _leading_words(sql: str, start: int, end: int, count: int = 12) -> list[str]:
-    """The first words and punctuation of a statement, upper-cased, skipping comments (a quoted
-    text counts as one word)."""
+    """The first words and punctuation of a statement, upper-cased, skipping comments. A quoted
+    text is one word, as written (its first 64 characters); a ``$$`` body is the word ``$``."""
     words: list[str] = []
     pos = start
     while len(words) < count and pos < end:
@@ -182,9 +189,11 @@ def _leading_words(sql: str, start: int, end: int, count: int = 12) -> list[str]
                 return words
         if match is None or sql[at] == ";":
             break
-        if sql[at] not in "-/":
-            words.append(sql[at])
         pos = _skip(sql, at)
+        if sql[at] in "'\"":
+            words.append(sql[at : min(pos, at + 64)])
+        elif sql[at] not in "-/":
+            words.append(sql[at])
     return words
 
 
@@ -230,7 +239,7 @@ def split(sql: str, first_line: int = 1) -> list[Statement]:
 
 def refused_in_transaction(statement: str) -> bool:
     """True for the statements PostgreSQL will not run inside a transaction block."""
-    return _refused(_leading_words(statement, 0, len(statement)))
+    return _refused(_leading_words(statement, 0, len(statement), WORDS_LOOKED_AT))
 
 
 def _refused(words: list[str]) -> bool:
@@ -239,16 +248,65 @@ def _refused(words: list[str]) -> bool:
     head, pair = words[0], " ".join(words[:2])
     if head == "VACUUM" or pair in REFUSED_PAIRS:
         return True
-    if head == "REINDEX":  # REINDEX [(options)] {INDEX | TABLE | SCHEMA | DATABASE | SYSTEM} [CONCURRENTLY]
-        target = words[words.index(")") + 1 :] if words[1:2] == ["("] and ")" in words else words[1:]
-        return "CONCURRENTLY" in words or target[:1] in (["SCHEMA"], ["DATABASE"], ["SYSTEM"])
+    if head == "REINDEX":
+        return _reindex_refused(words)
     if head == "CLUSTER":  # CLUSTER [VERBOSE] with no table: every table clustered before
         return words[1:] in ([], ["VERBOSE"])
     if pair == "ALTER DATABASE":  # ALTER DATABASE name SET TABLESPACE ...
         return words[3:5] == ["SET", "TABLESPACE"]
-    return " ".join(words[:4]).startswith(
-        ("CREATE INDEX CONCURRENTLY", "CREATE UNIQUE INDEX CONCURRENTLY", "DROP INDEX CONCURRENTLY")
-    )
+    if pair == "ALTER TABLE":  # ALTER TABLE [IF EXISTS] [ONLY] name DETACH PARTITION p CONCURRENTLY
+        detach = any(words[i : i + 2] == ["DETACH", "PARTITION"] for i in range(2, len(words)))
+        return detach and words[-1] == "CONCURRENTLY"
+    if pair == "CREATE SUBSCRIPTION":  # it creates a replication slot unless told not to
+        options = _options(words, words.index("WITH") + 1) if "WITH" in words else {}
+        return not any(_boolean(options.get(name, "TRUE")) is False for name in ("CONNECT", "CREATE_SLOT"))
+    # CREATE [UNIQUE] INDEX CONCURRENTLY, DROP INDEX CONCURRENTLY (a keyword: no index has that name)
+    rest = words[2:] if words[:2] == ["CREATE", "UNIQUE"] else words[1:]
+    return head in ("CREATE", "DROP") and rest[:2] == ["INDEX", "CONCURRENTLY"]
+
+
+def _reindex_refused(words: list[str]) -> bool:
+    """REINDEX [(option [value], ...)] {INDEX | TABLE | SCHEMA | DATABASE | SYSTEM} [CONCURRENTLY] name."""
+    options: dict[str, str | None] = {}
+    target = words[1:]
+    if target[:1] == ["("]:
+        options = _options(words, 1)
+        target = words[words.index(")") + 1 :] if ")" in words else []
+    if "CONCURRENTLY" in options and _boolean(options["CONCURRENTLY"]):
+        return True
+    return target[:1] in (["SCHEMA"], ["DATABASE"], ["SYSTEM"]) or target[1:2] == ["CONCURRENTLY"]
+
+
+def _options(words: list[str], at: int) -> dict[str, str | None]:
+    """The ``(name [[=] value], ...)`` list at ``words[at]``: each option's value, None when bare."""
+    options: dict[str, str | None] = {}
+    if words[at : at + 1] != ["("]:
+        return options
+    item: list[str] = []
+    depth = 0
+    for word in words[at:]:
+        depth += 1 if word == "(" else -1 if word == ")" else 0
+        if depth == 1 and word == "(":
+            continue
+        if depth <= 0 or (depth == 1 and word == ","):
+            value = [part for part in item[1:] if part != "="]
+            if item:
+                options[item[0]] = value[0] if value else None
+            item = []
+            if depth <= 0:
+                break
+        else:
+            item.append(word)
+    return options
+
+
+def _boolean(value: str | None) -> bool | None:
+    """An option's value as PostgreSQL reads a Boolean (defGetBoolean): bare means true; None when
+    it is not one (the server then refuses the statement itself)."""
+    if value is None:
+        return True
+    word = value.strip("'").upper()
+    return True if word in ("TRUE", "ON", "1") else False if word in ("FALSE", "OFF", "0") else None
 
 
 def mentions(sql: str, words: tuple[str, ...]) -> bool:
@@ -263,10 +321,21 @@ def mentions(sql: str, words: tuple[str, ...]) -> bool:
     return False
 
 
+def _headed(sql: str, first_line: int, head_re: re.Pattern[str]) -> Iterator[tuple[Statement, list[str]]]:
+    """Each statement whose start ``head_re`` matches, with its leading words."""
+    line, counted = first_line, 0
+    for start, end in _spans(sql):
+        if head_re.match(sql, start):
+            line += sql.count("\n", counted, start)
+            counted = start
+            yield Statement(sql[start:end], line), _leading_words(sql, start, end, WORDS_LOOKED_AT)
+
+
 def first_non_transactional(sql: str, first_line: int = 1) -> Statement | None:
+    """The first statement PostgreSQL refuses inside a transaction block, or None."""
     if not mentions(sql, NON_TRANSACTIONAL_HINTS):
         return None
-    for start, end in _spans(sql):
-        if REFUSED_HEAD_RE.match(sql, start) and _refused(_leading_words(sql, start, end)):
-            return Statement(sql[start:end], first_line + sql.count("\n", 0, start))
+    for statement, words in _headed(sql, first_line, REFUSED_HEAD_RE):
+        if _refused(words):
+            return statement
     return None
