@@ -23,6 +23,7 @@ MARKER_RE = re.compile(r"^--\s*(?P<marker>up|down)\s*$", re.IGNORECASE)
 DIRECTIVE_RE = re.compile(r"^--\s*sqlmigrate\s*:\s*(?P<body>.*?)\s*$", re.IGNORECASE)
 TIMEOUT_RE = re.compile(r"^\d+(\.\d+)?(ms|s|min|h|d)?$")
 BOM = "\ufeff"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # The id must fit the history table's VARCHAR(255) and the file name the usual 255-byte limit.
 MAX_SLUG = 200
 # A line holding something besides whitespace that is not a ``--`` comment.
@@ -119,6 +120,9 @@ def checksum(text: str) -> str:
 
 def decode(path: Path, data: bytes) -> str:
     """UTF-8 text with a leading BOM dropped and every line ending turned into ``\\n``."""
+    if data.startswith(UTF16_BOMS):  # what Windows editors call "Unicode"
+        message = "is UTF-16 (it starts with a UTF-16 byte-order mark), not UTF-8: save it as UTF-8"
+        raise MigrationFileError(path, message)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
