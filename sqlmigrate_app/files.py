@@ -16,13 +16,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .errors import SqlMigrateError
-from .statements import Statement, first_non_transactional
+from .statements import refusal_in_transaction, refusal_without_transaction
 
 FILENAME_RE = re.compile(r"(?P<timestamp>[0-9]{14})_(?P<slug>[a-z0-9_]+)\.sql")
 MARKER_RE = re.compile(r"^--\s*(?P<marker>up|down)\s*$", re.IGNORECASE)
 DIRECTIVE_RE = re.compile(r"^--\s*sqlmigrate\s*:\s*(?P<body>.*?)\s*$", re.IGNORECASE)
 TIMEOUT_RE = re.compile(r"^\d+(\.\d+)?(ms|s|min|h|d)?$")
 BOM = "\ufeff"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # The id must fit the history table's VARCHAR(255) and the file name the usual 255-byte limit.
 MAX_SLUG = 200
 # A line holding something besides whitespace that is not a ``--`` comment.
@@ -119,6 +120,9 @@ def checksum(text: str) -> str:
 
 def decode(path: Path, data: bytes) -> str:
     """UTF-8 text with a leading BOM dropped and every line ending turned into ``\\n``."""
+    if data.startswith(UTF16_BOMS):  # what Windows editors call "Unicode"
+        message = "is UTF-16 (it starts with a UTF-16 byte-order mark), not UTF-8: save it as UTF-8"
+        raise MigrationFileError(path, message)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -249,21 +253,12 @@ def parse_text(path: Path, migration_id: str, text: str) -> Migration:
     if up.is_empty:
         raise MigrationFileError(path, "the -- UP section is empty", up_marker)
     migration = Migration(migration_id, path, checksum(text), up, down, **options)  # type: ignore[arg-type]
-    if migration.transactional:
-        for section in (up, down):
-            refused = first_non_transactional(section.sql, section.line)
-            if refused is not None:
-                raise_needs_no_transaction(path, refused)
+    check = refusal_in_transaction if migration.transactional else refusal_without_transaction
+    for section in (up, down):
+        refusal = check(section.sql, section.line)
+        if refusal is not None:
+            raise MigrationFileError(path, refusal.message, refusal.line)
     return migration
-
-
-def raise_needs_no_transaction(path: Path, statement: Statement) -> None:
-    words = " ".join(statement.sql.split()[:3])
-    raise MigrationFileError(
-        path,
-        f"'{words} ...' cannot run inside a transaction; add a '-- sqlmigrate: no-transaction' line before -- UP",
-        statement.line,
-    )
 
 
 def load_directory(directory: Path) -> MigrationSet:

@@ -1,29 +1,40 @@
-"""Split SQL into statements, keeping the file line of each.
+"""Split SQL into statements, keeping the file line of each, and check them before they run.
 
 PostgreSQL gets a transactional section whole, in one round trip, so splitting is only needed
 where statements must run one by one: SQLite (whose driver takes one statement per call) and
 ``no-transaction`` migrations. SQLite's own ``complete_statement`` decides where its statements
 end (strings, comments, trigger bodies). For PostgreSQL a small scanner of its lexical rules
 does: quoted strings, ``E''`` strings, quoted identifiers, ``$$``/``$tag$`` bodies, ``--`` and
-nested ``/* */`` comments, and psql's rule for ``BEGIN ATOMIC`` bodies. It jumps between quotes
-and semicolons with compiled regexes and ``str.find``, so it stays linear: a 5 MB migration of
-50,000 statements takes about 0.1 s (sqlparse took 40 s). The same scanner finds the statements
-PostgreSQL refuses inside a transaction, looking only at each statement's first words.
+nested ``/* */`` comments, psql's rules for ``BEGIN ATOMIC`` bodies and parenthesised rule
+actions, and SQLite's ``CREATE TRIGGER ... BEGIN ... END``. It jumps between quotes and
+semicolons with compiled regexes and ``str.find``, so it stays linear.
+
+The scanner assumes ``standard_conforming_strings = on``, PostgreSQL's default: with it off, a
+backslash in a plain ``'...'`` string escapes the next character (``'a\\';b'`` is one string),
+so statements would end elsewhere. That setting is not supported.
+
+The same scanner checks each file when it is loaded, looking only at each statement's first
+words: statements PostgreSQL refuses inside a transaction block, transaction control (``BEGIN``,
+``COMMIT``, ...) and what no migration can run (``COPY ... FROM STDIN``, psql meta-commands,
+two-phase commit). Word pre-filters keep it from scanning ordinary migrations at all.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 LEADING_NOISE_RE = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)  # before a SQLite statement
 # Cheap pre-filter: only text containing one of these words can hold a statement that
 # PostgreSQL refuses inside a transaction, so big ordinary migrations are never scanned.
 # Tested on the lowered text, a megabyte at a time: a case-insensitive regex alternation took
 # 100 ms on a 4 MB migration, this takes a few.
-NON_TRANSACTIONAL_HINTS = ("concurrently", "vacuum", "database", "tablespace", "system", "reindex", "cluster")
+NON_TRANSACTIONAL_HINTS = (
+    "concurrently", "vacuum", "database", "tablespace", "system", "reindex", "cluster", "subscription", "discard",
+)  # fmt: skip
 
 # The scanner jumps from one of these to the next (C speed); what lies between is plain SQL.
 SPECIAL_RE = re.compile(r"""[;'"$/-]""")
@@ -37,27 +48,71 @@ DOLLAR_QUOTE_RE = re.compile(r"\$(?:(?:[^\W\d]|[^\x00-\x7f])(?:\w|[^\x00-\x7f])*
 WORD_RE = re.compile(r"[\w$]+|[^\s\w$]")
 # How every statement PostgreSQL refuses inside a transaction block starts (or a comment comes
 # first): the other statements, CREATE TABLE and the like, need no closer look.
-REFUSED_HEAD_RE = re.compile(
-    r"(?:vacuum|reindex|cluster)(?![\w$])"
-    r"|(?:create|drop|alter)(?:\s+(?:unique|index|database|tablespace|system)(?![\w$])|\s*(?:--|/\*))",
-    re.IGNORECASE,
+_REFUSED_HEAD = (
+    r"(?:vacuum|reindex|cluster|discard)(?![\w$])|alter\s+table(?![\w$])"
+    r"|(?:create|drop|alter)(?:\s+(?:unique|index|database|tablespace|system|subscription)(?![\w$])|\s*(?:--|/\*))"
 )
-REFUSED_PAIRS = {"CREATE DATABASE", "DROP DATABASE", "CREATE TABLESPACE", "DROP TABLESPACE", "ALTER SYSTEM"}
-# The only statements whose top-level semicolons may not end them: SQL-standard routine bodies
-# (BEGIN ATOMIC ... END, with CASE ... END inside) and multi-action rules (DO (...; ...)).
-# In those, semicolons inside parentheses, or between BEGIN and its END, stay in the statement:
-# psql's heuristic. Elsewhere PostgreSQL itself would refuse such a semicolon.
+REFUSED_HEAD_RE = re.compile(_REFUSED_HEAD, re.IGNORECASE)
+REFUSED_PAIRS = {
+    "CREATE DATABASE", "DROP DATABASE", "CREATE TABLESPACE", "DROP TABLESPACE", "ALTER SYSTEM", "DROP SUBSCRIPTION",
+    "DISCARD ALL",
+}  # fmt: skip
+# How transaction control, COPY and psql meta-commands start. Words like END and START are in
+# many migrations (CASE ... END, "start_date"), so when the text mentions one, a second
+# pre-filter looks for it where a statement can start: at the very start, or after a semicolon,
+# a line break or a comment. One regex for each, so that the regex engine can jump from one
+# literal ; or line break to the next: one regex for all took 5 times as long.
+CONTROL_WORDS = (
+    "begin", "start", "commit", "end", "rollback", "abort", "prepare", "savepoint", "release", "copy", "\\",
+)  # fmt: skip
+_CONTROL_HEAD = r"(?:begin|start|commit|end|rollback|abort|prepare|savepoint|release|copy)(?![\w$])|\\"
+CONTROL_HEAD_RE = re.compile(_CONTROL_HEAD, re.IGNORECASE)
+CONTROL_AFTER_RES = tuple(re.compile(rf"{after}\s*(?:{_CONTROL_HEAD})", re.IGNORECASE) for after in (";", "\n", r"\*/"))
+CONTROL_AT_START_RE = re.compile(rf"\s*(?:{_CONTROL_HEAD})", re.IGNORECASE)
+ALL_HINTS = NON_TRANSACTIONAL_HINTS + CONTROL_WORDS
+ANY_HEAD_RE = re.compile(f"{_REFUSED_HEAD}|{_CONTROL_HEAD}", re.IGNORECASE)
+META_COMMAND_RE = re.compile(r"\\(?:[A-Za-z]+|\S)?")
+# Enough words for the longest head looked at (CREATE SUBSCRIPTION's WITH list, COPY (query) TO).
+WORDS_LOOKED_AT = 256
+# The only statements whose top-level semicolons may not end them, and what nests in them:
+# - routine: SQL-standard function bodies, BEGIN ATOMIC ... END (CASE ... END inside), and
+#   parentheses: psql's heuristic;
+# - rule: multi-action rules, DO (...; ...): parentheses only, as psql tracks them;
+# - trigger: SQLite's CREATE [TEMP] TRIGGER ... BEGIN ...; END, and parentheses. PostgreSQL's
+#   triggers have no body, and a trigger or table named begin is no body: a BEGIN counts only
+#   when a statement follows it (TRIGGER_BODY_RE).
+# Elsewhere PostgreSQL itself would refuse a semicolon inside parentheses.
 _NOISE = r"(?:\s|--[^\n]*|/\*.*?\*/)+"
 NESTING_RE = re.compile(
-    rf"create{_NOISE}(?:or{_NOISE}replace{_NOISE})?(?:function|procedure|rule)(?![\w$])", re.IGNORECASE | re.DOTALL
+    rf"create{_NOISE}(?:(?:or{_NOISE}replace{_NOISE})?(?:(?P<routine>function|procedure)|(?P<rule>rule))"
+    rf"|(?:temp(?:orary)?{_NOISE})?(?P<trigger>trigger))(?![\w$])",
+    re.IGNORECASE | re.DOTALL,
 )
 NESTING_TOKEN_RE = re.compile(r"(?<![\w$])(?:begin|case|end)(?![\w$])|[()]", re.IGNORECASE)
+TRIGGER_BODY_RE = re.compile(
+    rf"{_NOISE}(?:insert|update|delete|select|replace|values|with)(?![\w$])", re.IGNORECASE | re.DOTALL
+)
 
 
 @dataclass(frozen=True)
 class Statement:
     sql: str
     line: int
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a section cannot run as written, and the fix; ``line`` is the file line of the statement."""
+
+    line: int
+    message: str
+
+
+class _Control(NamedTuple):
+    """A transaction-control statement: what it does, and its name as messages show it (``COMMIT AND CHAIN``)."""
+
+    kind: Literal["begin", "commit", "rollback", "savepoint", "two-phase"]
+    name: str
 
 
 def _is_identifier_char(char: str) -> bool:
@@ -97,7 +152,7 @@ def _spans(sql: str) -> Iterator[tuple[int, int]]:
     just after its top-level ``;`` or the end of the text. Top level: outside quotes and comments
     (and, in a few statements, parentheses and routine bodies: see NESTING_RE)."""
     head, pos, parens, body = -1, 0, 0, 0
-    nesting = False
+    nesting: str | None = None
     search, find, length = SPECIAL_RE.search, sql.find, len(sql)
     while True:
         match = search(sql, pos)
@@ -106,9 +161,10 @@ def _spans(sql: str) -> Iterator[tuple[int, int]]:
             first = NON_SPACE_RE.search(sql, pos, at)
             if first is not None:
                 head = first.start()
-                nesting = NESTING_RE.match(sql, head) is not None
+                kind = NESTING_RE.match(sql, head)
+                nesting = kind.lastgroup if kind else None
         if nesting:
-            parens, body = _depths(sql, pos, at, parens, body)
+            parens, body = _depths(sql, pos, at, parens, body, nesting)
         if match is None:
             break
         char = sql[at]
@@ -116,7 +172,7 @@ def _spans(sql: str) -> Iterator[tuple[int, int]]:
             pos = at + 1
             if head >= 0 and parens <= 0 and body == 0:
                 yield head, pos
-                head, parens, nesting = -1, 0, False
+                head, parens, nesting = -1, 0, None
         elif char == "'" and sql[at - 1] not in "eE":  # the common case, inline: a plain string
             close = find("'", at + 1)
             pos = length if close == -1 else close + 1
@@ -132,24 +188,29 @@ def _spans(sql: str) -> Iterator[tuple[int, int]]:
         yield head, length
 
 
-def _depths(sql: str, start: int, end: int, parens: int, body: int) -> tuple[int, int]:
-    """Parenthesis and BEGIN ... END depths after the plain SQL text ``sql[start:end]``."""
+def _depths(sql: str, start: int, end: int, parens: int, body: int, nesting: str) -> tuple[int, int]:
+    """Parenthesis and BEGIN ... END depths after the plain SQL text ``sql[start:end]`` of a
+    statement of the ``nesting`` kind (see NESTING_RE)."""
     for match in NESTING_TOKEN_RE.finditer(sql, start, end):
         token = match[0].lower()
         if match.end() == end and end < len(sql) and _is_identifier_char(sql[end]):
             continue  # end$x: one identifier, cut by the scanner at $
-        if token in "()":
+        if token == "(" or token == ")":
             parens = parens + 1 if token == "(" else max(0, parens - 1)
-        elif parens == 0 and (token == "begin" or (token == "case" and body)):
+        elif parens or nesting == "rule":
+            continue
+        elif token == "begin" and (nesting == "routine" or TRIGGER_BODY_RE.match(sql, match.end())):
             body += 1
-        elif parens == 0 and token == "end":
+        elif token == "case":
+            body += 1 if body else 0  # CASE ... END only counts inside a body
+        elif token == "end":
             body = max(0, body - 1)
     return parens, body
 
 
 def _leading_words(sql: str, start: int, end: int, count: int = 12) -> list[str]:
-    """The first words and punctuation of a statement, upper-cased, skipping comments (a quoted
-    text counts as one word)."""
+    """The first words and punctuation of a statement, upper-cased, skipping comments. A quoted
+    text is one word, as written (its first 64 characters); a ``$$`` body is the word ``$``."""
     words: list[str] = []
     pos = start
     while len(words) < count and pos < end:
@@ -161,9 +222,11 @@ def _leading_words(sql: str, start: int, end: int, count: int = 12) -> list[str]
                 return words
         if match is None or sql[at] == ";":
             break
-        if sql[at] not in "-/":
-            words.append(sql[at])
         pos = _skip(sql, at)
+        if sql[at] in "'\"":
+            words.append(sql[at : min(pos, at + 64)])
+        elif sql[at] not in "-/":
+            words.append(sql[at])
     return words
 
 
@@ -207,9 +270,12 @@ def split(sql: str, first_line: int = 1) -> list[Statement]:
     return statements
 
 
+# One statement: what it is -------------------------------------------------------------------
+
+
 def refused_in_transaction(statement: str) -> bool:
     """True for the statements PostgreSQL will not run inside a transaction block."""
-    return _refused(_leading_words(statement, 0, len(statement)))
+    return _refused(_leading_words(statement, 0, len(statement), WORDS_LOOKED_AT))
 
 
 def _refused(words: list[str]) -> bool:
@@ -218,36 +284,274 @@ def _refused(words: list[str]) -> bool:
     head, pair = words[0], " ".join(words[:2])
     if head == "VACUUM" or pair in REFUSED_PAIRS:
         return True
-    if head == "REINDEX":  # REINDEX [(options)] {INDEX | TABLE | SCHEMA | DATABASE | SYSTEM} [CONCURRENTLY]
-        target = words[words.index(")") + 1 :] if words[1:2] == ["("] and ")" in words else words[1:]
-        return "CONCURRENTLY" in words or target[:1] in (["SCHEMA"], ["DATABASE"], ["SYSTEM"])
+    if head == "REINDEX":
+        return _reindex_refused(words)
     if head == "CLUSTER":  # CLUSTER [VERBOSE] with no table: every table clustered before
         return words[1:] in ([], ["VERBOSE"])
     if pair == "ALTER DATABASE":  # ALTER DATABASE name SET TABLESPACE ...
         return words[3:5] == ["SET", "TABLESPACE"]
-    return " ".join(words[:4]).startswith(
-        ("CREATE INDEX CONCURRENTLY", "CREATE UNIQUE INDEX CONCURRENTLY", "DROP INDEX CONCURRENTLY")
-    )
+    if pair == "ALTER TABLE":  # ALTER TABLE [IF EXISTS] [ONLY] name DETACH PARTITION p CONCURRENTLY
+        detach = any(words[i : i + 2] == ["DETACH", "PARTITION"] for i in range(2, len(words)))
+        return detach and words[-1] == "CONCURRENTLY"
+    if pair == "CREATE SUBSCRIPTION":  # it creates a replication slot unless told not to
+        options = _options(words, words.index("WITH") + 1) if "WITH" in words else {}
+        return not any(_boolean(options.get(name, "TRUE")) is False for name in ("CONNECT", "CREATE_SLOT"))
+    # CREATE [UNIQUE] INDEX CONCURRENTLY, DROP INDEX CONCURRENTLY (a keyword: no index has that name)
+    rest = words[2:] if words[:2] == ["CREATE", "UNIQUE"] else words[1:]
+    return head in ("CREATE", "DROP") and rest[:2] == ["INDEX", "CONCURRENTLY"]
+
+
+def _reindex_refused(words: list[str]) -> bool:
+    """REINDEX [(option [value], ...)] {INDEX | TABLE | SCHEMA | DATABASE | SYSTEM} [CONCURRENTLY] name."""
+    options: dict[str, str | None] = {}
+    target = words[1:]
+    if target[:1] == ["("]:
+        options = _options(words, 1)
+        target = words[words.index(")") + 1 :] if ")" in words else []
+    if "CONCURRENTLY" in options and _boolean(options["CONCURRENTLY"]):
+        return True
+    return target[:1] in (["SCHEMA"], ["DATABASE"], ["SYSTEM"]) or target[1:2] == ["CONCURRENTLY"]
+
+
+def _options(words: list[str], at: int) -> dict[str, str | None]:
+    """The ``(name [[=] value], ...)`` list at ``words[at]``: each option's value, None when bare."""
+    options: dict[str, str | None] = {}
+    if words[at : at + 1] != ["("]:
+        return options
+    item: list[str] = []
+    depth = 0
+    for word in words[at:]:
+        depth += 1 if word == "(" else -1 if word == ")" else 0
+        if depth == 1 and word == "(":
+            continue
+        if depth <= 0 or (depth == 1 and word == ","):
+            value = [part for part in item[1:] if part != "="]
+            if item:
+                options[item[0]] = value[0] if value else None
+            item = []
+            if depth <= 0:
+                break
+        else:
+            item.append(word)
+    return options
+
+
+def _boolean(value: str | None) -> bool | None:
+    """An option's value as PostgreSQL reads a Boolean (defGetBoolean): bare means true; None when
+    it is not one (the server then refuses the statement itself)."""
+    if value is None:
+        return True
+    word = value.strip("'").upper()
+    return True if word in ("TRUE", "ON", "1") else False if word in ("FALSE", "OFF", "0") else None
+
+
+def _control(words: list[str]) -> _Control | None:
+    """What a statement does to the session's transaction, from its leading words (PostgreSQL and
+    SQLite syntax), or None when it is not transaction control."""
+    head, second = (words + ["", ""])[:2]
+    if head == "BEGIN" and second != "ATOMIC":
+        return _Control("begin", "BEGIN")
+    if head == "START" and second == "TRANSACTION":
+        return _Control("begin", "START TRANSACTION")
+    if (head, second) == ("PREPARE", "TRANSACTION") or (head in ("COMMIT", "ROLLBACK") and second == "PREPARED"):
+        return _Control("two-phase", f"{head} {second}")
+    if head in ("SAVEPOINT", "RELEASE"):
+        return _Control("savepoint", head)
+    if head not in ("COMMIT", "END", "ROLLBACK", "ABORT"):
+        return None
+    rest = words[2:] if second in ("WORK", "TRANSACTION") else words[1:]
+    if rest[:1] == ["TO"]:
+        return _Control("savepoint", f"{head} TO")  # ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name
+    chain = " AND CHAIN" if rest[:2] == ["AND", "CHAIN"] else ""
+    return _Control("commit" if head in ("COMMIT", "END") else "rollback", head + chain)
+
+
+def transaction_control(statement: str) -> Literal["begin", "commit", "rollback"] | None:
+    """What one statement does to a group of a ``no-transaction`` migration: ``"begin"`` opens one
+    (``BEGIN`` in any form but ``BEGIN ATOMIC``, ``START TRANSACTION``), ``"commit"`` closes it
+    keeping its work (``COMMIT``, ``END``), ``"rollback"`` closes it undoing its work
+    (``ROLLBACK``, ``ABORT``); None for any other statement, savepoints included (``SAVEPOINT``,
+    ``RELEASE``, ``ROLLBACK TO``). ``statement`` is one statement as :func:`split` or
+    :func:`split_sqlite` returns it; leading comments do not matter.
+
+    What ``parse_text`` has already checked of each section of such a migration, so the runner
+    need not: a group never opens inside another, every group is closed by the end of the
+    section and nothing closes one that is not open; savepoints occur only inside groups; no
+    statement refused inside a transaction block (CREATE INDEX CONCURRENTLY, ...) is inside one;
+    there is no ``AND CHAIN`` and no two-phase commit. So the statements of a group took effect
+    only once its ``"commit"`` succeeded; if one of them fails, the session is left in a failed
+    transaction block that only a ROLLBACK ends.
+    """
+    control = _control(_leading_words(statement, 0, len(statement)))
+    if control is None or control.kind == "savepoint" or control.kind == "two-phase":
+        return None
+    return control.kind
+
+
+def _copy_with_client(words: list[str]) -> str | None:
+    """``"FROM stdin"`` or ``"TO stdout"`` for a COPY that needs a client, else None."""
+    if words[:1] != ["COPY"]:
+        return None
+    depth = 0
+    for index, word in enumerate(words):
+        depth += 1 if word == "(" else -1 if word == ")" else 0
+        if depth == 0 and (word, words[index + 1 : index + 2]) in (("FROM", ["STDIN"]), ("TO", ["STDOUT"])):
+            return f"{word} {words[index + 1].lower()}"
+    return None
+
+
+# Messages ------------------------------------------------------------------------------------
+
+NO_TRANSACTION_FIX = "add a '-- sqlmigrate: no-transaction' line before -- UP"
+OWN_TRANSACTION = (
+    "sqlmigrate runs each migration in a transaction of its own, so remove BEGIN/COMMIT, or add "
+    "'-- sqlmigrate: no-transaction' before -- UP to group statements yourself"
+)
+
+
+def _shown(statement: Statement) -> str:
+    return " ".join(statement.sql.split()[:3]).rstrip(";")
+
+
+def _never_runs(statement: Statement, words: list[str]) -> str | None:
+    """Why no migration, transactional or not, can run this statement, or None."""
+    if statement.sql.startswith("\\"):
+        meta = META_COMMAND_RE.match(statement.sql)
+        command = meta[0] if meta else statement.sql[0]
+        return f"psql meta-command '{command}' is not SQL; remove it"
+    copy = _copy_with_client(words)
+    if copy == "FROM stdin":
+        return (
+            "COPY ... FROM stdin: COPY data blocks (pg_dump's plain format) are not supported; "
+            "dump with --inserts (or --column-inserts), or COPY from a file on the server"
+        )
+    if copy == "TO stdout":
+        return "COPY ... TO stdout: a migration has no client to send the rows to; COPY to a file on the server"
+    control = _control(words)
+    if control is not None and control.kind == "two-phase":
+        return (
+            f"'{control.name}' is two-phase commit, which migrations cannot take part in "
+            "(a prepared transaction outlives the session); remove it"
+        )
+    return None
+
+
+# Sections: the first refusal -------------------------------------------------------------------
+
+
+def _lowered_chunks(sql: str) -> Iterable[str]:
+    """``sql`` in lower case, a megabyte (plus an overlap) at a time, so a big section is not copied whole."""
+    step = 1 << 20
+    if len(sql) <= step:
+        return (sql.lower(),)
+    return (sql[start : start + step + 64].lower() for start in range(0, len(sql), step))
 
 
 def mentions(sql: str, words: tuple[str, ...]) -> bool:
     """True when any of the lower-case ``words`` appears in ``sql``, in any case, even in a
-    string or comment: a cheap pre-filter. Lowered a megabyte (plus an overlap) at a time, so a
-    big section is not copied whole."""
-    step = 1 << 20
-    for start in range(0, len(sql), step):
-        chunk = sql[start : start + step + 64].lower()
-        if any(word in chunk for word in words):
-            return True
-    return False
+    string or comment: a cheap pre-filter."""
+    return any(any(map(chunk.__contains__, words)) for chunk in _lowered_chunks(sql))
+
+
+def _hints(sql: str) -> tuple[bool, bool]:
+    """Whether ``sql`` may hold a statement refused inside a transaction block, and whether it may
+    hold transaction control, COPY or a psql meta-command (see the pre-filters above)."""
+    refused = controlled = False
+    for chunk in _lowered_chunks(sql):
+        if not any(map(chunk.__contains__, ALL_HINTS)):  # the usual answer, in one pass
+            continue
+        refused = refused or any(map(chunk.__contains__, NON_TRANSACTIONAL_HINTS))
+        controlled = controlled or any(map(chunk.__contains__, CONTROL_WORDS))
+    if controlled:
+        controlled = CONTROL_AT_START_RE.match(sql) is not None or any(r.search(sql) for r in CONTROL_AFTER_RES)
+    return refused, controlled
+
+
+def _headed(sql: str, first_line: int, head_re: re.Pattern[str]) -> Iterator[tuple[Statement, list[str]]]:
+    """Each statement whose start ``head_re`` matches, with its leading words."""
+    line, counted = first_line, 0
+    for start, end in _spans(sql):
+        if head_re.match(sql, start):
+            line += sql.count("\n", counted, start)
+            counted = start
+            yield Statement(sql[start:end], line), _leading_words(sql, start, end, WORDS_LOOKED_AT)
+
+
+def _checked(sql: str, first_line: int) -> Iterable[tuple[Statement, list[str]]]:
+    """The statements a section check must look at: none in most sections, which mention no word
+    that could start one (see the pre-filters above)."""
+    refused, controlled = _hints(sql)
+    if not (refused or controlled):
+        return ()
+    head_re = ANY_HEAD_RE if refused and controlled else REFUSED_HEAD_RE if refused else CONTROL_HEAD_RE
+    return _headed(sql, first_line, head_re)
 
 
 def first_non_transactional(sql: str, first_line: int = 1) -> Statement | None:
+    """The first statement PostgreSQL refuses inside a transaction block, or None."""
     if not mentions(sql, NON_TRANSACTIONAL_HINTS):
         return None
-    for start, end in _spans(sql):
-        if REFUSED_HEAD_RE.match(sql, start) and _refused(_leading_words(sql, start, end)):
-            return Statement(sql[start:end], first_line + sql.count("\n", 0, start))
+    for statement, words in _headed(sql, first_line, REFUSED_HEAD_RE):
+        if _refused(words):
+            return statement
+    return None
+
+
+def refusal_in_transaction(sql: str, first_line: int = 1) -> Refusal | None:
+    """The first statement of a section that cannot run inside the migration's transaction:
+    transaction control (it would end or nest that transaction), a statement PostgreSQL refuses
+    in a transaction block, or one no migration can run; None when there is none."""
+    for statement, words in _checked(sql, first_line):
+        message = _never_runs(statement, words)
+        control = _control(words)
+        if message is None and control is not None and control.kind in ("begin", "commit", "rollback"):
+            verb = "starts a transaction inside" if control.kind == "begin" else "ends"
+            message = f"'{control.name}' {verb} the migration's transaction: {OWN_TRANSACTION}"
+        if message is None and _refused(words):
+            message = f"'{_shown(statement)} ...' cannot run inside a transaction; {NO_TRANSACTION_FIX}"
+        if message is not None:
+            return Refusal(statement.line, message)
+    return None
+
+
+def refusal_without_transaction(sql: str, first_line: int = 1) -> Refusal | None:
+    """The first statement of a ``no-transaction`` section that cannot run as written: what no
+    migration can run, or a BEGIN ... COMMIT group that is not well formed (see
+    :func:`transaction_control` for what that promises the runner); None when there is none."""
+    group: Statement | None = None  # the BEGIN of the open group
+    for statement, words in _checked(sql, first_line):
+        control = _control(words)
+        message = _never_runs(statement, words) or _group_refusal(statement, words, control, group)
+        if message is not None:
+            return Refusal(statement.line, message)
+        if control is not None and control.kind in ("begin", "commit", "rollback"):
+            group = statement if control.kind == "begin" else None
+    if group is not None:
+        return Refusal(group.line, f"BEGIN on line {group.line} has no COMMIT: end the group before the section ends")
+    return None
+
+
+def _group_refusal(
+    statement: Statement, words: list[str], control: _Control | None, group: Statement | None
+) -> str | None:
+    """What is wrong with this statement given the open group (``group``: its BEGIN), or None."""
+    kind, name = control if control is not None else (None, "")
+    if kind == "begin" and group is not None:
+        return f"'{name}' inside the group opened on line {group.line}: groups do not nest; COMMIT that one first"
+    if kind in ("commit", "rollback") and group is None:
+        return f"'{name}' with no BEGIN before it: outside a group each statement commits on its own; remove it"
+    if kind in ("commit", "rollback") and name.endswith("CHAIN"):
+        return f"'{name}' opens the next group itself, which sqlmigrate does not follow: write COMMIT, then BEGIN"
+    if kind == "savepoint" and group is None:
+        return (
+            f"'{name}' outside BEGIN ... COMMIT: savepoints exist only inside a transaction; "
+            "open a group with BEGIN first"
+        )
+    if group is not None and _refused(words):
+        return (
+            f"'{_shown(statement)} ...' cannot run inside a transaction, and the group opened on line "
+            f"{group.line} is one: move it after that group's COMMIT"
+        )
     return None
 
 

@@ -32,6 +32,8 @@ BAD_FILES = [
     ("20240101000001_typo.sql", "-- sqlmigrate: no-transactoin\n-- UP\nSELECT 1;\n", ":1: unknown directive"),
     ("20240101000001_timeout.sql", "-- sqlmigrate: lock-timeout=soon\n-- UP\nSELECT 1;\n", ":1: bad lock-timeout"),
     ("20240101000001_latin1.sql", b"-- UP\nSELECT 'caf\xe9';\n", ":2: is not valid UTF-8"),
+    ("20240101000001_utf16.sql", "-- UP\nSELECT 1;\n".encode("utf-16"), ": is UTF-16 (it starts with a UTF-16 byte"),
+    ("20240101000001_utf16be.sql", b"\xfe\xff" + "-- UP\n".encode("utf-16-be"), ": is UTF-16 (it starts with"),
     ("2024010100001_short.sql", "-- UP\nSELECT 1;\n", ": bad file name"),
     ("202401010000011_long.sql", "-- UP\nSELECT 1;\n", ": bad file name"),
     ("20241399000000_bad_date.sql", "-- UP\nSELECT 1;\n", ": bad file name: 20241399000000 is not a real date"),

@@ -159,6 +159,20 @@ def test_a_file_that_is_not_utf8_is_an_error_naming_the_file():
     assert "not valid UTF-8" in str(error)
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_file_is_an_error_saying_so(encoding):
+    data = GOOD.encode(encoding)
+    if encoding != "utf-16":  # "utf-16" writes the byte-order mark itself
+        data = "\ufeff".encode(encoding) + data
+
+    error = error_of(data)
+
+    assert str(error) == (
+        "/migrations/20240101120000_create_things.sql: "
+        "is UTF-16 (it starts with a UTF-16 byte-order mark), not UTF-8: save it as UTF-8"
+    )
+
+
 # Directories --------------------------------------------------------------------------------
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from time import perf_counter
+from urllib.parse import urlsplit
 
 import pytest
 
 from benchmarks.run import write_big
 from sqlmigrate_app.files import load_directory
-from sqlmigrate_app.statements import first_non_transactional, split
+from sqlmigrate_app.statements import first_non_transactional, refused_in_transaction, split
 
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 sqlite_only = pytest.mark.parametrize("target", ["sqlite"], indirect=True)
@@ -144,6 +145,17 @@ REFUSED = [
     "CREATE TABLESPACE space LOCATION '/tmp';",
     "DROP TABLESPACE space;",
     "ALTER SYSTEM SET work_mem = '8MB';",
+    "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS things_id ON things (id);",
+    "DROP INDEX CONCURRENTLY IF EXISTS things_name;",
+    "REINDEX (CONCURRENTLY) TABLE things;",
+    "REINDEX (VERBOSE, CONCURRENTLY on) TABLE things;",
+    "REINDEX (concurrently 'true') INDEX things_name;",
+    "ALTER TABLE things DETACH PARTITION things_1 CONCURRENTLY;",
+    "ALTER TABLE IF EXISTS ONLY public.things DETACH PARTITION public.things_1 CONCURRENTLY;",
+    "CREATE SUBSCRIPTION sub CONNECTION 'dbname=none' PUBLICATION pub;",
+    "CREATE SUBSCRIPTION sub CONNECTION 'dbname=none' PUBLICATION a, b WITH (enabled = false, create_slot);",
+    "DROP SUBSCRIPTION IF EXISTS sub;",
+    "DISCARD ALL;",
 ]
 
 
@@ -244,6 +256,64 @@ def test_refused_statements_after_semicolons_in_quotes_and_comments_are_found(st
     assert refused is not None
     assert refused.line == 13
     assert refused.sql == statement.lower()
+
+
+# Each of these runs inside a transaction block (PostgreSQL 15): none may be refused.
+ALLOWED_IN_TRANSACTION = """\
+CREATE TABLE things (id INTEGER, name TEXT);
+CREATE INDEX concurrently_idx ON things (name);
+DROP INDEX concurrently_idx;
+CREATE UNIQUE INDEX concurrently_unique ON things (id);
+REINDEX (CONCURRENTLY false) TABLE things;
+REINDEX (VERBOSE, CONCURRENTLY 0) TABLE things;
+REINDEX (concurrently 'off') TABLE things;
+CREATE TABLE parted (n INTEGER) PARTITION BY RANGE (n);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10);
+ALTER TABLE parted DETACH PARTITION parted_1;
+DISCARD PLANS;
+DISCARD SEQUENCES;
+DISCARD TEMP;
+CREATE SUBSCRIPTION sub_off CONNECTION 'dbname=none' PUBLICATION pub WITH (connect = false);
+CREATE SUBSCRIPTION sub_no_slot CONNECTION '{publisher}' PUBLICATION pub WITH (enabled = off, create_slot = 'false');
+ALTER SUBSCRIPTION sub_off SET (slot_name = NONE);
+ALTER SUBSCRIPTION sub_no_slot SET (slot_name = NONE);
+"""
+
+
+@pg_only
+def test_statements_that_only_look_non_transactional_run_in_a_transactional_migration(target):
+    url = urlsplit(target.url)  # the subscription without a slot connects: to this very database
+    publisher = f"host={url.hostname} port={url.port} user={url.username} dbname={url.path[1:]}"
+    target.migration("20240101000000_lookalikes", ALLOWED_IN_TRANSACTION.format(publisher=publisher))
+
+    try:
+        result = target.call("sqlmigrate_up")
+
+        assert result.code == 0, result.text
+        assert target.query("SELECT subname FROM pg_subscription ORDER BY 1") == [("sub_no_slot",), ("sub_off",)]
+        assert target.query("SELECT indexname FROM pg_indexes WHERE tablename = 'things'") == [("concurrently_unique",)]
+    finally:  # no slot to drop, so this needs no publisher; a database with subscriptions cannot be dropped
+        for name in ("sub_off", "sub_no_slot"):
+            target.query(f"DROP SUBSCRIPTION IF EXISTS {name}")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        *ALLOWED_IN_TRANSACTION.split(";\n"),
+        "ALTER TABLE parted DETACH PARTITION parted_1 FINALIZE",
+        "ALTER TABLE detach DETACH PARTITION concurrently_named",
+        "REINDEX (CONCURRENTLY yes) TABLE t",  # not a Boolean to PostgreSQL: it fails, inside the transaction
+        "REINDEX (TABLESPACE concurrently_space) TABLE t",
+        'CREATE INDEX "concurrently" ON t (a)',
+        "CREATE SUBSCRIPTION s CONNECTION 'x' PUBLICATION p WITH (connect = false, create_slot = true)",
+        "CREATE SUBSCRIPTION s CONNECTION 'x' PUBLICATION p WITH (CREATE_SLOT = 0)",
+        "ALTER SUBSCRIPTION s DISABLE",
+        "DISCARD TEMPORARY",
+    ],
+)
+def test_lookalikes_of_refused_statements_are_not_refused(statement):
+    assert not refused_in_transaction(statement)
 
 
 def test_refused_statement_is_found_whatever_the_layout():

@@ -9,8 +9,9 @@ import sys
 import pytest
 from django.db import connections, transaction
 
-from sqlmigrate_app.backends import backend_for
+from sqlmigrate_app.backends import StatementError, backend_for
 from sqlmigrate_app.files import Section
+from sqlmigrate_app.statements import Statement
 
 from .conftest import ROOT
 
@@ -53,28 +54,41 @@ def test_notices_and_query_results_inside_a_section_are_ignored(target):
 
 @pg_only
 @pytest.mark.parametrize(
-    "copy, header, outcome",
+    "copy, transactional, ran",
     [
-        ("COPY filled FROM STDIN;", "", "rolled back, nothing of it was applied"),
-        ("COPY (SELECT generate_series(1, 100000)) TO STDOUT;", "", "rolled back, nothing of it was applied"),
-        ("COPY filled FROM STDIN;", "-- sqlmigrate: no-transaction\n", "2 of 4 statements had already run"),
+        ("COPY filled FROM STDIN;", True, None),
+        ("COPY (SELECT generate_series(1, 100000)) TO STDOUT;", True, None),
+        ("COPY filled FROM STDIN;", False, [2, 3]),
     ],
 )
-def test_copy_to_or_from_the_client_is_refused_and_the_connection_stays_usable(target, copy, header, outcome):
+def test_copy_to_or_from_the_client_is_refused_and_the_connection_stays_usable(target, copy, transactional, ran):
+    """A file holding such a COPY is refused when it is loaded (test_transaction_control.py), so
+    this second line of defence is driven here through the backend, as the runner drives it: a
+    section in the runner's outermost transaction, or statement by statement in autocommit."""
+    backend = backend_for(connections[target.alias])
     up = f"CREATE TABLE filled (id INTEGER);\nINSERT INTO filled VALUES (1);\n{copy}\nINSERT INTO filled VALUES (2);"
-    target.migration(MIGRATION, up, "DROP TABLE filled;", header=header)
+    section = Section(up, 2)
+    statements_ran: list[Statement] = []
 
-    result = target.call("sqlmigrate_up")
+    with pytest.raises(StatementError) as failed:
+        if transactional:
+            with transaction.atomic(using=target.alias):
+                backend.run_section(backend.raw_cursor(), section, last=True)
+        else:
+            backend.run_statements(backend.raw_cursor(), backend.split(section), statements_ran)
 
-    assert result.code == 1
-    error = result.err.strip().splitlines()[-1]
     direction = "FROM STDIN" if "STDIN" in copy else "TO STDOUT"
-    line = 5 if header else 4
-    assert f"{MIGRATION}.sql:{line}: {MIGRATION} failed: COPY ... {direction} cannot run in a migration" in error
-    assert outcome in error
-    if not header:
-        assert "filled" not in target.tables()
-    assert target.history() == []
+    assert f"COPY ... {direction} cannot run in a migration" in str(failed.value)
+    if transactional:
+        assert failed.value.line is None and "filled" not in target.tables()
+        with pytest.raises(StatementError) as replayed, transaction.atomic(using=target.alias):
+            backend.run_statements(backend.raw_cursor(), backend.split(section))  # how the runner finds the line
+        assert replayed.value.line == 4 and "filled" not in target.tables()
+    else:
+        assert failed.value.line == 4
+        assert [statement.line for statement in statements_ran] == ran
+        assert target.query("SELECT id FROM filled") == [(1,)]
+        target.query("DROP TABLE filled")
 
     # The same connection (in-process) goes on working.
     target.migration(MIGRATION, "CREATE TABLE IF NOT EXISTS filled (id INTEGER);", "DROP TABLE filled;")

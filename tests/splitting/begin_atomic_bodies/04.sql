@@ -1,0 +1,1 @@
+SELECT sign_of(1);

@@ -1,0 +1,2 @@
+SELECT CASE WHEN true THEN 'a'
+END;

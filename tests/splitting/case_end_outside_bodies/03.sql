@@ -1,0 +1,1 @@
+CREATE TABLE "end" (begin integer, "case" text);

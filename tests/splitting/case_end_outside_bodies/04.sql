@@ -1,0 +1,1 @@
+INSERT INTO "end" SELECT 1, CASE WHEN false THEN 'x' END;

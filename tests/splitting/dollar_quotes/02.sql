@@ -1,0 +1,6 @@
+DO $$
+BEGIN
+  RAISE NOTICE 'in DO; %', 1;
+  COMMIT;
+END
+$$;

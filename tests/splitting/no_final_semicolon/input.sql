@@ -1,0 +1,6 @@
+
+  -- leading comment
+
+SELECT 1;;;
+  ;
+SELECT 2 -- trailing comment, no semicolon

@@ -1,0 +1,2 @@
+SELECT 'line
+break; inside';

@@ -1,0 +1,6 @@
+CREATE OR REPLACE RULE three AS ON DELETE TO t
+  DO INSTEAD (
+    SELECT (1); -- a comment; with a semicolon
+    UPDATE log SET what = 'x' WHERE what IN (SELECT what FROM log);
+    NOTIFY c
+  );

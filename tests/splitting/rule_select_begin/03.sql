@@ -1,0 +1,1 @@
+CREATE RULE r2 AS ON UPDATE TO t DO INSTEAD SELECT begin, "end" FROM t2 WHERE begin > 0;
