@@ -79,13 +79,10 @@ def test_copy_to_or_from_the_client_is_refused_and_the_connection_stays_usable(t
 
     direction = "FROM STDIN" if "STDIN" in copy else "TO STDOUT"
     assert f"COPY ... {direction} cannot run in a migration" in str(failed.value)
+    assert failed.value.line == 4  # counted from the results before it: the section ran once
     if transactional:
-        assert failed.value.line is None and "filled" not in target.tables()
-        with pytest.raises(StatementError) as replayed, transaction.atomic(using=target.alias):
-            backend.run_statements(backend.raw_cursor(), backend.split(section))  # how the runner finds the line
-        assert replayed.value.line == 4 and "filled" not in target.tables()
+        assert "filled" not in target.tables()
     else:
-        assert failed.value.line == 4
         assert [statement.line for statement in statements_ran] == ran
         assert target.query("SELECT id FROM filled") == [(1,)]
         target.query("DROP TABLE filled")
