@@ -126,6 +126,11 @@ class Backend:
     def restore_session(self, state: Any) -> None:
         """Put the session's settings back as :meth:`session_state` found them."""
 
+    def in_transaction(self) -> bool:
+        """Whether the session is inside a transaction (a ``no-transaction`` migration's own
+        ``BEGIN``) that a failure left open."""
+        return bool(getattr(self.connection.connection, "in_transaction", False))  # sqlite3's
+
     def connection_lost(self, error: Exception | None = None) -> bool:
         """True when the connection is gone, or ``error`` says the server is ending it
         (``pg_terminate_backend``, shutdown: the socket may not be seen closed yet)."""
@@ -263,6 +268,12 @@ class PostgresBackend(Backend):
                 raise StatementError(error, statement.line) from error
             if ran is not None:
                 ran.append(statement)
+
+    def in_transaction(self) -> bool:
+        conn = self._psycopg_connection()
+        if conn is None:  # psycopg2: libpq's PQTRANS_IDLE is 0
+            return bool(self.connection.connection.get_transaction_status() != 0)
+        return bool(conn.info.transaction_status.name != "IDLE")
 
     def _psycopg_connection(self) -> Any:
         """The psycopg 3 connection under Django's, or None for psycopg2."""

@@ -23,7 +23,7 @@ from .backends import StatementError, backend_for, driver_error
 from .errors import SqlMigrateError, Terminated
 from .files import Migration, Section, load_directory
 from .history import AppliedMigration, HistoryError, HistoryTable
-from .statements import Statement, may_change_session
+from .statements import Statement, may_change_session, transaction_control
 
 APPLIED, PENDING, MODIFIED, MISSING = "applied", "pending", "modified", "missing"
 
@@ -172,6 +172,18 @@ def _reports_database_errors(method: F) -> F:
             raise SqlMigrateError(f"database {self.using!r}: {describe(exc)}") from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def _open_group(ran: list[Statement]) -> int | None:
+    """The index in ``ran`` of a ``BEGIN`` whose group had not ended, if any."""
+    opened = None
+    for index, statement in enumerate(ran):
+        control = transaction_control(statement.sql)
+        if control == "begin":
+            opened = index
+        elif control is not None:
+            opened = None
+    return opened
 
 
 class MigrationRunner:
@@ -453,24 +465,31 @@ class MigrationRunner:
             self.backend.set_timeouts(cursor, migration, self.timeouts)
             self.backend.run_statements(cursor, statements, ran)
         except StatementError as exc:
-            raise self._failure(migration, exc.error, exc.line, self._progress(ran, statements)) from exc
+            raise self._failure(migration, exc.error, exc.line, self._stopped(ran, statements)) from exc
         except KeyboardInterrupt as exc:
-            raise self._interrupted(migration, exc, self._progress(ran, statements)) from exc
+            raise self._interrupted(migration, exc, self._stopped(ran, statements)) from exc
         if up:
             self.history.insert(migration.id, migration.name, migration.checksum)
         else:
             self.history.delete(migration.id)
 
-    @staticmethod
-    def _progress(ran: list[Statement], statements: list[Statement]) -> str:
-        """What a stopped ``no-transaction`` run leaves behind: the statements that had run."""
-        if not ran:
-            return f"no-transaction: none of its {len(statements)} statements had run; it was not recorded"
-        lines = ", ".join(str(statement.line) for statement in ran)
-        return (
-            f"no-transaction: {len(ran)} of {len(statements)} statements had already run (lines {lines}); "
-            "it was not recorded"
-        )
+    def _stopped(self, ran: list[Statement], statements: list[Statement]) -> str:
+        """What a ``no-transaction`` run stopped by an error or a signal leaves behind. A
+        ``BEGIN ... COMMIT`` group it was in the middle of is rolled back (the session would stay
+        in a failed transaction otherwise): its statements took no effect."""
+        group = _open_group(ran)
+        if group is not None and not self.backend.connection_lost() and self.backend.in_transaction():
+            with contextlib.suppress(DjangoDatabaseError, driver_error(self.connection)):
+                self.backend.raw_cursor().execute("ROLLBACK")
+        kept = ran if group is None else ran[:group]
+        if kept:
+            lines = ", ".join(str(statement.line) for statement in kept)
+            outcome = f"no-transaction: {len(kept)} of {len(statements)} statements had already run (lines {lines})"
+        else:
+            outcome = f"no-transaction: none of its {len(statements)} statements had run"
+        if group is not None:
+            outcome += f"; the group begun on line {ran[group].line} was rolled back"
+        return outcome + "; it was not recorded"
 
     def _failure(self, migration: Migration, error: Exception, line: int | None, outcome: str) -> MigrationFailed:
         where = f"{migration.path}:{line}" if line else str(migration.path)

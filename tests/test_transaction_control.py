@@ -207,6 +207,43 @@ PRAGMA foreign_keys=ON;"""
     assert target.history() == ["20240101000000_t", "20240101000001_rebuild"]
 
 
+GROUP_FAILS = {
+    "a statement inside it": ("INSERT INTO nowhere VALUES (1);", 7),
+    "its COMMIT (a deferred foreign key)": ("INSERT INTO child VALUES (42);", 8),
+}
+
+
+@pytest.mark.parametrize(("failing", "line"), GROUP_FAILS.values(), ids=GROUP_FAILS.keys())
+def test_a_group_that_fails_is_rolled_back_and_the_report_says_what_stayed(target, failing, line):
+    target.query("PRAGMA foreign_keys = ON" if target.vendor == "sqlite" else "SELECT 1")
+    up = f"""\
+CREATE TABLE parent (id INTEGER PRIMARY KEY);
+CREATE TABLE child (parent_id INTEGER REFERENCES parent DEFERRABLE INITIALLY DEFERRED);
+BEGIN;
+INSERT INTO parent VALUES (1);
+{failing}
+COMMIT;
+CREATE TABLE after (id INTEGER);"""
+    target.migration(BAD, up, header=NO_TRANSACTION)
+
+    result = target.call("sqlmigrate_up")
+
+    assert result.code == 1
+    assert result.err.startswith(f"{target.directory / BAD}.sql:{line}: {BAD} failed: ")
+    assert result.err.endswith(
+        "[no-transaction: 2 of 7 statements had already run (lines 3, 4); "
+        "the group begun on line 5 was rolled back; it was not recorded]"
+    )
+    assert target.query("SELECT count(*) FROM parent") == [(0,)]
+    assert "after" not in target.tables() and target.history() == []
+    # The session is not left in the failed transaction: the fixed file runs on the same one.
+    target.migration(BAD, up.replace(failing, "INSERT INTO child VALUES (1);"), header=NO_TRANSACTION)
+    target.query("DROP TABLE child")
+    target.query("DROP TABLE parent")
+    assert target.call("sqlmigrate_up").code == 0
+    assert target.query("SELECT count(*) FROM child") == [(1,)]
+
+
 @pg_only
 def test_postgres_group_then_index_concurrently_in_a_no_transaction_migration(target):
     target.migration("20240101000000_t", "CREATE TABLE t (id INTEGER, name TEXT);\nINSERT INTO t VALUES (1, 'a');")
