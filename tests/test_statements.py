@@ -199,8 +199,8 @@ def test_error_line_comes_from_the_server_position(target):
     assert "20240101000000_typo.sql:5: 20240101000000_typo failed: syntax error" in result.err
 
 
-def test_error_line_without_position_is_found_by_replaying(target):
-    # A unique violation carries no position: the failing statement is found by replaying.
+def test_error_line_without_position_is_found_from_the_one_execution(target):
+    # A unique violation carries no position: the statements completed before it give its line.
     up = "CREATE TABLE u (id INTEGER PRIMARY KEY);\nINSERT INTO u VALUES (1);\n\n\n"
     up += "INSERT INTO u VALUES (1);\nINSERT INTO u VALUES (2);"
     target.migration("20240101000000_dup", up)
