@@ -133,9 +133,10 @@ class Backend:
 
     def connection_lost(self, error: Exception | None = None) -> bool:
         """True when the connection is gone, or ``error`` says the server is ending it
-        (``pg_terminate_backend``, shutdown: the socket may not be seen closed yet)."""
-        sqlstate = str(getattr(error, "sqlstate", None) or "")
-        if sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03"):
+        (``pg_terminate_backend``, shutdown: the socket may not be seen closed yet). A
+        connection error of another connection the SQL makes (``CREATE SUBSCRIPTION``,
+        ``dblink``) is an ordinary error: this session goes on."""
+        if getattr(error, "sqlstate", None) in ("57P01", "57P02", "57P03"):
             return True
         raw = self.connection.connection
         return raw is None or bool(getattr(raw, "closed", False) or getattr(raw, "broken", False))

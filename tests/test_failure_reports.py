@@ -80,3 +80,22 @@ def test_the_servers_hint_is_part_of_the_message(target):
 
     assert "function no_such_function(integer) does not exist (HINT: No function matches" in result.err
     assert len(result.err.strip().splitlines()) == 1
+
+
+@pg_only
+def test_a_connection_error_of_the_sqls_own_connection_is_not_a_lost_connection(target):
+    # CREATE SUBSCRIPTION connects to its publisher (create_slot = false lets it run in a
+    # transaction); that connection failing is the migration's error, not sqlmigrate's.
+    target.migration(
+        "20240101000000_sub",
+        "CREATE SUBSCRIPTION nowhere CONNECTION 'host=127.0.0.1 port=1 dbname=x connect_timeout=2'"
+        " PUBLICATION p WITH (create_slot = false, enabled = false);",
+    )
+
+    result = target.call("sqlmigrate_up")
+
+    assert result.code == 1
+    assert "20240101000000_sub.sql:2: 20240101000000_sub failed: " in result.err
+    assert "lost the connection" not in result.err
+    assert result.err.endswith("[rolled back, nothing of it was applied or recorded]")
+    assert target.query("SELECT 1") == [(1,)]
