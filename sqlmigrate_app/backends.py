@@ -257,16 +257,11 @@ class PostgresBackend(Backend):
         raise StatementError(error, self._line_of_statement(section, failed_at - len(head))) from error
 
     def run_statements(self, cursor: Any, statements: list[Statement], ran: list[Statement] | None = None) -> None:
-        conn = self._psycopg_connection()
-        if conn is None:
-            super().run_statements(cursor, statements, ran)
-            return
         for statement in statements:
-            with conn.lock:
-                begin = "".join(f"{sql};\n" for sql in self._begin(conn))
-                error, _, _ = self._simple_query(conn, begin + statement.sql)
-            if error is not None:
-                raise StatementError(error, statement.line) from error
+            try:
+                self._send(statement.sql)
+            except driver_error(self.connection) as exc:
+                raise StatementError(exc, statement.line) from exc
             if ran is not None:
                 ran.append(statement)
 
