@@ -23,9 +23,10 @@ from django.views.decorators.http import require_safe
 
 from .errors import SqlMigrateError
 from .models import SqlMigration
-from .runner import APPLIED, MISSING, MODIFIED, PENDING, MigrationRunner, MigrationStatus
+from .runner import MigrationRunner
+from .state import MigrationStatus, State
 
-STATES = (APPLIED, PENDING, MODIFIED, MISSING)
+STATES = tuple(State)
 SHORT_CHECKSUM = 12
 
 
@@ -78,7 +79,7 @@ class SqlMigrationAdmin(admin.ModelAdmin):
         state, query = request.GET.get("state", ""), request.GET.get("q", "").strip()
         if state and state not in STATES:
             return self._unknown_state(request, alias, state)
-        rows, error, directory = self._statuses(alias)
+        rows, error, directory = self._status_rows(alias)
         counts = {name: sum(1 for row in rows if row.state == name) for name in STATES}
         shown = [row for row in reversed(rows) if (not state or row.state == state) and _matches(row, query)]
         context = {
@@ -101,7 +102,7 @@ class SqlMigrationAdmin(admin.ModelAdmin):
         alias = self._alias(request)
         if alias is None:
             return self._unknown_alias(request)
-        rows, error, directory = self._statuses(alias)
+        rows, error, directory = self._status_rows(alias)
         if error:
             raise Http404(error)
         row = next((row for row in rows if row.id == object_id), None)
@@ -112,7 +113,7 @@ class SqlMigrationAdmin(admin.ModelAdmin):
             "title": row.id,
             "row": row,
             "current_checksum": row.migration.checksum if row.migration else None,
-            "checksums_match": None if row.stored_checksum is None or not row.migration else row.state == APPLIED,
+            "checksums_match": None if row.stored_checksum is None or not row.migration else row.state == State.APPLIED,
             "list_query": _database_query(alias),
         }
         return TemplateResponse(request, "sqlmigrate_app/admin/status_detail.html", context)
@@ -147,7 +148,7 @@ class SqlMigrationAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(request.path + "?" + urlencode({**params, ERROR_FLAG: "1"}))
 
     @staticmethod
-    def _statuses(alias: str) -> tuple[list[MigrationStatus], str | None, str]:
+    def _status_rows(alias: str) -> tuple[list[MigrationStatus], str | None, str]:
         """The runner's status rows, or the one-line reason they cannot be had."""
         try:
             runner = MigrationRunner(using=alias)
@@ -165,7 +166,7 @@ class SqlMigrationAdmin(admin.ModelAdmin):
         }
 
     @staticmethod
-    def _state_choices(alias: str, query: str, selected: str, counts: dict[str, int], total: int) -> list[Choice]:
+    def _state_choices(alias: str, query: str, selected: str, counts: dict[State, int], total: int) -> list[Choice]:
         def link(state: str) -> str:
             params = {"database": alias if alias != DEFAULT_DB_ALIAS else "", "state": state, "q": query}
             return "?" + urlencode({key: value for key, value in params.items() if value})

@@ -16,13 +16,14 @@ from django.db import DEFAULT_DB_ALIAS
 
 from . import conf
 from .errors import SqlMigrateError
-from .files import load_directory
+from .files import directory_problem, load_directory
 
 TAG = "sqlmigrate"
 
 
 @register(TAG)
 def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """The settings, the directories and every migration file in them."""
     return [*_check_table(), *_check_timeouts(), *_check_directories()]
 
 
@@ -33,7 +34,7 @@ def _check_table() -> list[CheckMessage]:
     return [
         Error(
             f"SQLMIGRATE_TABLE {table!r} is not a valid table name.",
-            hint="Use letters, digits and _, not starting with a digit, at most 63 characters.",
+            hint=f"Use {conf.TABLE_NAME_RULE}.",
             id="sqlmigrate.E002",
         )
     ]
@@ -96,11 +97,11 @@ def _check_directories() -> list[CheckMessage]:
             named.append(("the default directory", default))
     checked: set[Path] = set()
     for setting, directory in named:
-        if not directory.is_dir():
-            what = "is not a directory" if directory.exists() else "does not exist"
+        problem = directory_problem(directory)
+        if problem is not None:
             messages.append(
                 Error(
-                    f"{setting} {directory} {what}.",
+                    f"{setting} {directory} {problem}.",
                     hint="Create the directory, or point the setting at the one that holds your .sql migrations.",
                     id="sqlmigrate.E001",
                 )

@@ -8,22 +8,24 @@ from pathlib import Path
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from .errors import SqlMigrateError
-from .files import TIMEOUT_RE
+from .errors import ConfigurationError
+from .files import parse_duration
 
 DEFAULT_TABLE = "schema_migrations"
 TABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+TABLE_NAME_RULE = "letters, digits and _, not starting with a digit, at most 63 characters"
 
 
 def check_alias(using: str) -> str:
     """Return ``using`` if it is a key of ``DATABASES``; else raise one clear line."""
     if using not in connections.settings:
         known = ", ".join(sorted(connections.settings))
-        raise SqlMigrateError(f"unknown database alias {using!r} (DATABASES has: {known})")
+        raise ConfigurationError(f"unknown database alias {using!r} (DATABASES has: {known})")
     return using
 
 
 def default_dir() -> Path:
+    """``BASE_DIR / "migrations_sql"`` (the current directory's, without ``BASE_DIR``)."""
     base = getattr(settings, "BASE_DIR", None)
     return Path(base if base is not None else Path.cwd()) / "migrations_sql"
 
@@ -54,6 +56,7 @@ def migrated_aliases() -> list[str]:
 
 
 def table_name() -> str:
+    """``SQLMIGRATE_TABLE``, the history table's name."""
     return str(getattr(settings, "SQLMIGRATE_TABLE", None) or DEFAULT_TABLE)
 
 
@@ -61,9 +64,9 @@ def _duration(setting: str) -> str | None:
     value = getattr(settings, setting, None)
     if value in (None, ""):
         return None
-    normalised = str(value).replace(" ", "").lower()
-    if not TIMEOUT_RE.match(normalised):
-        raise SqlMigrateError(f"{setting} {value!r} is not a duration like 500ms, 5s or 2min")
+    normalised = parse_duration(str(value))
+    if normalised is None:
+        raise ConfigurationError(f"{setting} {value!r} is not a duration like 500ms, 5s or 2min")
     return normalised
 
 

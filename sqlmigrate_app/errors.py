@@ -1,10 +1,155 @@
-"""The exceptions users see: something they can fix, said in one line; and SIGTERM as an interrupt."""
+"""Every error sqlmigrate raises, one class per kind of problem.
+
+Each says in one line what is wrong, where, and the fix. The problems ``validate`` and
+``status --check`` report carry a :class:`ProblemKind`, so exit codes, ``Problem.kind``,
+``--json`` and the admin all key off one definition.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .files import Migration
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 migration``, ``2 migrations``: how every message counts."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+class ProblemKind(str, Enum):
+    """What keeps a database from being up to date, or its files from being valid."""
+
+    PENDING = "pending"
+    OUT_OF_ORDER = "out_of_order"
+    MODIFIED = "modified"
+    MISSING = "missing"
+    BAD_FILE = "bad_file"
+    HISTORY_TABLE = "history_table"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class SqlMigrateError(Exception):
-    """A problem with the files, the history or the database that the user has to fix."""
+    """A problem with the files, the history, the settings or the database that the user has to
+    fix. ``kind`` is None for the ones that are not a state of files and history (exit code 1)."""
+
+    kind: ProblemKind | None = None
+
+
+class ConfigurationError(SqlMigrateError):
+    """A setting, a database alias or a command-line value that cannot be used."""
+
+
+class MigrationFileError(SqlMigrateError):
+    """A migration file (or the directory) the user has to fix; says where."""
+
+    kind = ProblemKind.BAD_FILE
+
+    def __init__(self, path: Path, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+        self.line = line
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        return f"{where}: {self.message}"
+
+
+class HistoryTableError(SqlMigrateError):
+    """The history table cannot be used as it is (another tool's table, a bad name)."""
+
+    kind = ProblemKind.HISTORY_TABLE
+
+
+class ModifiedMigration(SqlMigrateError):
+    """An applied migration's file changed since it ran. ``doing`` says what this stops."""
+
+    kind = ProblemKind.MODIFIED
+
+    def __init__(self, migration: Migration, recorded: str, doing: str = "") -> None:
+        super().__init__(
+            f"{migration.path}: {doing}changed since it was applied (checksum {migration.checksum[:12]}, "
+            f"recorded {recorded[:12]}); restore it and put the change in a new migration"
+        )
+        self.migration = migration
+
+
+class MissingMigration(SqlMigrateError):
+    """An applied migration has no file any more. ``doing`` says what this stops."""
+
+    kind = ProblemKind.MISSING
+
+    def __init__(self, migration_id: str, directory: Path, doing: str = "") -> None:
+        super().__init__(
+            f"{directory / (migration_id + '.sql')}: {doing}migration {migration_id} was applied but its file is "
+            f"missing from {directory}"
+        )
+        self.migration_id = migration_id
+
+
+class OutOfOrderMigration(SqlMigrateError):
+    """A pending migration is older than the newest applied one (a branch merged late)."""
+
+    kind = ProblemKind.OUT_OF_ORDER
+
+    def __init__(self, migration: Migration, newest_applied: str) -> None:
+        super().__init__(
+            f"{migration.path}: pending migration is older than the newest applied one ({newest_applied}); "
+            "rename it to a newer timestamp, or apply it with --allow-out-of-order"
+        )
+        self.migration = migration
+
+
+class UnknownMigration(SqlMigrateError):
+    """``--to`` names a migration that is nowhere to be found."""
+
+    def __init__(self, migration_id: str, where: str) -> None:
+        super().__init__(f"--to {migration_id}: no such migration in {where}")
+        self.migration_id = migration_id
+
+
+class IrreversibleMigration(SqlMigrateError):
+    """A rollback would need a migration whose ``-- DOWN`` section is empty."""
+
+    def __init__(self, migration: Migration) -> None:
+        super().__init__(f"{migration.path}: cannot roll back {migration.id}: its -- DOWN section is empty")
+        self.migration = migration
+
+
+class InvalidRollback(SqlMigrateError):
+    """A number of migrations to roll back that cannot be: less than 1, more than applied, or
+    given together with ``--to``."""
+
+
+class LockTimeout(SqlMigrateError):
+    """Another runner held the migration lock for longer than ``--lock-timeout``."""
+
+
+class MigrationFailed(SqlMigrateError):
+    """A migration's SQL failed; the message says what became of it (rolled back, or for a
+    ``no-transaction`` migration which statements had run)."""
+
+    def __init__(self, migration: Migration, message: str) -> None:
+        super().__init__(message)
+        self.migration = migration
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises ``KeyboardInterrupt``: psycopg then cancels the running
     query and the migration's transaction is rolled back the same way."""
+
+
+class MigrationInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM (``terminated``) stopped a migration; the message says what became of
+    it. Still a ``KeyboardInterrupt``, so code around the runner stops as it would anyway."""
+
+    def __init__(self, migration: Migration, message: str, terminated: bool) -> None:
+        super().__init__(message)
+        self.migration = migration
+        self.terminated = terminated

@@ -1,7 +1,7 @@
 """Find, name-check, parse and checksum migration files.
 
-Everything here is pure: it reads files and returns data, it never touches a database, so
-``validate``, ``status``, system checks and the admin can all share it.
+Everything here is pure: it reads files and returns data, it never writes and never touches a
+database, so ``validate``, ``status``, the system checks and the admin can all share it.
 """
 
 from __future__ import annotations
@@ -9,39 +9,24 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
-from .errors import SqlMigrateError
+from .errors import MigrationFileError, plural
 from .statements import refusal_in_transaction, refusal_without_transaction
 
 FILENAME_RE = re.compile(r"(?P<timestamp>[0-9]{14})_(?P<slug>[a-z0-9_]+)\.sql")
 MARKER_RE = re.compile(r"^--\s*(?P<marker>up|down)\s*$", re.IGNORECASE)
 DIRECTIVE_RE = re.compile(r"^--\s*sqlmigrate\s*:\s*(?P<body>.*?)\s*$", re.IGNORECASE)
-TIMEOUT_RE = re.compile(r"^\d+(\.\d+)?(ms|s|min|h|d)?$")
+DURATION_RE = re.compile(r"^\d+(\.\d+)?(ms|s|min|h|d)?$")
 BOM = "\ufeff"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # The id must fit the history table's VARCHAR(255) and the file name the usual 255-byte limit.
 MAX_SLUG = 200
 # A line holding something besides whitespace that is not a ``--`` comment.
 SQL_LINE_RE = re.compile(r"^[^\S\n]*(?!--)\S", re.MULTILINE)
-
-
-class MigrationFileError(SqlMigrateError):
-    """A migration file (or the directory) the user has to fix; says where."""
-
-    def __init__(self, path: Path, message: str, line: int | None = None) -> None:
-        super().__init__(message)
-        self.path = path
-        self.message = message
-        self.line = line
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else str(self.path)
-        return f"{where}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +43,8 @@ class Section:
 
 @dataclass(frozen=True, slots=True)
 class Migration:
+    """One migration file, parsed: its id, checksum, both sections and its directives."""
+
     id: str
     path: Path
     checksum: str
@@ -69,6 +56,7 @@ class Migration:
 
     @property
     def name(self) -> str:
+        """The display name, as the history's ``name`` column holds it."""
         return display_name(self.id)
 
     @property
@@ -77,6 +65,7 @@ class Migration:
 
     @property
     def reversible(self) -> bool:
+        """False when the ``-- DOWN`` section is empty: the migration cannot be rolled back."""
         return not self.down.is_empty
 
 
@@ -92,9 +81,10 @@ class MigrationSet:
         return {migration.id: migration for migration in self.migrations}
 
     def raise_first_error(self) -> None:
+        """Raise the first problem found, saying how many more there are."""
         if self.errors:
             more = len(self.errors) - 1
-            suffix = f" (and {more} more problem{'s' if more > 1 else ''}; run sqlmigrate_validate)" if more else ""
+            suffix = f" (and {plural(more, 'more problem')}; run sqlmigrate_validate)" if more else ""
             first = self.errors[0]
             raise MigrationFileError(first.path, first.message + suffix, first.line)
 
@@ -152,15 +142,23 @@ def check_filename(path: Path) -> str:
     return path.name[:-4]
 
 
+def parse_duration(value: str) -> str | None:
+    """A PostgreSQL duration as sqlmigrate accepts it (``500ms``, ``5 s``, ``2min``), normalised
+    (``5s``); None when it is not one."""
+    normalised = value.replace(" ", "").lower()
+    return normalised if DURATION_RE.match(normalised) else None
+
+
 def parse_directive(path: Path, line_no: int, body: str, options: dict[str, object]) -> None:
+    """Read one ``-- sqlmigrate: ...`` line into ``options``, or raise naming its line."""
     key, _, value = (part.strip() for part in body.partition("="))
     key = key.lower()
     parsed: object
     if key == "no-transaction" and not value:
         option, parsed = "transactional", False
     elif key in ("lock-timeout", "statement-timeout") and value:
-        normalised = value.replace(" ", "").lower()
-        if not TIMEOUT_RE.match(normalised):
+        normalised = parse_duration(value)
+        if normalised is None:
             raise MigrationFileError(path, f"bad {key} value {value!r}: use a duration like 500ms, 5s, 2min", line_no)
         option, parsed = key.replace("-", "_"), normalised
     else:
@@ -198,18 +196,18 @@ def line_of(text: str, offset: int) -> int:
 
 
 def parse_migration(path: Path, data: bytes) -> Migration:
-    """Parse one file's bytes into a :class:`Migration`, or raise naming the file and line."""
-    migration_id = check_filename(path)
-    return parse_text(path, migration_id, decode(path, data))
+    """Parse one file's bytes into a :class:`Migration`, or raise naming the file and line.
 
-
-def read_migration(path: Path) -> Migration:
-    """:func:`parse_migration` of a file on disk; its bytes are dropped once decoded."""
+    The bytes are let go once decoded, so a big file is not held twice while it is parsed.
+    """
     migration_id = check_filename(path)
-    return parse_text(path, migration_id, decode(path, path.read_bytes()))
+    text = decode(path, data)
+    del data
+    return parse_text(path, migration_id, text)
 
 
 def parse_text(path: Path, migration_id: str, text: str) -> Migration:
+    """Sections, directives and refusals of a decoded file (see :func:`parse_migration`)."""
     if not text or text.isspace():
         raise MigrationFileError(path, "file is empty: it needs a -- UP section", 1)
     first_sql = SQL_LINE_RE.search(text)
@@ -261,12 +259,19 @@ def parse_text(path: Path, migration_id: str, text: str) -> Migration:
     return migration
 
 
+def directory_problem(directory: Path) -> str | None:
+    """What is wrong with a migrations directory ("does not exist", ...), or None."""
+    if directory.is_dir():
+        return None
+    return "is not a directory" if directory.exists() else "does not exist"
+
+
 def load_directory(directory: Path) -> MigrationSet:
     """Read, check and parse every ``*.sql`` file of ``directory`` (subdirectories are ignored)."""
     found = MigrationSet(Path(directory))
-    if not found.directory.is_dir():
-        what = "is not a directory" if found.directory.exists() else "does not exist"
-        found.errors.append(MigrationFileError(found.directory, f"migrations directory {what}"))
+    problem = directory_problem(found.directory)
+    if problem is not None:
+        found.errors.append(MigrationFileError(found.directory, f"migrations directory {problem}"))
         return found
     # scandir knows file types without a stat per file; sorting names beats sorting Paths 5x.
     with os.scandir(found.directory) as entries:
@@ -275,7 +280,7 @@ def load_directory(directory: Path) -> MigrationSet:
     by_timestamp: dict[str, Path] = {}
     for path in paths:
         try:
-            migration = read_migration(path)
+            migration = parse_migration(path, path.read_bytes())
         except MigrationFileError as exc:
             found.errors.append(exc)
             continue
@@ -291,50 +296,3 @@ def load_directory(directory: Path) -> MigrationSet:
         found.migrations.append(migration)
     found.migrations.sort(key=lambda migration: migration.id)
     return found
-
-
-TEMPLATE = """\
--- {title}
--- Directives, if needed, go here, e.g. '-- sqlmigrate: no-transaction' for CREATE INDEX CONCURRENTLY.
-
--- UP
--- Forward SQL. Prefer IF NOT EXISTS so a retried deploy is harmless.
-
-
--- DOWN
--- SQL that undoes UP, in reverse order (IF EXISTS). Leave empty for an irreversible migration.
-
-"""
-
-
-def normalise_name(name: str) -> str:
-    """``"Add User Preferences-Table"`` -> ``add_user_preferences_table``; refuse paths and empties."""
-    if "/" in name or "\\" in name or ".." in name:
-        raise SqlMigrateError(f"migration name {name!r} must not contain a path")
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-    slug = re.sub(r"[^a-z0-9]+", "_", ascii_name.strip().lower()).strip("_")
-    if not slug:
-        raise SqlMigrateError(f"migration name {name!r} is empty: give letters or digits, e.g. add_users_table")
-    if len(slug) > MAX_SLUG:
-        raise SqlMigrateError(f"migration name {name!r} is too long: at most {MAX_SLUG} characters")
-    return slug
-
-
-def create_migration_file(directory: Path, name: str, now: datetime | None = None) -> Path:
-    """Write a new migration from the template, at the first free second from ``now`` (UTC)."""
-    slug = normalise_name(name)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        taken = {path.name[:14] for path in directory.iterdir()}
-    except OSError as exc:
-        raise SqlMigrateError(f"cannot use migrations directory {directory}: {exc.strerror or exc}") from None
-    moment = now or datetime.now(timezone.utc)
-    while moment.strftime("%Y%m%d%H%M%S") in taken:
-        moment += timedelta(seconds=1)
-    path = directory / f"{moment:%Y%m%d%H%M%S}_{slug}.sql"
-    try:
-        with path.open("x", encoding="utf-8", newline="\n") as handle:
-            handle.write(TEMPLATE.format(title=display_name(path.stem)))
-    except OSError as exc:
-        raise SqlMigrateError(f"cannot create {path}: {exc.strerror or exc}") from None
-    return path

@@ -15,19 +15,17 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .conf import TABLE_NAME_RE
-from .errors import SqlMigrateError
+from .conf import TABLE_NAME_RE, TABLE_NAME_RULE
+from .errors import HistoryTableError
 
 COLUMNS = ("id", "name", "executed_at", "checksum")
 PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_ ]*")
 
 
-class HistoryError(SqlMigrateError):
-    """The history table cannot be used as it is."""
-
-
 @dataclass(frozen=True, slots=True)
 class AppliedMigration:
+    """One row of the history table."""
+
     id: str
     name: str
     executed_at: datetime | None
@@ -41,12 +39,11 @@ def _as_datetime(value: Any) -> datetime | None:
 
 
 class HistoryTable:
+    """The history table of one database: reads it, creates it, and writes its rows."""
+
     def __init__(self, connection: BaseDatabaseWrapper, table: str) -> None:
         if not TABLE_NAME_RE.match(table):
-            raise HistoryError(
-                f"SQLMIGRATE_TABLE {table!r} is not a valid table name "
-                "(letters, digits and _, not starting with a digit, at most 63 characters)"
-            )
+            raise HistoryTableError(f"SQLMIGRATE_TABLE {table!r} is not a valid table name ({TABLE_NAME_RULE})")
         self.connection = connection
         self.table = table
         self.quoted = connection.ops.quote_name(table)
@@ -57,19 +54,21 @@ class HistoryTable:
         self.quoted = f"{quote(schema)}.{quote(self.table)}" if schema else quote(self.table)
 
     def exists(self) -> bool:
+        """Whether the table is there (a missing one reads as an empty history)."""
         with self.connection.cursor() as cursor:
             return self.table in self.connection.introspection.table_names(cursor)
 
     def _check_columns(self, names: list[str]) -> None:
         columns = sorted(name.lower() for name in names)
         if columns != sorted(COLUMNS):
-            raise HistoryError(
+            raise HistoryTableError(
                 f"table {self.table!r} exists but is not a sqlmigrate history table "
                 f"(its columns are {', '.join(columns)}; expected {', '.join(COLUMNS)}). "
                 "Another tool may own it: set SQLMIGRATE_TABLE to another name."
             )
 
     def create(self) -> None:
+        """Create the table in the Node.js runner's shape, unless it exists."""
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.quoted} ("
@@ -109,6 +108,7 @@ class HistoryTable:
         return f"DELETE FROM {self.quoted} WHERE id = {_literals(migration_id)}"
 
     def insert(self, migration_id: str, name: str, checksum: str) -> None:
+        """Record a migration as applied (values are bound parameters)."""
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {self.quoted} (id, name, checksum) VALUES (%s, %s, %s)",

@@ -24,7 +24,8 @@ from django.db.models.signals import post_migrate
 from django.test.runner import DiscoverRunner
 
 from . import conf
-from .errors import SqlMigrateError
+from .errors import SqlMigrateError, plural
+from .executor import APPLIED
 from .runner import MigrationRunner
 
 DISPATCH_UID = "sqlmigrate_app.testing.apply_sql_migrations"
@@ -50,10 +51,9 @@ def migrate_test_database(using: str, verbosity: int = 1) -> int:
             "If a kept test database (--keepdb / --reuse-db) ran an older version of a migration, "
             "recreate it (run once without --keepdb, or with --create-db)."
         ) from exc
-    applied = sum(1 for result in results if result.action == "applied")
+    applied = sum(1 for result in results if result.action == APPLIED)
     if verbosity >= 1 and applied:
-        plural = "s" if applied != 1 else ""
-        sys.stderr.write(f"Applied {applied} SQL migration{plural} to test database for alias {using!r}.\n")
+        sys.stderr.write(f"Applied {plural(applied, 'SQL migration')} to test database for alias {using!r}.\n")
     return applied
 
 

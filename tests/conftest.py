@@ -118,13 +118,13 @@ class Target:
         return [row[0] for row in self.query("SELECT id FROM schema_migrations ORDER BY id")]
 
 
-def _register(alias: str, url: str) -> None:
+def register_alias(alias: str, url: str) -> None:
     config = dj_database_url.parse(url)
     full = connections.configure_settings({"default": {"ENGINE": "django.db.backends.dummy"}, alias: config})
     connections.settings[alias] = full[alias]
 
 
-def _unregister(alias: str) -> None:
+def unregister_alias(alias: str) -> None:
     connections[alias].close()
     del connections[alias]
     del connections.settings[alias]
@@ -143,11 +143,11 @@ def target(request: pytest.FixtureRequest, tmp_path: Path, django_db_blocker: An
             admin.execute(f"CREATE DATABASE {name}")
         url, drop = server.rsplit("/", 1)[0] + "/" + name, name
     with django_db_blocker.unblock():
-        _register(ALIAS, url)
+        register_alias(ALIAS, url)
         try:
             yield Target(request.param, url, directory)
         finally:
-            _unregister(ALIAS)
+            unregister_alias(ALIAS)
     if drop:
         with psycopg.connect(request.getfixturevalue("postgres_server"), autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {drop} WITH (FORCE)")

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from sqlmigrate_app.runner import EXIT_CODES
+from sqlmigrate_app.management.base import EXIT_CODES
 
 sqlite_only = pytest.mark.parametrize("target", ["sqlite"], indirect=True)
 GOOD = "20240101000000_good"

@@ -11,8 +11,9 @@ import pytest
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
-from sqlmigrate_app.files import create_migration_file
-from sqlmigrate_app.runner import EXIT_CODES, MigrationRunner
+from sqlmigrate_app.management.base import EXIT_CODES
+from sqlmigrate_app.runner import MigrationRunner
+from sqlmigrate_app.scaffold import create_migration_file
 
 FIRST, SECOND, THIRD = "20240101000000_create_a", "20240102000000_create_b", "20240103000000_create_c"
 

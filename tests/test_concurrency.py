@@ -8,7 +8,7 @@ import sqlite3
 import psycopg
 import pytest
 
-from sqlmigrate_app.backends import advisory_lock_key
+from sqlmigrate_app.backends.postgresql import advisory_lock_key
 
 from .processes import Output, spawn
 

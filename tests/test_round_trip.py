@@ -10,8 +10,9 @@ import pytest
 from django.db import connections
 from psycopg import IsolationLevel
 
+from sqlmigrate_app.executor import Reporter
 from sqlmigrate_app.files import Migration
-from sqlmigrate_app.runner import MigrationRunner, Reporter
+from sqlmigrate_app.runner import MigrationRunner
 
 from .wire import queries_on_the_wire
 
@@ -170,7 +171,7 @@ def big_section(bad_line: int | None = None, statements: int = 20_000) -> str:
 
 @pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 def test_a_big_section_travels_alone_and_still_names_the_failing_line(target):
-    from sqlmigrate_app.backends import ALONE_ABOVE
+    from sqlmigrate_app.backends.postgresql import ALONE_ABOVE
 
     up = big_section(bad_line=15_000)
     assert len(up) > ALONE_ABOVE

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 
-from .conftest import ROOT, _register, _unregister
+from .conftest import ROOT, register_alias, unregister_alias
 
 COMMANDS = ["sqlmigrate_up", "sqlmigrate_down", "sqlmigrate_status", "sqlmigrate_validate", "sqlmigrate_create"]
 
@@ -22,9 +22,9 @@ COMMANDS = ["sqlmigrate_up", "sqlmigrate_down", "sqlmigrate_status", "sqlmigrate
 def analytics(tmp_path, django_db_blocker):
     """A second database (SQLite file), the Django alias ``analytics``."""
     with django_db_blocker.unblock():
-        _register("analytics", f"sqlite:///{tmp_path / 'analytics.sqlite3'}")
+        register_alias("analytics", f"sqlite:///{tmp_path / 'analytics.sqlite3'}")
         yield "analytics"
-        _unregister("analytics")
+        unregister_alias("analytics")
 
 
 def tables(alias):

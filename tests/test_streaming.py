@@ -73,7 +73,7 @@ def test_copy_to_or_from_the_client_is_refused_and_the_connection_stays_usable(t
     with pytest.raises(StatementError) as failed:
         if transactional:
             with transaction.atomic(using=target.alias):
-                backend.run_section(backend.raw_cursor(), section, last=True)
+                backend.run_section(backend.raw_cursor(), section, may_commit=True)
         else:
             backend.run_statements(backend.raw_cursor(), backend.split(section), statements_ran)
 

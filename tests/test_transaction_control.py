@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from sqlmigrate_app.runner import EXIT_CODES
+from sqlmigrate_app.management.base import EXIT_CODES
 from sqlmigrate_app.statements import (
     refusal_in_transaction,
     refusal_without_transaction,

@@ -6,18 +6,37 @@ from __future__ import annotations
 import signal
 import threading
 from argparse import ArgumentParser
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from time import perf_counter
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
-from ..errors import SqlMigrateError, Terminated
+from ..errors import MigrationInterrupted, ProblemKind, SqlMigrateError, Terminated, plural
+from ..executor import APPLIED, FAKED, ROLLED_BACK, SKIPPED, Reporter, Result
 from ..files import Migration
-from ..runner import MigrationInterrupted, MigrationRunner, Reporter, Result
+from ..runner import MigrationRunner
 
+# Exit codes of ``sqlmigrate_status --check`` and ``sqlmigrate_validate``, one per kind of
+# problem, so a pipeline can tell "deploy needs migrations" (3) from "history was tampered
+# with" (5, 6). With several kinds the highest code wins. 1 stays "error" (bad arguments,
+# database unreachable), 2 is argparse's usage error.
+EXIT_CODES = {
+    ProblemKind.PENDING: 3,
+    ProblemKind.OUT_OF_ORDER: 4,
+    ProblemKind.MODIFIED: 5,
+    ProblemKind.MISSING: 6,
+    ProblemKind.BAD_FILE: 7,
+    ProblemKind.HISTORY_TABLE: 8,
+}
 # Exit codes of a run stopped by a signal, as a shell reports them: 128 + the signal's number.
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
+
+def exit_code(kinds: Iterable[ProblemKind]) -> int:
+    """The exit code for a set of problem kinds: 0 when there are none."""
+    return max((EXIT_CODES[kind] for kind in kinds), default=0)
 
 
 @contextmanager
@@ -114,7 +133,7 @@ class SqlMigrateCommand(BaseCommand):
 class ProgressReporter(Reporter):
     """Prints ``Applying 2024..._name... OK (12 ms)`` as migrations run."""
 
-    VERBS = {"applied": "Applying", "faked": "Faking", "rolled back": "Rolling back"}
+    VERBS = {APPLIED: "Applying", FAKED: "Faking", ROLLED_BACK: "Rolling back"}
 
     def __init__(self, command: SqlMigrateCommand) -> None:
         self.command = command
@@ -127,7 +146,7 @@ class ProgressReporter(Reporter):
 
     def finished(self, result: Result) -> None:
         style = self.command.style
-        outcome = {"skipped": style.WARNING(" SKIPPED (done by another runner)"), "faked": style.SUCCESS(" FAKED")}
+        outcome = {SKIPPED: style.WARNING(" SKIPPED (done by another runner)"), FAKED: style.SUCCESS(" FAKED")}
         text = outcome.get(result.action, style.SUCCESS(" OK"))
         self.command.say(f"{text} ({result.elapsed_ms:.0f} ms)")
 
@@ -138,9 +157,20 @@ class ProgressReporter(Reporter):
         self.command.say(f"{self.command.style.ERROR(' INTERRUPTED')} ({elapsed_ms:.0f} ms)")
 
 
-def print_plan(command: SqlMigrateCommand, title: str, migrations: list[Migration], down: bool = False) -> None:
+def print_summary(command: SqlMigrateCommand, results: list[Result], done: str, nothing: str, started: float) -> None:
+    """``Applied 3 migrations in 33 ms.``, or ``nothing`` when another runner did it all."""
+    count = sum(1 for result in results if result.action != SKIPPED)
+    if not count:
+        command.say(nothing)
+        return
+    elapsed = (perf_counter() - started) * 1000
+    command.say(command.style.SUCCESS(f"{done} {plural(count, 'migration')} in {elapsed:.0f} ms."))
+
+
+def print_plan(command: SqlMigrateCommand, title: str, migrations: list[Migration], nothing: str, down: bool) -> None:
+    """The migrations a command would run, with their SQL at ``-v 2``."""
     if not migrations:
-        command.say("Nothing to roll back." if down else "No pending migrations.")
+        command.say(nothing)
         return
     command.say(command.style.MIGRATE_HEADING(title))
     for migration in migrations:

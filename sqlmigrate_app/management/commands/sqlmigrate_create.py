@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import conf
-from ...files import create_migration_file
+from ...scaffold import create_migration_file
 from ..base import SqlMigrateCommand
 
 

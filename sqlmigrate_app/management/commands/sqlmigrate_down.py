@@ -4,7 +4,9 @@ from argparse import ArgumentParser
 from time import perf_counter
 from typing import Any
 
-from ..base import ProgressReporter, SqlMigrateCommand, print_plan
+from ..base import ProgressReporter, SqlMigrateCommand, print_plan, print_summary
+
+NOTHING_TO_ROLL_BACK = "Nothing to roll back."
 
 
 class Command(SqlMigrateCommand):
@@ -22,14 +24,9 @@ class Command(SqlMigrateCommand):
     def run(self, **options: Any) -> None:
         runner = self.runner(options, lock_wait_timeout=options["lock_timeout"], reporter=ProgressReporter(self))
         if options["plan"]:
-            print_plan(self, "Planned rollbacks:", runner.plan_rollback(options["steps"], options["to"]), down=True)
+            plan = runner.plan_rollback(options["steps"], options["to"])
+            print_plan(self, "Planned rollbacks:", plan, NOTHING_TO_ROLL_BACK, down=True)
             return
         started = perf_counter()
         results = runner.rollback(options["steps"], options["to"])
-        done = [result for result in results if result.action != "skipped"]
-        if not done:
-            self.say("Nothing to roll back.")
-            return
-        plural = "s" if len(done) != 1 else ""
-        elapsed = (perf_counter() - started) * 1000
-        self.say(self.style.SUCCESS(f"Rolled back {len(done)} migration{plural} in {elapsed:.0f} ms."))
+        print_summary(self, results, "Rolled back", NOTHING_TO_ROLL_BACK, started)

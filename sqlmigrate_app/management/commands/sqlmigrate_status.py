@@ -6,14 +6,23 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from ...files import MigrationFileError
-from ...history import HistoryError
-from ...runner import APPLIED, EXIT_CODES, MISSING, MODIFIED, PENDING, MigrationStatus, exit_code, status_problem_kinds
-from ..base import SqlMigrateCommand, can_print
+from ...errors import SqlMigrateError
+from ...state import MigrationStatus, State, not_up_to_date
+from ..base import EXIT_CODES, SqlMigrateCommand, can_print, exit_code
 
-MARKS = {APPLIED: "✅ Executed", PENDING: "⏳ Pending ", MODIFIED: "⚠️  Modified", MISSING: "❌ Missing "}
+MARKS = {
+    State.APPLIED: "✅ Executed",
+    State.PENDING: "⏳ Pending ",
+    State.MODIFIED: "⚠️  Modified",
+    State.MISSING: "❌ Missing ",
+}
 # For a console that cannot show the symbols (cp1252, ASCII under LANG=C).
-ASCII_MARKS = {APPLIED: "[x] Executed", PENDING: "[ ] Pending ", MODIFIED: "[!] Modified", MISSING: "[-] Missing "}
+ASCII_MARKS = {
+    State.APPLIED: "[x] Executed",
+    State.PENDING: "[ ] Pending ",
+    State.MODIFIED: "[!] Modified",
+    State.MISSING: "[-] Missing ",
+}
 
 
 class Command(SqlMigrateCommand):
@@ -31,17 +40,17 @@ class Command(SqlMigrateCommand):
     def run(self, **options: Any) -> None:
         try:
             rows = self.runner(options).status()
-        except MigrationFileError as exc:
-            raise CommandError(str(exc), returncode=EXIT_CODES["bad_file"] if options["check"] else 1) from exc
-        except HistoryError as exc:
-            raise CommandError(str(exc), returncode=EXIT_CODES["history_table"] if options["check"] else 1) from exc
+        except SqlMigrateError as exc:
+            if not (options["check"] and exc.kind):
+                raise
+            raise CommandError(str(exc), returncode=EXIT_CODES[exc.kind]) from exc
         if options["json"]:
             self.stdout.write(json.dumps([row.as_dict() for row in rows], indent=2))
         else:
             self.print_table(rows)
-        kinds = status_problem_kinds(rows) if options["check"] else set()
+        kinds = not_up_to_date(rows) if options["check"] else set()
         if kinds:
-            counts = ", ".join(kind.replace("_", "-") for kind in sorted(kinds, key=EXIT_CODES.__getitem__))
+            counts = ", ".join(kind.value.replace("_", "-") for kind in sorted(kinds, key=EXIT_CODES.__getitem__))
             raise CommandError(f"migrations are not up to date ({counts})", returncode=exit_code(kinds))
 
     def print_table(self, rows: list[MigrationStatus]) -> None:
@@ -49,10 +58,10 @@ class Command(SqlMigrateCommand):
             self.say("No migrations found.")
             return
         styles = {
-            APPLIED: self.style.SUCCESS,
-            PENDING: self.style.WARNING,
-            MODIFIED: self.style.ERROR,
-            MISSING: self.style.ERROR,
+            State.APPLIED: self.style.SUCCESS,
+            State.PENDING: self.style.WARNING,
+            State.MODIFIED: self.style.ERROR,
+            State.MISSING: self.style.ERROR,
         }
         marks = MARKS if can_print(self.stdout, "".join(MARKS.values())) else ASCII_MARKS
         for row in rows:

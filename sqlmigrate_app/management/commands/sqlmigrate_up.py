@@ -4,7 +4,9 @@ from argparse import ArgumentParser
 from time import perf_counter
 from typing import Any
 
-from ..base import ProgressReporter, SqlMigrateCommand, print_plan
+from ..base import ProgressReporter, SqlMigrateCommand, print_plan, print_summary
+
+NOTHING_PENDING = "No pending migrations."
 
 
 class Command(SqlMigrateCommand):
@@ -30,18 +32,10 @@ class Command(SqlMigrateCommand):
         runner = self.runner(options, lock_wait_timeout=options["lock_timeout"], reporter=ProgressReporter(self))
         if options["plan"]:
             plan = runner.plan(to=options["to"], allow_out_of_order=options["allow_out_of_order"])
-            print_plan(self, "Planned migrations:", plan)
+            print_plan(self, "Planned migrations:", plan, NOTHING_PENDING, down=False)
             return
         started = perf_counter()
         results = runner.migrate(
             to=options["to"], fake=options["fake"], allow_out_of_order=options["allow_out_of_order"]
         )
-        done = [result for result in results if result.action != "skipped"]
-        if not done:
-            self.say("No pending migrations.")
-            return
-        verb = "Faked" if options["fake"] else "Applied"
-        plural = "s" if len(done) != 1 else ""
-        self.say(
-            self.style.SUCCESS(f"{verb} {len(done)} migration{plural} in {(perf_counter() - started) * 1000:.0f} ms.")
-        )
+        print_summary(self, results, "Faked" if options["fake"] else "Applied", NOTHING_PENDING, started)

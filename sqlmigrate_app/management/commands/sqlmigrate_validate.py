@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from ...runner import exit_code
-from ..base import SqlMigrateCommand
+from ...errors import plural
+from ..base import SqlMigrateCommand, exit_code
 
 
 class Command(SqlMigrateCommand):
@@ -25,9 +25,8 @@ class Command(SqlMigrateCommand):
             for problem in problems:
                 self.stderr.write(f"{problem.kind}: {problem.message}")
         if problems:
-            plural = "s" if len(problems) != 1 else ""
             raise CommandError(
-                f"validation failed: {len(problems)} problem{plural}",
+                f"validation failed: {plural(len(problems), 'problem')}",
                 returncode=exit_code(problem.kind for problem in problems),
             )
         if not options["json"]:

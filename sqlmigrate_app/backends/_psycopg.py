@@ -1,0 +1,109 @@
+"""psycopg 3 wire-protocol helpers, private to the PostgreSQL backend: one simple-query message
+whose results are read one at a time, COPY refused, the BEGIN psycopg would send, literals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def literal(value: str) -> str:
+    """An E'' string literal of ``value``."""
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def simple_query(conn: Any, sql: str, counted: int = 0) -> tuple[Exception | None, int, list[int]]:
+    """Send ``sql`` in one simple-query message and read its results one at a time, dropping
+    each (``cursor.execute`` would hold one per statement until the last arrived); return
+    the first error, how many results came before it and the rows touched by each of the
+    first ``counted`` statements. Call with ``conn.lock`` held.
+
+    The I/O goes through ``Connection.wait``, which cancels the query on Ctrl-C.
+    """
+    encoding = conn.info.encoding
+    outcome: tuple[Exception | None, int, list[int]] = conn.wait(
+        _simple_query_gen(conn.pgconn, sql.encode(encoding), encoding, counted)
+    )
+    return outcome
+
+
+def begin_statements(conn: Any) -> list[str]:
+    """The BEGIN psycopg would send in a round trip of its own before the first statement of
+    a transaction (with the same options: isolation level, read only, deferrable)."""
+    if conn.autocommit or conn.info.transaction_status.name != "IDLE":
+        return []
+    parts = ["BEGIN"]
+    if conn.isolation_level is not None:
+        parts.append(f"ISOLATION LEVEL {conn.isolation_level.name.replace('_', ' ')}")
+    if conn.read_only is not None:
+        parts.append("READ ONLY" if conn.read_only else "READ WRITE")
+    if conn.deferrable is not None:
+        parts.append("DEFERRABLE" if conn.deferrable else "NOT DEFERRABLE")
+    return [" ".join(parts)]
+
+
+def _simple_query_gen(pgconn: Any, query: bytes, encoding: str, counted: int) -> Any:
+    """psycopg's ``execute`` generator, reading results one by one instead of into a list.
+
+    Returns the first error (the server skips the rest of the query after it), the number of
+    results before it, and the row counts of the first ``counted`` results. It reads on to the
+    end either way, so the connection is ready for the ROLLBACK. COPY to or from the client is
+    refused: sqlmigrate has no data to send nor anywhere to put what comes back.
+    """
+    from psycopg import ProgrammingError, errors, generators, pq
+
+    copy_states = (pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH)
+    pgconn.send_query(query)
+    yield from generators.send(pgconn)
+    first_error, failed_at, count = None, 0, 0
+    rows: list[int] = []
+    while True:
+        try:
+            result = yield from generators.fetch(pgconn)
+        except errors.DatabaseError:
+            if first_error is None:
+                raise
+            return first_error, failed_at, rows  # the server closed the connection after saying why
+        if result is None:
+            return first_error, failed_at, rows
+        if count < counted:
+            rows.append(result.command_tuples or 0)
+        status, error = result.status, None
+        if status == pq.ExecStatus.FATAL_ERROR:
+            error = errors.error_from_result(result, encoding=encoding)
+        elif status in copy_states:
+            yield from _leave_copy(pgconn, pq.ExecStatus(status))
+            error = ProgrammingError(COPY_REFUSED[pq.ExecStatus(status).name])
+        if error is not None and first_error is None:
+            first_error, failed_at = error, count
+        count += 1
+
+
+COPY_REFUSED = {
+    "COPY_IN": "COPY ... FROM STDIN cannot run in a migration: there is no input to read; "
+    "use INSERT, or COPY from a file on the server",
+    "COPY_OUT": "COPY ... TO STDOUT cannot run in a migration: its output would be lost; "
+    "COPY to a file on the server instead",
+    "COPY_BOTH": "COPY in both directions (replication) cannot run in a migration",
+}
+
+
+def _leave_copy(pgconn: Any, status: Any) -> Any:
+    """End COPY mode: a COPY FROM STDIN fails (CopyFail), a COPY TO STDOUT's rows are read and
+    dropped; either way the server then goes on to its next result."""
+    from psycopg import generators, pq
+    from psycopg.waiting import Wait
+
+    if status != pq.ExecStatus.COPY_OUT:
+        # COPY_IN: CopyFail aborts the statement. COPY_BOTH: CopyDone, then read what is left.
+        message = b"COPY FROM STDIN cannot run in a migration" if status == pq.ExecStatus.COPY_IN else None
+        while pgconn.put_copy_end(message) == 0:
+            while not (yield Wait.W):
+                continue
+        yield from generators.send(pgconn)
+        if status == pq.ExecStatus.COPY_IN:
+            return
+    while (size := pgconn.get_copy_data(1)[0]) != -1:
+        if size == 0:
+            while not (yield Wait.R):
+                continue
+            pgconn.consume_input()

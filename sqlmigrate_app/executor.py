@@ -1,0 +1,316 @@
+"""Run migrations: each side of a migration with the history change that records it, whole or
+not at all, and a one-line report of what became of it when it fails or is interrupted.
+
+A transactional migration runs in one ``transaction.atomic`` with its history row; a
+``no-transaction`` one statement by statement, its history row written after the last, its own
+``BEGIN ... COMMIT`` groups rolled back if they are cut short. Either way the session settings
+a migration may change are put back afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from django.db import Error as DjangoDatabaseError
+from django.db import IntegrityError, transaction
+
+from .backends import Backend, StatementError, driver_error
+from .errors import MigrationFailed, MigrationInterrupted, SqlMigrateError, Terminated
+from .files import Migration, Section
+from .history import HistoryTable
+from .statements import Statement, may_change_session, transaction_control
+
+APPLIED, FAKED, ROLLED_BACK, SKIPPED = "applied", "faked", "rolled back", "skipped"
+NOTHING_APPLIED = "rolled back, nothing of it was applied or recorded"
+LOST_BEFORE_COMMIT = (
+    "the connection was lost before its COMMIT was confirmed: run sqlmigrate_status to see whether it was recorded"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What became of one migration: ``action`` is applied, faked, rolled back or skipped
+    (another runner did it first)."""
+
+    migration: Migration
+    action: str
+    elapsed_ms: float
+
+
+class Reporter:
+    """Progress callbacks; the default ignores them. Only the commands print."""
+
+    def waiting(self, message: str) -> None:
+        """Another runner holds the lock; this one waits."""
+
+    def starting(self, migration: Migration, action: str) -> None:
+        """A migration is about to be applied, faked or rolled back."""
+
+    def finished(self, result: Result) -> None:
+        """A migration is done (or was skipped)."""
+
+    def failed(self, migration: Migration, elapsed_ms: float) -> None:
+        """A migration failed; the exception that follows says how."""
+
+    def interrupted(self, migration: Migration, elapsed_ms: float) -> None:
+        """Ctrl-C or SIGTERM stopped a migration; the exception that follows says how."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One side of a migration: the section to run and the history statement that records it,
+    sent ahead of it in its transaction. Only the way up may send the COMMIT along: the way
+    down must see the DELETE's row count before committing."""
+
+    migration: Migration
+    action: str
+    section: Section
+    history_sql: str
+    may_commit: bool
+
+    @property
+    def applying(self) -> bool:
+        return self.action == APPLIED
+
+
+class _AlreadyDone(Exception):
+    """Another runner applied (or rolled back) this migration while we waited for it."""
+
+
+def describe(error: BaseException) -> str:
+    """The database's message in one line, with the DETAIL and HINT it gives."""
+    diag = getattr(error, "diag", None)
+    text = getattr(diag, "message_primary", None) or str(error).strip() or type(error).__name__
+    extras = [
+        f"{label.upper()}: {' '.join(extra.split())}"
+        for label in ("detail", "hint")
+        if (extra := getattr(diag, f"message_{label}", None))
+    ]
+    return text.splitlines()[0] + (f" ({'; '.join(extras)})" if extras else "")
+
+
+def open_group(ran: list[Statement]) -> int | None:
+    """The index in ``ran`` of a ``BEGIN`` whose group had not ended, if any."""
+    opened = None
+    for index, statement in enumerate(ran):
+        control = transaction_control(statement.sql)
+        if control == "begin":
+            opened = index
+        elif control is not None:
+            opened = None
+    return opened
+
+
+class Executor:
+    """Runs migrations on one connection, one at a time, reporting to a :class:`Reporter`."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        history: HistoryTable,
+        reporter: Reporter,
+        timeouts: dict[str, str | None],
+    ) -> None:
+        self.backend = backend
+        self.connection = backend.connection
+        self.history = history
+        self.reporter = reporter
+        self.timeouts = timeouts
+        self._session: Any = None  # the session's settings as the run found them, read when needed
+
+    def start_run(self) -> None:
+        """Forget the previous run's session settings: they are read afresh when needed."""
+        self._session = None
+
+    def apply(self, migration: Migration) -> Result:
+        """Run the UP section and record the migration as applied."""
+        row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
+        return self._timed(Step(migration, APPLIED, migration.up, row, may_commit=True))
+
+    def revert(self, migration: Migration) -> Result:
+        """Run the DOWN section and remove the migration's history row."""
+        row = self.history.delete_sql(migration.id)
+        return self._timed(Step(migration, ROLLED_BACK, migration.down, row, may_commit=False))
+
+    def fake(self, migration: Migration) -> Result:
+        """Record the migration as applied without running it (``--fake``)."""
+        return self._timed_work(migration, FAKED, lambda: self._record_fake(migration))
+
+    # Timing and outcome -----------------------------------------------------------------------
+
+    def _timed(self, step: Step) -> Result:
+        return self._timed_work(step.migration, step.action, lambda: self._run(step))
+
+    def _timed_work(self, migration: Migration, action: str, work: Callable[[], None]) -> Result:
+        self.reporter.starting(migration, action)
+        started = perf_counter()
+        try:
+            work()
+        except _AlreadyDone:
+            action = SKIPPED
+        except KeyboardInterrupt:
+            self.reporter.interrupted(migration, (perf_counter() - started) * 1000)
+            raise
+        except Exception:
+            self.reporter.failed(migration, (perf_counter() - started) * 1000)
+            raise
+        result = Result(migration, action, (perf_counter() - started) * 1000)
+        self.reporter.finished(result)
+        return result
+
+    def _run(self, step: Step) -> None:
+        """Run one side of a migration, then put back the session settings it may have changed
+        (``SET``, ``set_config``, ``PRAGMA``, a ``no-transaction`` run's timeouts), so the next
+        migration starts from the run's own."""
+        run = self._in_transaction if step.migration.transactional else self._without_transaction
+        if not (may_change_session(step.section.sql) or self._sets_session_timeouts(step.migration)):
+            run(step)
+            return
+        if self._session is None:
+            self._session = self.backend.session_state()
+        try:
+            run(step)
+        except BaseException:
+            with contextlib.suppress(DjangoDatabaseError, driver_error(self.connection)):
+                self._restore_session()
+            raise
+        try:
+            self._restore_session()
+        except (DjangoDatabaseError, driver_error(self.connection)) as exc:
+            raise SqlMigrateError(
+                f"{step.migration.path}: {step.migration.id} was {step.action}, but the session settings it changed "
+                f"could not be put back: {describe(exc)}"
+            ) from exc
+
+    def _sets_session_timeouts(self, migration: Migration) -> bool:
+        return not migration.transactional and bool(self.backend.timeout_statements(migration, self.timeouts, False))
+
+    def _restore_session(self) -> None:
+        if not self.backend.connection_lost():
+            self.backend.restore_session(self._session)
+
+    # In a transaction -------------------------------------------------------------------------
+
+    def _record_fake(self, migration: Migration) -> None:
+        """Write the history row alone; on SQLite this takes the write lock, so a concurrent
+        runner waits here and then finds the migration already applied."""
+        with transaction.atomic(using=self.connection.alias):
+            try:
+                self.history.insert(migration.id, migration.name, migration.checksum)
+            except IntegrityError:
+                raise _AlreadyDone from None
+
+    def _in_transaction(self, step: Step) -> None:
+        """The step in one transaction with its history change, rolled back whatever fails.
+
+        The error names the migration: a statement's error with its line, a lost connection or
+        a failing COMMIT as such. When the server has gone, Django's own rollback fails too:
+        the statement's error is the one kept.
+        """
+        failed: list[StatementError] = []
+        try:
+            with transaction.atomic(using=self.connection.alias):
+                try:
+                    self._section_with_history(step)
+                except StatementError as exc:
+                    failed.append(exc)
+                    raise
+        except KeyboardInterrupt as exc:
+            raise self._interrupted(step.migration, exc, self._outcome_of_interrupted(step)) from exc
+        except (StatementError, DjangoDatabaseError, driver_error(self.connection)) as exc:
+            raise self._transaction_failure(step.migration, failed[0] if failed else exc) from exc
+
+    def _section_with_history(self, step: Step) -> None:
+        """The history statement first, then the section: on PostgreSQL the BEGIN, timeouts,
+        history row and section make one round trip, with the COMMIT too when the step may
+        commit and ours is the outermost atomic block. A history statement that touches no row
+        means another runner was first: the transaction is rolled back."""
+        timeouts = self.backend.timeout_statements(step.migration, self.timeouts, local=True)
+        outermost = len(self.connection.atomic_blocks) == 1
+        rows = self.backend.run_section(
+            self.backend.raw_cursor(), step.section, [*timeouts, step.history_sql], step.may_commit and outermost
+        )
+        if rows[-1] == 0:
+            raise _AlreadyDone
+
+    def _transaction_failure(self, migration: Migration, error: Exception) -> BaseException:
+        """What to raise for a transactional migration that failed (it was rolled back)."""
+        if not isinstance(error, StatementError):
+            outcome = LOST_BEFORE_COMMIT if self.backend.connection_lost(error) else NOTHING_APPLIED
+            return self._failure(migration, error, None, outcome)
+        if not error.in_prelude:
+            return self._failure(migration, error.error, error.line, NOTHING_APPLIED)
+        if isinstance(error.error, self.connection.Database.IntegrityError):  # type: ignore[attr-defined]
+            return _AlreadyDone()  # another runner's history row, written first
+        return error.error
+
+    # Without a transaction --------------------------------------------------------------------
+
+    def _without_transaction(self, step: Step) -> None:
+        """The step statement by statement in autocommit; the history change after the last."""
+        migration = step.migration
+        if self.connection.in_atomic_block:
+            raise SqlMigrateError(f"{migration.path}: a no-transaction migration cannot run inside transaction.atomic")
+        cursor = self.backend.raw_cursor()
+        statements = self.backend.split(step.section)
+        ran: list[Statement] = []
+        try:
+            self.backend.set_timeouts(cursor, migration, self.timeouts)
+            self.backend.run_statements(cursor, statements, ran)
+        except StatementError as exc:
+            raise self._failure(migration, exc.error, exc.line, self._stopped(ran, statements)) from exc
+        except KeyboardInterrupt as exc:
+            raise self._interrupted(migration, exc, self._stopped(ran, statements)) from exc
+        if step.applying:
+            self.history.insert(migration.id, migration.name, migration.checksum)
+        else:
+            self.history.delete(migration.id)
+
+    def _stopped(self, ran: list[Statement], statements: list[Statement]) -> str:
+        """What a ``no-transaction`` run stopped by an error or a signal leaves behind. A
+        ``BEGIN ... COMMIT`` group it was in the middle of is rolled back (the session would stay
+        in a failed transaction otherwise): its statements took no effect."""
+        group = open_group(ran)
+        if group is not None and not self.backend.connection_lost() and self.backend.in_transaction():
+            with contextlib.suppress(DjangoDatabaseError, driver_error(self.connection)):
+                self.backend.raw_cursor().execute("ROLLBACK")
+        kept = ran if group is None else ran[:group]
+        if kept:
+            lines = ", ".join(str(statement.line) for statement in kept)
+            outcome = f"no-transaction: {len(kept)} of {len(statements)} statements had already run (lines {lines})"
+        else:
+            outcome = f"no-transaction: none of its {len(statements)} statements had run"
+        if group is not None:
+            outcome += f"; the group begun on line {ran[group].line} was rolled back"
+        return outcome + "; it was not recorded"
+
+    # Reports ------------------------------------------------------------------------------------
+
+    def _failure(self, migration: Migration, error: Exception, line: int | None, outcome: str) -> MigrationFailed:
+        where = f"{migration.path}:{line}" if line else str(migration.path)
+        message = describe(error)
+        if self.backend.connection_lost(error):
+            message = f"lost the connection to database {self.connection.alias!r} ({message})"
+        return MigrationFailed(migration, f"{where}: {migration.id} failed: {message} [{outcome}]")
+
+    @staticmethod
+    def _interrupted(migration: Migration, signal: KeyboardInterrupt, outcome: str) -> MigrationInterrupted:
+        terminated = isinstance(signal, Terminated)
+        how = "SIGTERM" if terminated else "Ctrl-C"
+        return MigrationInterrupted(
+            migration, f"{migration.path}: {migration.id} interrupted ({how}) [{outcome}]", terminated
+        )
+
+    def _outcome_of_interrupted(self, step: Step) -> str:
+        """Whether an interrupted transactional step had committed: the history row says."""
+        try:
+            recorded = self.history.contains(step.migration.id)
+        except (DjangoDatabaseError, driver_error(self.connection)):
+            return "the connection was lost: run sqlmigrate_status to see whether it was recorded"
+        if step.applying:
+            return "it had already committed: applied and recorded" if recorded else NOTHING_APPLIED
+        return "its DOWN was rolled back: it is still applied" if recorded else "its DOWN had already committed"

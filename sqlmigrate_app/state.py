@@ -1,0 +1,157 @@
+"""Files and history together: each migration's state, and what is wrong with them.
+
+Pure functions of what :mod:`.files` read and what :mod:`.history` holds; the rules here (when
+a migration is modified, missing or out of order) are the only copies of those rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from .errors import (
+    HistoryTableError,
+    MissingMigration,
+    ModifiedMigration,
+    OutOfOrderMigration,
+    ProblemKind,
+    SqlMigrateError,
+)
+from .files import Migration, MigrationSet
+from .history import AppliedMigration
+
+
+class State(str, Enum):
+    """Where a migration stands: its file and its history row agree, or how they do not."""
+
+    APPLIED = "applied"
+    PENDING = "pending"
+    MODIFIED = "modified"  # applied, and its file changed since
+    MISSING = "missing"  # applied, and its file is gone
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationStatus:
+    """One migration known from its file, its history row, or both."""
+
+    id: str
+    name: str
+    state: State
+    executed_at: datetime | None
+    checksum: str
+    stored_checksum: str | None
+    migration: Migration | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``sqlmigrate_status --json`` object."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state.value,
+            "executed_at": self.executed_at.isoformat() if self.executed_at else None,
+            "checksum": self.checksum,
+            "stored_checksum": self.stored_checksum,
+            "file": str(self.migration.path) if self.migration else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing ``validate`` found wrong."""
+
+    kind: ProblemKind
+    message: str
+
+    @classmethod
+    def of(cls, error: SqlMigrateError) -> Problem:
+        assert error.kind is not None, error
+        return cls(error.kind, str(error))
+
+    def as_dict(self) -> dict[str, str]:
+        """The ``sqlmigrate_validate --json`` object."""
+        return {"kind": self.kind.value, "message": self.message}
+
+
+def statuses(found: MigrationSet, applied: Mapping[str, AppliedMigration]) -> list[MigrationStatus]:
+    """Every migration known from the files or the history, in id order."""
+    files = found.by_id()
+    rows = []
+    for migration_id in sorted(files.keys() | applied.keys()):
+        migration, record = files.get(migration_id), applied.get(migration_id)
+        if migration is not None and record is not None:
+            state = State.APPLIED if migration.checksum == record.checksum else State.MODIFIED
+        else:
+            state = State.PENDING if migration is not None else State.MISSING
+        known = migration or record
+        assert known is not None
+        rows.append(
+            MigrationStatus(
+                id=migration_id,
+                name=known.name,
+                state=state,
+                executed_at=record.executed_at if record else None,
+                checksum=known.checksum,
+                stored_checksum=record.checksum if record else None,
+                migration=migration,
+            )
+        )
+    return rows
+
+
+def out_of_order(pending: Iterable[str], applied: Iterable[str]) -> tuple[list[str], str | None]:
+    """The pending ids older than the newest applied one (a branch merged late), and that one."""
+    newest = max(applied, default=None)
+    return [migration_id for migration_id in pending if newest and migration_id < newest], newest
+
+
+def check_recorded(
+    migration_id: str, found: MigrationSet, applied: Mapping[str, AppliedMigration], doing: str = ""
+) -> Migration:
+    """The file of an applied migration, or :class:`MissingMigration` / :class:`ModifiedMigration`
+    when it is gone or changed since it ran. ``doing`` says what that stops."""
+    migration = found.by_id().get(migration_id)
+    if migration is None:
+        raise MissingMigration(migration_id, found.directory, doing)
+    recorded = applied[migration_id].checksum
+    if migration.checksum != recorded:
+        raise ModifiedMigration(migration, recorded, doing)
+    return migration
+
+
+def problems(found: MigrationSet, read_history: Callable[[], dict[str, AppliedMigration]]) -> list[Problem]:
+    """Every problem of files and history (``validate``): bad files, modified and missing
+    migrations, pending ones out of order, a history table of another shape.
+    ``read_history()`` gives the history; it is only called once the files are read."""
+    found_problems = [Problem.of(error) for error in found.errors]
+    try:
+        applied = read_history()
+    except HistoryTableError as exc:
+        return [*found_problems, Problem.of(exc)]
+    unreadable = {error.path.name[:-4] for error in found.errors}
+    for row in statuses(found, applied):
+        if row.state == State.MODIFIED and row.migration and row.stored_checksum is not None:
+            found_problems.append(Problem.of(ModifiedMigration(row.migration, row.stored_checksum)))
+        elif row.state == State.MISSING and row.id not in unreadable:
+            found_problems.append(Problem.of(MissingMigration(row.id, found.directory)))
+    files = found.by_id()
+    late, newest = out_of_order((m.id for m in found.migrations if m.id not in applied), applied)
+    found_problems += [Problem.of(OutOfOrderMigration(files[migration_id], newest or "")) for migration_id in late]
+    return found_problems
+
+
+def not_up_to_date(rows: list[MigrationStatus]) -> set[ProblemKind]:
+    """What keeps a database from being up to date (``status --check``): pending, out of order,
+    modified, missing."""
+    pending = [row.id for row in rows if row.state == State.PENDING]
+    late, _ = out_of_order(pending, (row.id for row in rows if row.stored_checksum is not None))
+    kinds = {ProblemKind.OUT_OF_ORDER} if late else set()
+    if len(late) < len(pending):
+        kinds.add(ProblemKind.PENDING)
+    kinds |= {ProblemKind(row.state.value) for row in rows if row.state in (State.MODIFIED, State.MISSING)}
+    return kinds
