@@ -9,7 +9,7 @@ delete: those URLs answer 403, and the two pages answer only GET.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
@@ -37,7 +37,13 @@ class Choice:
     selected: bool
 
 
-class SqlMigrationAdmin(admin.ModelAdmin):
+if TYPE_CHECKING:
+    ModelAdmin = admin.ModelAdmin[SqlMigration]
+else:  # ModelAdmin takes no type argument at run time
+    ModelAdmin = admin.ModelAdmin
+
+
+class SqlMigrationAdmin(ModelAdmin):
     actions = None
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -76,9 +76,13 @@ class MigrationSet:
     directory: Path
     migrations: list[Migration] = field(default_factory=list)
     errors: list[MigrationFileError] = field(default_factory=list)
+    _by_id: dict[str, Migration] | None = field(default=None, init=False, repr=False, compare=False)
 
     def by_id(self) -> dict[str, Migration]:
-        return {migration.id: migration for migration in self.migrations}
+        """The migrations by id, built once: ``load_directory`` has finished the list by then."""
+        if self._by_id is None:
+            self._by_id = {migration.id: migration for migration in self.migrations}
+        return self._by_id
 
     def raise_first_error(self) -> None:
         """Raise the first problem found, saying how many more there are."""

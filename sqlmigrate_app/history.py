@@ -125,7 +125,7 @@ class HistoryTable:
         """Remove a row; False when it was already gone (another runner rolled it back)."""
         with self.connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {self.quoted} WHERE id = %s", [migration_id])
-            return cursor.rowcount > 0
+            return bool(cursor.rowcount > 0)
 
 
 def _literals(*values: str) -> str:

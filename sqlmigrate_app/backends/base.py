@@ -20,7 +20,8 @@ from ..statements import Statement, split
 
 def driver_error(connection: BaseDatabaseWrapper) -> type[Exception]:
     """The DB-API ``Error`` class of the connection's driver (psycopg, sqlite3, ...)."""
-    return connection.Database.Error  # type: ignore[attr-defined]
+    error: type[Exception] = connection.Database.Error  # type: ignore[attr-defined]
+    return error
 
 
 class StatementError(Exception):
