@@ -32,6 +32,8 @@ SHORT_CHECKSUM = 12
 
 @dataclass(frozen=True)
 class Choice:
+    """One link of a filter on the list page."""
+
     label: str
     query: str
     selected: bool
@@ -44,18 +46,24 @@ else:  # ModelAdmin takes no type argument at run time
 
 
 class SqlMigrationAdmin(ModelAdmin):
+    """The read-only list and detail pages; every writing URL answers 403."""
+
     actions = None
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        """Nobody adds a migration here: migrations are files."""
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Nobody changes one here either."""
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Nor deletes one."""
         return False
 
     def get_urls(self) -> list[URLPattern]:
+        """The list and detail pages, and 403 for add, delete and history."""
         name = f"{self.opts.app_label}_{self.opts.model_name}"
         wrap = self.admin_site.admin_view
         return [
@@ -67,14 +75,17 @@ class SqlMigrationAdmin(ModelAdmin):
         ]
 
     def refuse(self, request: HttpRequest, object_id: str | None = None) -> HttpResponse:
+        """The answer to every URL that would write."""
         raise PermissionDenied("SQL migrations are read-only here")
 
     # The two pages ---------------------------------------------------------------------------
 
     def status_list_view(self, request: HttpRequest) -> HttpResponse:
+        """Every migration of the chosen database, filtered and searched (GET only)."""
         return require_safe(self._status_list)(request)
 
     def status_detail_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """One migration's SQL and checksums (GET only)."""
         return require_safe(self._status_detail)(request, object_id)
 
     def _status_list(self, request: HttpRequest) -> HttpResponse:

@@ -74,6 +74,7 @@ class Step:
 
     @property
     def applying(self) -> bool:
+        """Whether this step applies the migration (its history row appears)."""
         return self.action == APPLIED
 
 

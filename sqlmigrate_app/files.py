@@ -38,6 +38,7 @@ class Section:
 
     @property
     def is_empty(self) -> bool:
+        """True when the section holds only comments and blank lines."""
         return not has_sql(self.sql)
 
 
@@ -61,6 +62,7 @@ class Migration:
 
     @property
     def timestamp(self) -> str:
+        """The 14-digit UTC timestamp the id starts with."""
         return self.id[:14]
 
     @property
@@ -196,6 +198,7 @@ def comment_lines(text: str) -> Iterator[tuple[int, int, str]]:
 
 
 def line_of(text: str, offset: int) -> int:
+    """The 1-based line number of ``offset`` in ``text``."""
     return text.count("\n", 0, offset) + 1
 
 

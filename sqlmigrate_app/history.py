@@ -93,7 +93,7 @@ class HistoryTable:
             names = [column[0].lower() for column in cursor.description]
             self._check_columns(names)
             at = [names.index(column) for column in COLUMNS]
-            # Row by row, straight into AppliedMigration: no list of 10,000 tuples or dicts.
+            # Row by row, straight into AppliedMigration: no list of every row as tuples or dicts.
             applied = [AppliedMigration(row[at[0]], row[at[1]], _as_datetime(row[at[2]]), row[at[3]]) for row in cursor]
         applied.sort(key=attrgetter("id"))
         return {migration.id: migration for migration in applied}

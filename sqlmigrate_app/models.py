@@ -9,9 +9,13 @@ from django.db import models
 
 
 class SqlMigration(models.Model):
+    """The admin page's model: a URL and a ``view`` permission, no table."""
+
     id = models.CharField(primary_key=True, max_length=255)
 
     class Meta:
+        """Unmanaged, view-only."""
+
         managed = False
         default_permissions = ("view",)
         verbose_name = "SQL migration"

@@ -70,6 +70,7 @@ class Problem:
 
     @classmethod
     def of(cls, error: SqlMigrateError) -> Problem:
+        """The problem an error describes (it must have a kind)."""
         assert error.kind is not None, error
         return cls(error.kind, str(error))
 

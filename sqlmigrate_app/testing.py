@@ -83,6 +83,7 @@ class SqlMigrateRunnerMixin:
     verbosity: int
 
     def setup_databases(self, **kwargs: Any) -> Any:
+        """Create the test databases with the SQL migrations applied."""
         with applying_sql_migrations(self.verbosity):
             return super().setup_databases(**kwargs)  # type: ignore[misc]
 

@@ -146,13 +146,17 @@ class GenericBackend(Backend):
     def lock(
         self, schema: str | None, table: str, timeout: float | None, on_wait: Callable[[], None]
     ) -> Iterator[None]:
+        """No run-wide lock: concurrent runners rely on the history row alone."""
         yield
 
     def split(self, section: Section) -> list[Statement]:
+        """Statements as PostgreSQL's lexical rules read them, the closest common ground."""
         return split(section.sql, section.line)
 
     def session_state(self) -> None:
+        """Nothing is kept."""
         return None
 
     def restore_session(self, state: Any) -> None:
+        """Nothing to put back."""
         pass

@@ -33,6 +33,8 @@ def advisory_lock_key(schema: str, table: str) -> int:
 
 
 class PostgresBackend(Backend):
+    """PostgreSQL through psycopg 3 (psycopg2 works, with fewer round trips saved)."""
+
     def history_schema(self) -> str:
         """The connection's current schema when the run starts: the history table is named with
         it, so a migration that changes ``search_path`` cannot lose it."""
@@ -147,6 +149,7 @@ class PostgresBackend(Backend):
         raise StatementError(error, self._line_of_statement(section, failed_at - len(head))) from error
 
     def run_statements(self, cursor: Any, statements: list[Statement], ran: list[Statement] | None = None) -> None:
+        """Each statement in a round trip of its own (a ``no-transaction`` migration)."""
         for statement in statements:
             try:
                 self._send(statement.sql)
@@ -156,6 +159,7 @@ class PostgresBackend(Backend):
                 ran.append(statement)
 
     def in_transaction(self) -> bool:
+        """Whether the server session is inside a transaction block."""
         conn = self._psycopg_connection()
         if conn is None:  # psycopg2: libpq's PQTRANS_IDLE is 0
             return bool(self.connection.connection.get_transaction_status() != 0)
@@ -182,6 +186,7 @@ class PostgresBackend(Backend):
         return section.line + section.sql.count("\n", 0, position - 1)
 
     def timeout_statements(self, migration: Migration, defaults: dict[str, str | None], local: bool) -> list[str]:
+        """``SET [LOCAL] lock_timeout / statement_timeout`` for the migration's durations."""
         scope = "SET LOCAL" if local else "SET"
         values = {
             "lock_timeout": migration.lock_timeout or defaults.get("lock_timeout"),
@@ -205,8 +210,9 @@ class PostgresBackend(Backend):
         """One round trip: user first (it resets the role), then role, then every setting that
         differs from the run's: back to the run's value, or to what RESET gives (the server's,
         the role's, the connection's startup options). Literals are E'' strings, read the same
-        whatever ``standard_conforming_strings`` a migration left behind. ``pg_settings`` costs
-        about 0.7 ms, so this runs only after a migration that may have changed something."""
+        whatever ``standard_conforming_strings`` a migration left behind. Reading ``pg_settings``
+        costs more than a small migration, so this runs only after one that may have changed
+        something (benchmarks/README.md has the figures)."""
         started = ", ".join(f"({_psycopg.literal(name)}, {_psycopg.literal(value)})" for name, value in state.settings)
         started = started or "(NULL, NULL)"
         user, role = _psycopg.literal(state.user), _psycopg.literal(state.role)

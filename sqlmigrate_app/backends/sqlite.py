@@ -34,6 +34,8 @@ SESSION_PRAGMAS = (
 
 
 class SQLiteBackend(Backend):
+    """SQLite through Python's ``sqlite3``, one statement per call."""
+
     @contextmanager
     def lock(
         self, schema: str | None, table: str, timeout: float | None, on_wait: Callable[[], None]
@@ -92,6 +94,7 @@ class SQLiteBackend(Backend):
         return True
 
     def split(self, section: Section) -> list[Statement]:
+        """Statements where ``sqlite3.complete_statement`` says they end (trigger bodies too)."""
         return split_sqlite(section.sql, section.line)
 
     def session_state(self) -> dict[str, Any]:
@@ -105,6 +108,7 @@ class SQLiteBackend(Backend):
         return state
 
     def restore_session(self, state: dict[str, Any]) -> None:
+        """Set each PRAGMA back to the value the run found."""
         cursor = self.raw_cursor()
         for pragma, value in state.items():
             cursor.execute(f"PRAGMA {pragma} = {int(value)}")

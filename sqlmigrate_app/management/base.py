@@ -95,16 +95,20 @@ def can_print(wrapper: OutputWrapper, text: str) -> bool:
 
 
 class SqlMigrateCommand(BaseCommand):
+    """Base of every ``sqlmigrate_*`` command: ``--database``, ``--dir``, one-line errors."""
+
     requires_migrations_checks = False
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: ArgumentParser) -> None:
+        """``--database`` and ``--dir``, common to every command."""
         parser.add_argument("--database", default="default", help="Database alias to use (default: 'default').")
         parser.add_argument(
             "--dir", dest="directory", help="Migrations directory (default: SQLMIGRATE_DIRS / SQLMIGRATE_DIR)."
         )
 
     def execute(self, *args: Any, **options: Any) -> Any:
+        """Run the command; a SqlMigrateError or an interrupt becomes a one-line CommandError."""
         try:
             with sigterm_as_interrupt():
                 return super().execute(*args, **options)
@@ -114,19 +118,23 @@ class SqlMigrateCommand(BaseCommand):
             raise interruption(exc) from exc
 
     def runner(self, options: dict[str, Any], **kwargs: Any) -> MigrationRunner:
+        """The :class:`MigrationRunner` of the chosen database and directory."""
         return MigrationRunner(using=options["database"], directory=options["directory"], **kwargs)
 
     def say(self, message: str, level: int = 1, ending: str = "\n") -> None:
+        """Print ``message`` at verbosity ``level`` or above, at once."""
         if self.verbosity >= level:
             self.stdout.write(message, ending=ending)
             self.stdout.flush()
 
     def handle(self, *args: Any, **options: Any) -> Any:
+        """Run :meth:`run` with the console made safe for any character."""
         self.verbosity = options["verbosity"]
         with escaping_unencodable(self.stdout, self.stderr):
             return self.run(**options)
 
     def run(self, **options: Any) -> Any:
+        """What the command does; each command defines it."""
         raise NotImplementedError
 
 
@@ -139,21 +147,26 @@ class ProgressReporter(Reporter):
         self.command = command
 
     def waiting(self, message: str) -> None:
+        """Say that another runner holds the lock."""
         self.command.say(self.command.style.WARNING(message))
 
     def starting(self, migration: Migration, action: str) -> None:
+        """Print ``Applying <id>...`` and leave the line open."""
         self.command.say(f"{self.VERBS[action]} {migration.id}...", ending="")
 
     def finished(self, result: Result) -> None:
+        """Close the line: ``OK``, ``FAKED`` or ``SKIPPED``, and the time."""
         style = self.command.style
         outcome = {SKIPPED: style.WARNING(" SKIPPED (done by another runner)"), FAKED: style.SUCCESS(" FAKED")}
         text = outcome.get(result.action, style.SUCCESS(" OK"))
         self.command.say(f"{text} ({result.elapsed_ms:.0f} ms)")
 
     def failed(self, migration: Migration, elapsed_ms: float) -> None:
+        """Close the line with ``FAILED``; the error follows."""
         self.command.say(f"{self.command.style.ERROR(' FAILED')} ({elapsed_ms:.0f} ms)")
 
     def interrupted(self, migration: Migration, elapsed_ms: float) -> None:
+        """Close the line with ``INTERRUPTED``; the error follows."""
         self.command.say(f"{self.command.style.ERROR(' INTERRUPTED')} ({elapsed_ms:.0f} ms)")
 
 

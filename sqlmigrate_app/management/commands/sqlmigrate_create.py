@@ -10,13 +10,17 @@ from ..base import SqlMigrateCommand
 
 
 class Command(SqlMigrateCommand):
+    """``sqlmigrate_create NAME``: write a new migration file."""
+
     help = "Create a new, empty SQL migration file named <UTC timestamp>_<name>.sql."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
+        """The command's own options, after the common ones."""
         super().add_arguments(parser)
         parser.add_argument("name", help="What the migration does, e.g. add_user_preferences_table.")
 
     def run(self, **options: Any) -> None:
+        """Do it, and print the outcome."""
         using = conf.check_alias(options["database"])
         directory = Path(options["directory"]) if options["directory"] else conf.migrations_dir(using)
         path = create_migration_file(directory, options["name"])

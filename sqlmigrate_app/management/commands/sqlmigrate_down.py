@@ -10,9 +10,12 @@ NOTHING_TO_ROLL_BACK = "Nothing to roll back."
 
 
 class Command(SqlMigrateCommand):
+    """``sqlmigrate_down [N]``: roll back the newest applied migrations."""
+
     help = "Roll back the last N applied SQL migrations (default 1), newest first."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
+        """The command's own options, after the common ones."""
         super().add_arguments(parser)
         parser.add_argument("steps", nargs="?", type=int, metavar="N", help="How many migrations to roll back.")
         parser.add_argument("--to", metavar="ID", help="Roll back every migration newer than this one.")
@@ -22,6 +25,7 @@ class Command(SqlMigrateCommand):
         )
 
     def run(self, **options: Any) -> None:
+        """Do it, and print the outcome."""
         runner = self.runner(options, lock_wait_timeout=options["lock_timeout"], reporter=ProgressReporter(self))
         if options["plan"]:
             plan = runner.plan_rollback(options["steps"], options["to"])

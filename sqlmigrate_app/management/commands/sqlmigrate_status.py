@@ -26,9 +26,12 @@ ASCII_MARKS = {
 
 
 class Command(SqlMigrateCommand):
+    """``sqlmigrate_status``: every migration and its state."""
+
     help = "List every SQL migration with its state: applied, pending, modified or missing."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
+        """The command's own options, after the common ones."""
         super().add_arguments(parser)
         parser.add_argument("--json", action="store_true", help="Print a JSON array instead of text.")
         parser.add_argument(
@@ -38,6 +41,7 @@ class Command(SqlMigrateCommand):
         )
 
     def run(self, **options: Any) -> None:
+        """Do it, and print the outcome."""
         try:
             rows = self.runner(options).status()
         except SqlMigrateError as exc:
@@ -54,6 +58,7 @@ class Command(SqlMigrateCommand):
             raise CommandError(f"migrations are not up to date ({counts})", returncode=exit_code(kinds))
 
     def print_table(self, rows: list[MigrationStatus]) -> None:
+        """One line per migration: mark, id, name, when it ran."""
         if not rows:
             self.say("No migrations found.")
             return

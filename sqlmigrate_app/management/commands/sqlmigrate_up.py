@@ -10,9 +10,12 @@ NOTHING_PENDING = "No pending migrations."
 
 
 class Command(SqlMigrateCommand):
+    """``sqlmigrate_up``: apply the pending migrations."""
+
     help = "Apply pending SQL migrations, each in its own transaction."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
+        """The command's own options, after the common ones."""
         super().add_arguments(parser)
         parser.add_argument("--to", metavar="ID", help="Stop after this migration.")
         parser.add_argument("--plan", action="store_true", help="Show what would run; change nothing.")
@@ -29,6 +32,7 @@ class Command(SqlMigrateCommand):
         )
 
     def run(self, **options: Any) -> None:
+        """Do it, and print the outcome."""
         runner = self.runner(options, lock_wait_timeout=options["lock_timeout"], reporter=ProgressReporter(self))
         if options["plan"]:
             plan = runner.plan(to=options["to"], allow_out_of_order=options["allow_out_of_order"])

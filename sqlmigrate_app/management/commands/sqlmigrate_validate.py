@@ -11,13 +11,17 @@ from ..base import SqlMigrateCommand, exit_code
 
 
 class Command(SqlMigrateCommand):
+    """``sqlmigrate_validate``: every problem of files and history."""
+
     help = "Check migration files and history: checksums, missing files, bad files, order."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
+        """The command's own options, after the common ones."""
         super().add_arguments(parser)
         parser.add_argument("--json", action="store_true", help="Print the problems as a JSON array.")
 
     def run(self, **options: Any) -> None:
+        """Do it, and print the outcome."""
         problems = self.runner(options).validate()
         if options["json"]:
             self.stdout.write(json.dumps([problem.as_dict() for problem in problems], indent=2))
