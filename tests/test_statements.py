@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from time import perf_counter
 from urllib.parse import urlsplit
 
 import pytest
@@ -368,21 +367,16 @@ def test_tricky_statements_run_one_by_one_in_a_no_transaction_migration(target):
     assert target.query("SELECT what FROM log ORDER BY what") == [("a;",), ("b",)]
 
 
-def test_a_5_mb_migration_with_hint_words_in_every_string_loads_quickly(tmp_path):
-    # 50,000 INSERTs whose strings all say "database": the sqlparse-based check took 70 s on this
-    # file and a sqlparse split 40 s; the scanner takes about 0.1 s for each.
+def test_a_5_mb_migration_with_hint_words_in_every_string_is_scanned_whole(tmp_path):
+    # 50,000 INSERTs whose strings all say "database", so the pre-filter lets every statement
+    # through to the scanner (how long that takes is measured in benchmarks/, not here).
     write_big(tmp_path)
     [path] = tmp_path.glob("*.sql")
     path.write_text(path.read_text().replace("'row number", "'database row number"))
 
-    started = perf_counter()
     [migration] = load_directory(tmp_path).migrations
-    loaded = perf_counter() - started
-    started = perf_counter()
     statements = split(migration.up.sql, migration.up.line)
-    split_in = perf_counter() - started
 
-    assert loaded < 3 and split_in < 3, (loaded, split_in)
     assert len(statements) == 50_001
     assert statements[-1].line == 50_002 and statements[-1].sql.startswith("INSERT INTO big_rows")
 
