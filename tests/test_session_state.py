@@ -65,7 +65,7 @@ def test_a_session_setting_does_not_leak_into_the_next_migration(target, sets, p
 
 @pg_only
 def test_set_role_does_not_leak_into_the_next_migration(target):
-    role = f"sqlmigrate_limited_{target.url.rsplit('_', 1)[-1]}"
+    role = f"limited_{target.url.rsplit('/', 1)[-1]}"  # roles are cluster-wide: named after the database
     target.query(f"CREATE ROLE {role}")
     try:
         # As the limited role, migration 2 could not create a table in public (PostgreSQL 15+).
@@ -78,12 +78,13 @@ def test_set_role_does_not_leak_into_the_next_migration(target):
         assert target.query("SELECT tableowner = current_user FROM pg_tables WHERE tablename = 'second'") == [(True,)]
         assert target.call("sqlmigrate_down", "2").code == 0
     finally:
+        target.query(f"DROP OWNED BY {role}")
         target.query(f"DROP ROLE {role}")
 
 
 @pg_only
 def test_set_session_authorization_is_put_back(target):
-    role = f"sqlmigrate_other_{target.url.rsplit('_', 1)[-1]}"
+    role = f"other_{target.url.rsplit('/', 1)[-1]}"
     target.query(f"CREATE ROLE {role}")
     try:
         write_pair(target, f"SET SESSION AUTHORIZATION {role};", "CREATE TABLE second (id integer);")
@@ -94,6 +95,7 @@ def test_set_session_authorization_is_put_back(target):
         assert target.query("SELECT session_user = current_user, current_setting('role')") == [(True, "none")]
         assert target.query("SELECT session_user <> %s", [role]) == [(True,)]
     finally:
+        target.query(f"DROP OWNED BY {role}")
         target.query(f"DROP ROLE {role}")
 
 

@@ -80,6 +80,10 @@ class Backend(ABC):
         self.run_statements(cursor, self.split(section))
         return rows
 
+    def execute(self, cursor: Any, sql: str) -> None:
+        """Run ``sql`` on its own; raise the driver's error."""
+        cursor.execute(sql)
+
     def run_prelude(self, cursor: Any, prelude: Sequence[str]) -> list[int]:
         """Run the statements sent ahead of a section; the rows each touched."""
         rows = []
@@ -95,7 +99,7 @@ class Backend(ABC):
         """Run statements one by one, appending each that succeeded to ``ran``."""
         for statement in statements:
             try:
-                cursor.execute(statement.sql)
+                self.execute(cursor, statement.sql)
             except driver_error(self.connection) as exc:
                 raise StatementError(exc, statement.line) from exc
             if ran is not None:

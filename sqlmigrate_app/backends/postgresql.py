@@ -148,16 +148,6 @@ class PostgresBackend(Backend):
             raise StatementError(error, self._error_line(error, section, len(text))) from error
         raise StatementError(error, self._line_of_statement(section, failed_at - len(head))) from error
 
-    def run_statements(self, cursor: Any, statements: list[Statement], ran: list[Statement] | None = None) -> None:
-        """Each statement in a round trip of its own (a ``no-transaction`` migration)."""
-        for statement in statements:
-            try:
-                self._send(statement.sql)
-            except driver_error(self.connection) as exc:
-                raise StatementError(exc, statement.line) from exc
-            if ran is not None:
-                ran.append(statement)
-
     def in_transaction(self) -> bool:
         """Whether the server session is inside a transaction block."""
         conn = self._psycopg_connection()
@@ -216,7 +206,8 @@ class PostgresBackend(Backend):
         started = ", ".join(f"({_psycopg.literal(name)}, {_psycopg.literal(value)})" for name, value in state.settings)
         started = started or "(NULL, NULL)"
         user, role = _psycopg.literal(state.user), _psycopg.literal(state.role)
-        self._send(
+        self.execute(
+            self.raw_cursor(),
             f"SELECT pg_catalog.set_config('session_authorization', {user}, false)"
             f" WHERE pg_catalog.current_setting('session_authorization') <> {user};\n"
             f"SELECT pg_catalog.set_config('role', {role}, false) WHERE pg_catalog.current_setting('role') <> {role};\n"
@@ -224,14 +215,15 @@ class PostgresBackend(Backend):
             " FROM pg_catalog.pg_settings s"
             f" LEFT JOIN (VALUES {started}) AS start (name, setting) ON start.name = s.name"
             " WHERE (s.source = 'session' OR start.name IS NOT NULL) AND s.name NOT LIKE 'transaction%'"
-            " AND s.setting IS DISTINCT FROM COALESCE(start.setting, s.reset_val)"
+            " AND s.setting IS DISTINCT FROM COALESCE(start.setting, s.reset_val)",
         )
 
-    def _send(self, sql: str) -> None:
-        """Run ``sql`` (one or more statements) in one round trip; raise its first error."""
+    def execute(self, cursor: Any, sql: str) -> None:
+        """Run ``sql`` (one or more statements) in one round trip, with the BEGIN psycopg would
+        send first if a transaction is due; raise its first error."""
         conn = self._psycopg_connection()
         if conn is None:
-            self.raw_cursor().execute(sql)
+            cursor.execute(sql)
             return
         with conn.lock:
             begin = "".join(f"{statement};\n" for statement in _psycopg.begin_statements(conn))
