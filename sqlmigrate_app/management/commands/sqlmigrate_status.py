@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
-from ...errors import SqlMigrateError
+from ...errors import ProblemKind, SqlMigrateError, plural
 from ...state import MigrationStatus, State, not_up_to_date
-from ..base import EXIT_CODES, SqlMigrateCommand, can_print, exit_code
+from ..base import EXIT_CODES, EXIT_CODES_HELP, SqlMigrateCommand, can_print, exit_code
 
 MARKS = {
     State.APPLIED: "✅ Executed",
@@ -30,6 +31,10 @@ class Command(SqlMigrateCommand):
 
     help = "List every SQL migration with its state: applied, pending, modified or missing."
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        """The parser, with the exit codes in ``--help``."""
+        return super().create_parser(prog_name, subcommand, epilog=EXIT_CODES_HELP, **kwargs)
+
     def add_arguments(self, parser: ArgumentParser) -> None:
         """The command's own options, after the common ones."""
         super().add_arguments(parser)
@@ -37,11 +42,12 @@ class Command(SqlMigrateCommand):
         parser.add_argument(
             "--check",
             action="store_true",
-            help="Exit non-zero if anything is pending (3), out of order (4), modified (5) or missing (6).",
+            help="Exit non-zero unless the database is up to date: 3 pending, 4 out of order, 5 modified, "
+            "6 missing, 7 bad file, 8 history table (the highest wins).",
         )
 
     def run(self, **options: Any) -> None:
-        """Do it, and print the outcome."""
+        """Print every migration, then with ``--check`` exit with what keeps it from being up to date."""
         try:
             rows = self.runner(options).status()
         except SqlMigrateError as exc:
@@ -53,12 +59,23 @@ class Command(SqlMigrateCommand):
         else:
             self.print_table(rows)
         kinds = not_up_to_date(rows) if options["check"] else set()
-        if kinds:
+        if kinds == {ProblemKind.PENDING}:
+            self.pending_only(sum(1 for row in rows if row.state == State.PENDING))
+        elif kinds:
             counts = ", ".join(kind.value.replace("_", "-") for kind in sorted(kinds, key=EXIT_CODES.__getitem__))
             raise CommandError(f"migrations are not up to date ({counts})", returncode=exit_code(kinds))
 
+    def pending_only(self, count: int) -> None:
+        """Nothing is wrong, migrations are merely waiting: one calm line, exit 3 (a
+        ``CommandError`` when called from code, which is how ``call_command`` gives codes)."""
+        message = f"{plural(count, 'pending migration')}: run sqlmigrate_up"
+        if getattr(self, "_called_from_command_line", False):
+            self.stderr.write(message)
+            sys.exit(EXIT_CODES[ProblemKind.PENDING])
+        raise CommandError(message, returncode=EXIT_CODES[ProblemKind.PENDING])
+
     def print_table(self, rows: list[MigrationStatus]) -> None:
-        """One line per migration: mark, id, name, when it ran."""
+        """One line per migration (mark, id, name, when it ran), then how many in each state."""
         if not rows:
             self.say("No migrations found.")
             return
@@ -71,4 +88,8 @@ class Command(SqlMigrateCommand):
         marks = MARKS if can_print(self.stdout, "".join(MARKS.values())) else ASCII_MARKS
         for row in rows:
             when = f" | {row.executed_at:%Y-%m-%d %H:%M:%S}" if row.executed_at else ""
-            self.say(f"{styles[row.state](marks[row.state])} | {row.id} | {row.name}{when}", level=0)
+            irreversible = " (irreversible)" if row.migration and not row.migration.reversible else ""
+            self.say(f"{styles[row.state](marks[row.state])} | {row.id} | {row.name}{irreversible}{when}", level=0)
+        counts = [f"{sum(1 for row in rows if row.state == state)} {state}" for state in State]
+        shown = [count for count in counts if not count.startswith("0 ") or count.endswith(("applied", "pending"))]
+        self.say(f"{plural(len(rows), 'migration')}: {', '.join(shown)}")
