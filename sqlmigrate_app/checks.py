@@ -15,8 +15,9 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.db import DEFAULT_DB_ALIAS
 
 from . import conf
-from .errors import SqlMigrateError
+from .errors import EmptyMigration, MigrationFileError, SqlMigrateError
 from .files import directory_problem, load_directory
+from .requirements import unknown_requirements
 
 TAG = "sqlmigrate"
 
@@ -108,8 +109,22 @@ def _check_directories() -> list[CheckMessage]:
             )
         elif directory.resolve() not in checked:
             checked.add(directory.resolve())
+            found = load_directory(directory)
+            messages += [_file_message(error) for error in found.errors]
             messages += [
-                Error(str(error), hint="Run 'manage.py sqlmigrate_validate' for details.", id="sqlmigrate.E003")
-                for error in load_directory(directory).errors
+                Error(
+                    str(error),
+                    hint="Name an existing Django migration ('manage.py showmigrations' lists them).",
+                    id="sqlmigrate.E007",
+                )
+                for error in unknown_requirements(found.migrations)
             ]
     return messages
+
+
+def _file_message(error: MigrationFileError) -> CheckMessage:
+    """A malformed file is an error; an UP section not written yet only a warning, so a file
+    fresh from ``sqlmigrate_create`` does not stop ``runserver`` (``up`` still refuses it)."""
+    if isinstance(error, EmptyMigration):
+        return Warning(str(error), hint="Write the UP section before deploying.", id="sqlmigrate.W002")
+    return Error(str(error), hint="Run 'manage.py sqlmigrate_validate' for details.", id="sqlmigrate.E003")

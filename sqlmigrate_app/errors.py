@@ -61,6 +61,16 @@ class MigrationFileError(SqlMigrateError):
         return f"{where}: {self.message}"
 
 
+class EmptyMigration(MigrationFileError):
+    """A migration whose UP section holds no SQL, and no ``empty`` directive says that is meant.
+    The system check only warns of it: a file fresh from ``sqlmigrate_create`` must not stop
+    ``runserver``; ``up`` and ``validate`` refuse it."""
+
+
+class UnmetRequirement(SqlMigrateError):
+    """A migration needs a Django migration that is not applied (or does not exist)."""
+
+
 class HistoryTableError(SqlMigrateError):
     """The history table cannot be used as it is (another tool's table, a bad name)."""
 

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .errors import MigrationFileError, plural
+from .errors import EmptyMigration, MigrationFileError, plural
 from .statements import refusal_in_transaction, refusal_without_transaction
 
 FILENAME_RE = re.compile(r"(?P<timestamp>[0-9]{14})_(?P<slug>[a-z0-9_]+)\.sql")
 MARKER_RE = re.compile(r"^--\s*(?P<marker>up|down)\s*$", re.IGNORECASE)
 DIRECTIVE_RE = re.compile(r"^--\s*sqlmigrate\s*:\s*(?P<body>.*?)\s*$", re.IGNORECASE)
+REQUIREMENT_RE = re.compile(r"(?P<app_label>[A-Za-z_][A-Za-z0-9_]*)\.(?P<name>[A-Za-z0-9_]+)")
 DURATION_RE = re.compile(r"^\d+(\.\d+)?(ms|s|min|h|d)?$")
 BOM = "\ufeff"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -43,6 +44,28 @@ class Section:
 
 
 @dataclass(frozen=True, slots=True)
+class Requirement:
+    """A Django migration an SQL migration needs applied first (``-- sqlmigrate: requires=``)."""
+
+    app_label: str
+    name: str
+    line: int
+
+    @classmethod
+    def parse(cls, path: Path, line: int, text: str) -> Requirement:
+        """``auth.0012_alter_user_first_name_max_length``, or raise naming the line."""
+        match = REQUIREMENT_RE.fullmatch(text.strip())
+        if match is None:
+            raise MigrationFileError(
+                path, f"bad requires value {text.strip()!r}: use APP_LABEL.MIGRATION, e.g. auth.0001_initial", line
+            )
+        return cls(match["app_label"], match["name"], line)
+
+    def __str__(self) -> str:
+        return f"{self.app_label}.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
 class Migration:
     """One migration file, parsed: its id, checksum, both sections and its directives."""
 
@@ -54,6 +77,8 @@ class Migration:
     transactional: bool = True
     lock_timeout: str | None = None
     statement_timeout: str | None = None
+    empty: bool = False
+    requires: tuple[Requirement, ...] = ()
 
     @property
     def name(self) -> str:
@@ -162,15 +187,22 @@ def parse_directive(path: Path, line_no: int, body: str, options: dict[str, obje
     parsed: object
     if key == "no-transaction" and not value:
         option, parsed = "transactional", False
+    elif key == "empty" and not value:
+        option, parsed = "empty", True
     elif key in ("lock-timeout", "statement-timeout") and value:
         normalised = parse_duration(value)
         if normalised is None:
             raise MigrationFileError(path, f"bad {key} value {value!r}: use a duration like 500ms, 5s, 2min", line_no)
         option, parsed = key.replace("-", "_"), normalised
+    elif key == "requires" and value:
+        requirements = [Requirement.parse(path, line_no, name) for name in value.split(",")]
+        options["requires"] = (*options.get("requires", ()), *requirements)  # type: ignore[misc]
+        return
     else:
         raise MigrationFileError(
             path,
-            f"unknown directive {body!r} (known: no-transaction, lock-timeout=DURATION, statement-timeout=DURATION)",
+            f"unknown directive {body!r} (known: no-transaction, lock-timeout=DURATION, statement-timeout=DURATION, "
+            "requires=APP_LABEL.MIGRATION, empty)",
             line_no,
         )
     if option in options:
@@ -255,8 +287,17 @@ def parse_text(path: Path, migration_id: str, text: str) -> Migration:
     # Slices of the text, exactly what joining the lines between the markers would give.
     up = Section(text[up_start : down_line_start - 1], up_marker + 1)
     down = Section(text[down_start:], down_marker + 1) if down_marker is not None else Section("", 0)
-    if up.is_empty:
-        raise MigrationFileError(path, "the -- UP section is empty", up_marker)
+    if up.is_empty and not options.get("empty"):
+        raise EmptyMigration(
+            path,
+            "the -- UP section is empty: write its SQL, or add '-- sqlmigrate: empty' before -- UP "
+            "if it is empty on purpose",
+            up_marker,
+        )
+    first_up_sql = SQL_LINE_RE.search(up.sql)
+    if options.get("empty") and first_up_sql is not None:
+        sql_line = up.line + up.sql.count("\n", 0, first_up_sql.start())
+        raise MigrationFileError(path, "'-- sqlmigrate: empty' but the -- UP section holds SQL", sql_line)
     migration = Migration(migration_id, path, checksum(text), up, down, **options)  # type: ignore[arg-type]
     check = refusal_in_transaction if migration.transactional else refusal_without_transaction
     for section in (up, down):

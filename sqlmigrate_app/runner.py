@@ -24,6 +24,7 @@ from .executor import Executor, Reporter, Result, describe
 from .files import Migration, MigrationSet, load_directory
 from .history import HistoryTable
 from .planner import Repair, plan_down, plan_redo, plan_repair, plan_up
+from .requirements import check_requirements, unknown_requirements
 from .script import Script
 from .state import MigrationStatus, Problem, State, problems, statuses
 
@@ -89,7 +90,9 @@ class MigrationRunner:
     @_reports_database_errors
     def validate(self) -> list[Problem]:
         """Every problem with files and history; an empty list means all is well. Never writes."""
-        return problems(load_directory(self.directory), self.history.read)
+        found = load_directory(self.directory)
+        unknown = [Problem.of(error) for error in unknown_requirements(found.migrations)]
+        return problems(found, self.history.read) + unknown
 
     # Applying and rolling back ------------------------------------------------------------------
 
@@ -104,6 +107,8 @@ class MigrationRunner:
         found = self._files()
         with self._locked():
             plan = plan_up(found, self.history.read(create=True), to, allow_out_of_order)
+            if not fake:
+                check_requirements(self.connection, plan)
             run = self.executor.fake if fake else self.executor.apply
             return [run(migration) for migration in plan]
 
