@@ -45,6 +45,7 @@ else:  # ModelAdmin takes no type argument at run time
     ModelAdmin = admin.ModelAdmin
 
 
+@admin.register(SqlMigration)
 class SqlMigrationAdmin(ModelAdmin):
     """The read-only list and detail pages; every writing URL answers 403."""
 
@@ -209,6 +210,3 @@ def _database_query(alias: str) -> str:
 def _matches(row: MigrationStatus, query: str) -> bool:
     needle = query.lower()
     return not needle or needle in row.id.lower() or needle in row.name.lower()
-
-
-admin.site.register(SqlMigration, SqlMigrationAdmin)

@@ -13,6 +13,9 @@ from .errors import plural
 from .files import Migration, Section
 from .history import HistoryTable
 
+# How to run a script by hand, stopping at the first error, per database vendor.
+RUN_BY_HAND = {"postgresql": "psql -v ON_ERROR_STOP=1 -f FILE", "sqlite": "sqlite3 -bail DATABASE < FILE"}
+
 
 class Script:
     """Writes the scripts of one database's plans."""
@@ -41,10 +44,11 @@ class Script:
         return "\n".join(parts)
 
     def _header(self, command: str, count: int) -> str:
+        vendor = self.backend.connection.vendor
+        how = RUN_BY_HAND.get(vendor, "one session")
         return (
-            f"-- {command} --sql: {plural(count, 'migration')} for database {self.using!r}"
-            f" ({self.backend.connection.vendor}).\n"
-            "-- Run it in one session and stop at the first error (psql -v ON_ERROR_STOP=1 -f FILE).\n"
+            f"-- {command} --sql: {plural(count, 'migration')} for database {self.using!r} ({vendor}).\n"
+            f"-- Run it in one session and stop at the first error ({how}).\n"
             "-- Unlike sqlmigrate it takes no lock: make sure no other runner works on this database.\n"
         )
 
