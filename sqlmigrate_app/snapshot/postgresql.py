@@ -1,0 +1,478 @@
+"""PostgreSQL: the catalog read with set-based queries in one transaction whose ``search_path`` is
+``pg_catalog`` alone, so every name in a definition (``pg_get_indexdef``, ``pg_get_constraintdef``,
+``pg_get_functiondef``, ``pg_get_viewdef``, defaults) comes schema-qualified whatever the
+connection's own path.
+
+A reader keeps what it read: the next snapshot re-reads only the relations whose catalog rows
+changed (their ``xmin``, or rows gone or added) or that depend, in ``pg_depend``, on an object
+that changed (a renamed table, type, function or schema appears in their text). The deparsing
+functions cost about 35 µs an index, so re-reading a 1,000-table schema whole for each of the
+snapshots ``verify`` takes would dominate its run (benchmarks/README.md has the figures).
+Schemas, extensions, types, functions, event triggers and comments are few and read each time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .model import INDENT, Reader, SchemaObject, Snapshot
+
+Rows = list[tuple[Any, ...]]
+
+USER_SCHEMA = (
+    "{n}.nspname <> 'information_schema' AND {n}.nspname !~ '^pg_(catalog$|toast|temp_)'"
+    " AND NOT EXISTS (SELECT FROM pg_depend x WHERE x.classid = 'pg_namespace'::regclass"
+    " AND x.objid = {n}.oid AND x.deptype = 'e')"
+)
+
+
+def _user_schema(alias: str) -> str:
+    return USER_SCHEMA.format(n=alias)
+
+
+def _not_extension_member(catalog: str, oid: str) -> str:
+    return (
+        f"NOT EXISTS (SELECT FROM pg_depend x WHERE x.classid = '{catalog}'::regclass"
+        f" AND x.objid = {oid} AND x.deptype = 'e')"
+    )
+
+
+HISTORY_OID = (
+    "SELECT COALESCE((SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = pg_catalog.current_schema() AND c.relname = %s), 0)"
+)
+
+# Relations: tables, views, materialized views, composite types, sequences; the history table left out.
+RELATIONS = (
+    "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    f" WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'c', 'S') AND c.oid <> %(history)s AND {_user_schema('n')}"
+    f" AND {_not_extension_member('pg_class', 'c.oid')}"
+)
+
+# Each relation's version: its catalog rows' xmins (a row changed, came or went), and its own
+# dependencies (OWNED BY changes only pg_depend).
+VERSIONS = (
+    f"WITH rels AS ({RELATIONS}), parts (rel, v) AS ("
+    " SELECT c.oid, 'c' || c.xmin FROM pg_class c JOIN rels USING (oid)"
+    " UNION ALL SELECT a.attrelid, 'a' || a.attnum || ':' || a.xmin FROM pg_attribute a"
+    "   JOIN rels r ON r.oid = a.attrelid WHERE a.attnum > 0"
+    " UNION ALL SELECT d.adrelid, 'd' || d.oid || ':' || d.xmin FROM pg_attrdef d JOIN rels r ON r.oid = d.adrelid"
+    " UNION ALL SELECT k.conrelid, 'k' || k.oid || ':' || k.xmin FROM pg_constraint k JOIN rels r ON r.oid = k.conrelid"
+    " UNION ALL SELECT i.indrelid, 'i' || i.indexrelid || ':' || i.xmin || ':' || ic.xmin FROM pg_index i"
+    "   JOIN pg_class ic ON ic.oid = i.indexrelid JOIN rels r ON r.oid = i.indrelid"
+    " UNION ALL SELECT t.tgrelid, 't' || t.oid || ':' || t.xmin FROM pg_trigger t JOIN rels r ON r.oid = t.tgrelid"
+    " UNION ALL SELECT p.polrelid, 'p' || p.oid || ':' || p.xmin FROM pg_policy p JOIN rels r ON r.oid = p.polrelid"
+    " UNION ALL SELECT w.ev_class, 'w' || w.oid || ':' || w.xmin FROM pg_rewrite w JOIN rels r ON r.oid = w.ev_class"
+    " UNION ALL SELECT s.stxrelid, 's' || s.oid || ':' || s.xmin FROM pg_statistic_ext s"
+    "   JOIN rels r ON r.oid = s.stxrelid"
+    " UNION ALL SELECT q.seqrelid, 'q' || q.xmin FROM pg_sequence q JOIN rels r ON r.oid = q.seqrelid"
+    " UNION ALL SELECT h.inhrelid, 'h' || h.inhparent || ':' || h.xmin FROM pg_inherits h"
+    "   JOIN rels r ON r.oid = h.inhrelid"
+    " UNION ALL SELECT e.objid, 'e' || e.objsubid || ':' || e.refclassid || ':' || e.refobjid || ':' || e.refobjsubid"
+    "   || ':' || e.deptype::text FROM pg_depend e JOIN rels r ON e.objid = r.oid"
+    "   WHERE e.classid = 'pg_class'::regclass"
+    ") SELECT rel, md5(string_agg(v, ',' ORDER BY v)) FROM parts GROUP BY rel"
+)
+
+# Other objects whose names appear in a relation's text: a changed row may be a rename. An enum's
+# labels count as its type's (a default shows the label).
+NAMED = " UNION ALL ".join(
+    [
+        "SELECT 'pg_type'::regclass::oid, t.oid, t.xmin || ':' || COALESCE((SELECT string_agg(e.oid || '.' || e.xmin,"
+        " ',' ORDER BY e.oid) FROM pg_enum e WHERE e.enumtypid = t.oid), '') FROM pg_type t WHERE t.oid >= 16384",
+        *(
+            f"SELECT '{catalog}'::regclass::oid, oid, xmin::text FROM {catalog} WHERE oid >= 16384"
+            for catalog in (
+                "pg_namespace",
+                "pg_proc",
+                "pg_collation",
+                "pg_operator",
+                "pg_opclass",
+                "pg_opfamily",
+                "pg_ts_config",
+                "pg_ts_dict",
+                "pg_foreign_server",
+            )
+        ),
+    ]
+)
+
+# The relations that depend, directly or not, on one of the given objects through any of their
+# parts: objects in a renamed schema are renamed too, and so on down.
+DEPENDENTS = (
+    "WITH RECURSIVE changed (classid, objid) AS ("
+    " SELECT * FROM unnest(%(classes)s::oid[], %(objects)s::oid[])"
+    " UNION SELECT d.classid, d.objid FROM pg_depend d JOIN changed c ON d.refclassid = c.classid"
+    " AND d.refobjid = c.objid"
+    ") SELECT DISTINCT CASE c.classid"
+    " WHEN 'pg_class'::regclass THEN"
+    "   COALESCE((SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = c.objid), c.objid)"
+    " WHEN 'pg_attrdef'::regclass THEN (SELECT a.adrelid FROM pg_attrdef a WHERE a.oid = c.objid)"
+    " WHEN 'pg_constraint'::regclass THEN (SELECT k.conrelid FROM pg_constraint k WHERE k.oid = c.objid)"
+    " WHEN 'pg_trigger'::regclass THEN (SELECT t.tgrelid FROM pg_trigger t WHERE t.oid = c.objid)"
+    " WHEN 'pg_policy'::regclass THEN (SELECT p.polrelid FROM pg_policy p WHERE p.oid = c.objid)"
+    " WHEN 'pg_rewrite'::regclass THEN (SELECT w.ev_class FROM pg_rewrite w WHERE w.oid = c.objid)"
+    " WHEN 'pg_statistic_ext'::regclass THEN (SELECT s.stxrelid FROM pg_statistic_ext s WHERE s.oid = c.objid)"
+    " WHEN 'pg_type'::regclass THEN (SELECT t.typrelid FROM pg_type t WHERE t.oid = c.objid)"
+    " END FROM changed c"
+)
+
+# The relations to read: %(rels)s.
+RELATION_QUERIES = {
+    "relations": (
+        "SELECT c.oid, c.relkind, format('%%I.%%I', n.nspname, c.relname), c.relpersistence,"
+        " CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,"
+        " CASE WHEN c.relispartition THEN (SELECT i.inhparent::regclass::text FROM pg_inherits i"
+        "   WHERE i.inhrelid = c.oid) || ' ' || pg_get_expr(c.relpartbound, c.oid) END,"
+        " CASE WHEN NOT c.relispartition THEN (SELECT string_agg(i.inhparent::regclass::text, ', '"
+        "   ORDER BY i.inhseqno) FROM pg_inherits i WHERE i.inhrelid = c.oid) END,"
+        " array_to_string(c.reloptions, ', '), c.relrowsecurity, c.relforcerowsecurity, c.relreplident,"
+        " CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid, true) END, c.relispopulated,"
+        " (SELECT quote_ident(s.srvname) FROM pg_foreign_table f JOIN pg_foreign_server s ON s.oid = f.ftserver"
+        "   WHERE f.ftrelid = c.oid)"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.oid = ANY(%(rels)s::oid[]) AND c.relkind <> 'S'"
+    ),
+    "columns": (
+        "SELECT a.attrelid, quote_ident(a.attname), format_type(a.atttypid, a.atttypmod), a.attnotnull,"
+        " pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated,"
+        " CASE WHEN a.attcollation <> t.typcollation THEN format('%%I.%%I', cn.nspname, co.collname) END"
+        " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+        " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+        " LEFT JOIN pg_collation co ON co.oid = a.attcollation LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace"
+        " WHERE a.attrelid = ANY(%(rels)s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped"
+        " AND (SELECT c.relkind FROM pg_class c WHERE c.oid = a.attrelid) <> 'S'"
+        " ORDER BY a.attrelid, a.attnum"
+    ),
+    "constraints": (
+        "SELECT k.conrelid, quote_ident(k.conname), pg_get_constraintdef(k.oid) FROM pg_constraint k"
+        " WHERE k.conrelid = ANY(%(rels)s::oid[]) AND k.contype <> 't'"
+    ),
+    "indexes": (
+        "SELECT i.indrelid, quote_ident(c.relname), pg_get_indexdef(i.indexrelid), i.indisvalid"
+        " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = ANY(%(rels)s::oid[])"
+    ),
+    "triggers": (
+        "SELECT t.tgrelid, quote_ident(t.tgname), pg_get_triggerdef(t.oid), t.tgenabled"
+        " FROM pg_trigger t WHERE t.tgrelid = ANY(%(rels)s::oid[]) AND NOT t.tgisinternal"
+    ),
+    "rules": (
+        "SELECT r.ev_class, quote_ident(r.rulename), pg_get_ruledef(r.oid) FROM pg_rewrite r"
+        " WHERE r.ev_class = ANY(%(rels)s::oid[]) AND r.rulename <> '_RETURN'"
+    ),
+    "policies": (
+        "SELECT p.polrelid, quote_ident(p.polname), p.polpermissive, p.polcmd,"
+        " (SELECT string_agg(CASE WHEN r.oid = 0 THEN 'public' ELSE quote_ident(ro.rolname) END, ', '"
+        "   ORDER BY 1) FROM unnest(p.polroles) AS r (oid) LEFT JOIN pg_roles ro ON ro.oid = r.oid),"
+        " pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)"
+        " FROM pg_policy p WHERE p.polrelid = ANY(%(rels)s::oid[])"
+    ),
+    "statistics": (
+        "SELECT s.stxrelid, format('%%I.%%I', n.nspname, s.stxname), pg_get_statisticsobjdef(s.oid)"
+        " FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace"
+        " WHERE s.stxrelid = ANY(%(rels)s::oid[])"
+    ),
+    "sequences": (
+        "SELECT c.oid, format('%%I.%%I', n.nspname, c.relname), format_type(s.seqtypid, NULL), s.seqstart,"
+        " s.seqincrement, s.seqmin, s.seqmax, s.seqcache, s.seqcycle, c.relpersistence,"
+        " (SELECT format('%%s.%%I', d.refobjid::regclass, a.attname) || CASE d.deptype WHEN 'i' THEN ' (identity)'"
+        "   ELSE '' END FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
+        "   WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass"
+        "   AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0 LIMIT 1)"
+        " FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.oid = ANY(%(rels)s::oid[])"
+    ),
+}
+
+# Read whole each time.
+OTHER_QUERIES = {
+    "schemas": f"SELECT quote_ident(n.nspname) FROM pg_namespace n WHERE {_user_schema('n')}",
+    "extensions": (
+        "SELECT quote_ident(e.extname), e.extversion, quote_ident(n.nspname)"
+        " FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+    ),
+    "functions": (
+        "SELECT p.prokind, format('%%I.%%I(%%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),"
+        " CASE WHEN p.prokind <> 'a' THEN pg_get_functiondef(p.oid) END,"
+        " (SELECT concat_ws(', ', 'sfunc ' || a.aggtransfn::regprocedure, 'stype ' || format_type(a.aggtranstype,"
+        "   NULL), 'finalfunc ' || nullif(a.aggfinalfn, 0)::regprocedure, 'combinefunc ' ||"
+        "   nullif(a.aggcombinefn, 0)::regprocedure, 'initcond ' || quote_literal(a.agginitval),"
+        "   'sortop ' || nullif(a.aggsortop, 0)::regoperator) FROM pg_aggregate a WHERE a.aggfnoid = p.oid)"
+        " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        f" WHERE {_user_schema('n')} AND {_not_extension_member('pg_proc', 'p.oid')}"
+        # A range type's constructors come and go with it.
+        " AND NOT EXISTS (SELECT FROM pg_depend x WHERE x.classid = 'pg_proc'::regclass AND x.objid = p.oid"
+        " AND x.deptype = 'i')"
+    ),
+    "types": (
+        "SELECT t.oid, t.typtype, format('%%I.%%I', n.nspname, t.typname),"
+        " (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_enum e"
+        "   WHERE e.enumtypid = t.oid),"
+        " CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END, t.typnotnull, t.typdefault,"
+        " CASE WHEN t.typtype = 'd' AND t.typcollation <> b.typcollation THEN"
+        "   (SELECT format('%%I.%%I', cn.nspname, co.collname) FROM pg_collation co"
+        "   JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = t.typcollation) END,"
+        " (SELECT concat_ws(', ', 'subtype ' || format_type(r.rngsubtype, NULL), 'subtype_diff ' ||"
+        "   nullif(r.rngsubdiff, 0)::regproc, 'canonical ' || nullif(r.rngcanonical, 0)::regproc)"
+        "   FROM pg_range r WHERE r.rngtypid = t.oid),"
+        " CASE WHEN t.typtype = 'b' THEN concat_ws(', ', 'input ' || t.typinput::regproc, 'output ' ||"
+        "   t.typoutput::regproc, 'length ' || t.typlen) END"
+        " FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace LEFT JOIN pg_type b ON b.oid = t.typbasetype"
+        " WHERE t.typtype IN ('b', 'd', 'e', 'r', 'p') AND t.oid >= 16384 AND t.typelem = 0"
+        f" AND {_user_schema('n')} AND {_not_extension_member('pg_type', 't.oid')}"
+    ),
+    "domain_constraints": (
+        "SELECT k.contypid, quote_ident(k.conname), pg_get_constraintdef(k.oid) FROM pg_constraint k"
+        " WHERE k.contypid >= 16384"
+    ),
+    "event_triggers": (
+        "SELECT quote_ident(e.evtname), e.evtevent, e.evtfoid::regprocedure, e.evtenabled,"
+        " (SELECT string_agg(quote_literal(tag), ', ' ORDER BY tag) FROM unnest(e.evttags) AS tag)"
+        " FROM pg_event_trigger e"
+    ),
+    "comments": (
+        "SELECT pg_describe_object(d.classoid, d.objoid, d.objsubid), d.description FROM pg_description d"
+        " WHERE d.objoid >= 16384 AND NOT (d.classoid = 'pg_class'::regclass AND d.objoid = %(history)s)"
+        " AND NOT EXISTS (SELECT FROM pg_depend x WHERE x.classid = d.classoid AND x.objid = d.objoid"
+        " AND x.deptype = 'e')"
+    ),
+}
+
+RELKINDS = {"r": "table", "p": "partitioned table", "f": "foreign table", "v": "view", "m": "materialized view"}
+IDENTITY = {"a": "generated always as identity", "d": "generated by default as identity"}
+POLICY_COMMANDS = {"*": "all", "r": "select", "a": "insert", "w": "update", "d": "delete"}
+TRIGGER_STATES = {"D": " (disabled)", "R": " (enabled replica)", "A": " (enabled always)"}
+REPLICA_IDENTITY = {"n": "nothing", "f": "full", "i": "index"}
+PG_CLASS = "pg_class"
+
+
+class PostgresReader(Reader):
+    """Reads a PostgreSQL catalog; keeps each relation's object and version for the next snapshot."""
+
+    def __init__(self, connection: BaseDatabaseWrapper, history_table: str) -> None:
+        super().__init__(connection, history_table)
+        self._versions: dict[int, str] = {}  # relation oid -> version
+        self._named: dict[tuple[int, int], str] = {}  # (catalog oid, object oid) -> xmin
+        self._relations: dict[int, SchemaObject] = {}
+
+    def read(self) -> Snapshot:
+        """The schema as it is now, read in one transaction."""
+        with transaction.atomic(using=self.connection.alias), self.connection.cursor() as cursor:
+            cursor.execute(HISTORY_OID, [self.history_table])
+            params: dict[str, Any] = {"history": cursor.fetchone()[0]}
+            cursor.execute("SET LOCAL search_path = pg_catalog")
+            stale, versions, named = self._stale(cursor, params)
+            rows: dict[str, Rows] = {}
+            for name, sql in {**RELATION_QUERIES, **OTHER_QUERIES}.items():
+                if name in RELATION_QUERIES and not stale:
+                    rows[name] = []
+                    continue
+                cursor.execute(sql, {**params, "rels": stale})
+                rows[name] = cursor.fetchall()
+        fresh = {**_relations(rows), **_sequences(rows["sequences"])}
+        self._relations = {oid: fresh.get(oid) or self._relations[oid] for oid in versions}
+        self._versions, self._named = versions, named
+        return Snapshot("postgresql", [*self._relations.values(), *_others(rows)])
+
+    def _stale(
+        self, cursor: Any, params: dict[str, Any]
+    ) -> tuple[list[int], dict[int, str], dict[tuple[int, int], str]]:
+        """The relations to read again (new and changed ones, and those that depend on a relation
+        or a named object that changed or went), with the versions read to tell."""
+        cursor.execute(VERSIONS, params)
+        versions = dict(cursor.fetchall())
+        cursor.execute(NAMED, params)
+        named = {(catalog, oid): xmin for catalog, oid, xmin in cursor.fetchall()}
+        stale = {oid for oid, version in versions.items() if self._versions.get(oid) != version}
+        if self._versions:
+            cursor.execute(f"SELECT '{PG_CLASS}'::regclass::oid")
+            pg_class = cursor.fetchone()[0]
+            changed = [(pg_class, oid) for oid, version in self._versions.items() if versions.get(oid) != version]
+            changed += [key for key, xmin in self._named.items() if named.get(key) != xmin]
+            if changed:
+                classes, objects = zip(*changed, strict=True)
+                cursor.execute(DEPENDENTS, {"classes": list(classes), "objects": list(objects)})
+                stale |= {oid for (oid,) in cursor.fetchall() if oid in versions}
+        return sorted(stale), versions, named
+
+
+def _indented(text: str | None) -> list[str]:
+    """A multi-line definition as lines under its object, trailing spaces dropped (an editor's
+    whitespace trimming must not make a schema file differ)."""
+    if not text:
+        return []
+    return [(INDENT + line).rstrip() for line in text.strip("\n").split("\n")]
+
+
+def _part_lines(parts: list[str]) -> Iterator[str]:
+    """An object's parts, indented under it; a part's own further lines (a rule's) one step more."""
+    for part in parts:
+        first, *rest = part.rstrip().split("\n")
+        yield INDENT + first
+        yield from (INDENT * 2 + line.strip() for line in rest if line.strip())
+
+
+def _grouped(rows: Rows, line: Callable[[tuple[Any, ...]], str]) -> dict[int, list[str]]:
+    """The lines of ``rows`` by the object (first column) they belong to, each group sorted."""
+    grouped: dict[int, list[str]] = defaultdict(list)
+    for row in rows:
+        grouped[row[0]].append(line(row))
+    return {oid: sorted(lines) for oid, lines in grouped.items()}
+
+
+def _literal(text: str) -> str:
+    """A comment or label as one line: an SQL literal with line breaks escaped."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''").replace("\n", "\\n").replace("\r", "\\r") + "'"
+
+
+def _column(row: tuple[Any, ...]) -> str:
+    _, name, type_, notnull, default, identity, generated, collation = row
+    column = f"column {name} {type_}"
+    if collation:
+        column += f" collate {collation}"
+    if notnull:
+        column += " not null"
+    if generated == "s":
+        column += f" generated always as ({default}) stored"
+    elif default is not None:
+        column += f" default {default}"
+    if identity in IDENTITY:
+        column += " " + IDENTITY[identity]
+    return column
+
+
+def _policy(row: tuple[Any, ...]) -> str:
+    _, name, permissive, command, roles, using, check = row
+    line = f"policy {name}: {'permissive' if permissive else 'restrictive'} for {POLICY_COMMANDS[command]} to {roles}"
+    if using is not None:
+        line += f" using ({using})"
+    if check is not None:
+        line += f" with check ({check})"
+    return line
+
+
+PARTS: dict[str, Callable[[tuple[Any, ...]], str]] = {
+    "constraints": lambda r: f"constraint {r[1]}: {r[2]}",
+    "indexes": lambda r: f"index {r[1]}: {r[2]}" + ("" if r[3] else " (invalid)"),
+    "triggers": lambda r: f"trigger {r[1]}: {r[2]}{TRIGGER_STATES.get(r[3], '')}",
+    "rules": lambda r: f"rule {r[1]}: {r[2]}",
+    "policies": _policy,
+    "statistics": lambda r: f"statistics {r[1]}: {r[2]}",
+}
+
+
+def _relations(rows: dict[str, Rows]) -> dict[int, SchemaObject]:
+    """Tables, views and composite types with their columns, and under tables their constraints,
+    indexes, triggers, rules, policies and extended statistics: columns in their order, the rest
+    sorted by name."""
+    parts: dict[int, list[str]] = defaultdict(list)
+    for row in rows["columns"]:
+        parts[row[0]].append(_column(row))
+    for query, line in PARTS.items():
+        for oid, lines in _grouped(rows[query], line).items():
+            parts[oid] += lines
+    objects = {}
+    for oid, relkind, name, *details in rows["relations"]:
+        if relkind == "c":
+            objects[oid] = SchemaObject("type", name, (f"type {name}: composite", *_part_lines(parts[oid])))
+            continue
+        kind = RELKINDS[relkind]
+        header = f"{kind} {name}"
+        described = _relation_details(relkind, *details)
+        if described:
+            header += ": " + ", ".join(described)
+        lines = [header, *_part_lines(parts[oid])]
+        viewdef = details[8]
+        if viewdef is not None:
+            lines += [INDENT + "as", *_indented(viewdef)]
+        objects[oid] = SchemaObject(kind, name, tuple(lines))
+    return objects
+
+
+def _relation_details(
+    relkind: str,
+    persistence: str,
+    partition_key: str | None,
+    partition_of: str | None,
+    inherits: str | None,
+    options: str | None,
+    rls: bool,
+    force_rls: bool,
+    replident: str,
+    viewdef: str | None,
+    populated: bool,
+    server: str | None,
+) -> list[str]:
+    details = [
+        "unlogged" if persistence == "u" else "",
+        f"partition by {partition_key}" if partition_key else "",
+        f"partition of {partition_of}" if partition_of else "",
+        f"inherits {inherits}" if inherits else "",
+        f"server {server}" if server else "",
+        f"with ({options})" if options else "",
+        "row level security" if rls else "",
+        "forced row level security" if force_rls else "",
+        f"replica identity {REPLICA_IDENTITY[replident]}" if relkind in "rp" and replident != "d" else "",
+        "not populated" if relkind == "m" and not populated else "",
+    ]
+    return [detail for detail in details if detail]
+
+
+def _sequences(rows: Rows) -> dict[int, SchemaObject]:
+    objects = {}
+    for oid, name, type_, start, increment, minimum, maximum, cache, cycle, persistence, owner in rows:
+        details = f"{type_} start {start} increment {increment} min {minimum} max {maximum} cache {cache}"
+        details += " cycle" if cycle else ""
+        details += " unlogged" if persistence == "u" else ""
+        details += f", owned by {owner}" if owner else ""
+        objects[oid] = SchemaObject("sequence", name, (f"sequence {name}: {details}",))
+    return objects
+
+
+def _others(rows: dict[str, Rows]) -> Iterator[SchemaObject]:
+    """Everything but relations: schemas, extensions, functions, types, event triggers, comments."""
+    for (name,) in rows["schemas"]:
+        yield SchemaObject("schema", name, (f"schema {name}",))
+    for name, version, schema in rows["extensions"]:
+        yield SchemaObject("extension", name, (f"extension {name}: version {version}, schema {schema}",))
+    yield from _functions(rows["functions"])
+    yield from _types(rows["types"], _grouped(rows["domain_constraints"], PARTS["constraints"]))
+    for name, event, function, enabled, tags in rows["event_triggers"]:
+        details = f"on {event} execute {function}" + (f" when tag in ({tags})" if tags else "")
+        details += TRIGGER_STATES.get(enabled, "")
+        yield SchemaObject("event trigger", name, (f"event trigger {name}: {details}",))
+    for what, text in rows["comments"]:
+        yield SchemaObject("comment on", what, (f"comment on {what}: {_literal(text)}",))
+
+
+def _functions(rows: Rows) -> Iterator[SchemaObject]:
+    kinds = {"f": "function", "w": "function", "p": "procedure", "a": "aggregate"}
+    for prokind, name, definition, aggregate in rows:
+        kind = kinds[prokind]
+        if kind == "aggregate":
+            yield SchemaObject(kind, name, (f"aggregate {name}: {aggregate}",))
+        else:
+            yield SchemaObject(kind, name, (f"{kind} {name}", *_indented(definition)))
+
+
+def _types(rows: Rows, constraints: dict[int, list[str]]) -> Iterator[SchemaObject]:
+    for oid, typtype, name, labels, base, notnull, default, collation, range_, base_io in rows:
+        if typtype == "e":
+            header = f"type {name}: enum ({labels or ''})"
+        elif typtype == "d":
+            header = f"type {name}: domain {base}"
+            header += f" collate {collation}" if collation else ""
+            header += " not null" if notnull else ""
+            header += f" default {default}" if default is not None else ""
+        elif typtype == "r":
+            header = f"type {name}: range {range_}"
+        elif typtype == "p":
+            header = f"type {name}: shell"
+        else:
+            header = f"type {name}: base {base_io}"
+        yield SchemaObject("type", name, (header, *_part_lines(constraints.get(oid, []))))
