@@ -162,6 +162,10 @@ class MigrationFailed(SqlMigrateError):
         self.sqlstate = sqlstate
 
 
+class ThrowawayDatabaseError(SqlMigrateError):
+    """The throwaway database ``sqlmigrate_verify`` works in cannot be made (or dropped)."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises ``KeyboardInterrupt``: psycopg then cancels the running
     query and the migration's transaction is rolled back the same way."""

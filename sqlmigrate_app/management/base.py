@@ -32,6 +32,8 @@ EXIT_CODES = {
     ProblemKind.BAD_FILE: 7,
     ProblemKind.HISTORY_TABLE: 8,
 }
+# A round trip that does not match (sqlmigrate_verify).
+EXIT_ROUND_TRIP = 9
 # Exit codes of a run stopped by a signal, as a shell reports them: 128 + the signal's number.
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 EXIT_CODES_HELP = (

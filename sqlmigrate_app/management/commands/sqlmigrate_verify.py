@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import json
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import CommandError
+
+from ...errors import plural
+from ...files import Migration
+from ...verify import Outcome, RoundTrip, VerifyReporter, verify
+from ..base import EXIT_ROUND_TRIP, SqlMigrateCommand
+
+# Lines of diff shown per object below -v 2.
+SHOWN_LINES = 30
+OUTCOMES = {
+    Outcome.OK: "OK",
+    Outcome.MISMATCH: "MISMATCH",
+    Outcome.FAILED: "FAILED",
+    Outcome.IRREVERSIBLE: "IRREVERSIBLE (no -- DOWN section: applied, not round-tripped)",
+    Outcome.NOT_VERIFIED: "NOT VERIFIED",
+}
+
+
+class Command(SqlMigrateCommand):
+    """``sqlmigrate_verify [ID ...]``: UP, DOWN, UP again in a throwaway database, schemas compared."""
+
+    help = (
+        "Apply, roll back and re-apply migrations in a throwaway database, checking that DOWN restores the schema "
+        "and UP is repeatable. Default: the migrations pending on the database."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        """The command's own options, after the common ones."""
+        super().add_arguments(parser)
+        parser.add_argument("ids", nargs="*", metavar="ID", help="Migrations to verify (ids, file names or paths).")
+        parser.add_argument("--all", action="store_true", help="Verify every migration, from an empty database.")
+        parser.add_argument("--keep", action="store_true", help="Keep the throwaway database and print its name.")
+        parser.add_argument("--json", action="store_true", help="Print one JSON object per migration.")
+
+    def run(self, **options: Any) -> None:
+        """Do it, and print the outcome."""
+        reporter = None if options["json"] else TextReporter(self)
+        verification = verify(
+            options["database"], options["directory"], options["ids"], options["all"], options["keep"], reporter
+        )
+        if options["json"]:
+            self.stdout.write(json.dumps([result.as_dict() for result in verification.results], indent=2))
+        if options["keep"] and verification.database:
+            kept = f"Kept the throwaway database {verification.database}."
+            if options["json"]:
+                self.stderr.write(kept)
+            else:
+                self.say(kept, level=0)
+        results = verification.results
+        if not results:
+            if not options["json"]:
+                self.say("No migrations to verify.")
+            return
+        failed = [result.migration.id for result in results if not result.passed]
+        if failed:
+            raise CommandError(
+                f"round trip failed for {len(failed)} of {plural(len(results), 'migration')}: {', '.join(failed)}",
+                returncode=EXIT_ROUND_TRIP,
+            )
+        if not options["json"]:
+            self.say(self.style.SUCCESS(f"All round trips match ({plural(len(results), 'migration')})."))
+
+
+class TextReporter(VerifyReporter):
+    """Prints each migration's round trip as it ends, and what differs."""
+
+    def __init__(self, command: SqlMigrateCommand) -> None:
+        self.command = command
+
+    def started(self, database: str, tested: list[Migration]) -> None:
+        """Say where the round trips run."""
+        self.command.say(f"Verifying {plural(len(tested), 'migration')} in the throwaway database {database}...")
+
+    def preparing(self, migrations: list[Migration]) -> None:
+        """Say that earlier migrations are applied first."""
+        self.command.say(f"  applying {plural(len(migrations), 'earlier migration')} first")
+
+    def verified(self, result: RoundTrip) -> None:
+        """One line per migration; below it, every step that did not match and the objects."""
+        style = self.command.style
+        paint = style.SUCCESS if result.passed else style.ERROR
+        if result.outcome == Outcome.IRREVERSIBLE:
+            paint = style.WARNING
+        level = 1 if result.passed else 0
+        self.command.say(f"  {result.migration.id}: {paint(OUTCOMES[result.outcome])}", level=level)
+        for mismatch in result.mismatches:
+            self.command.say(f"    {mismatch.message}:", level=0)
+            for change in mismatch.changes:
+                self.command.say(f"      {change.change}: {change.object}", level=0)
+                shown = change.diff if self.command.verbosity >= 2 else change.diff[:SHOWN_LINES]
+                for line in shown:
+                    self.command.say(f"        {line}", level=0)
+                if len(shown) < len(change.diff):
+                    more = len(change.diff) - len(shown)
+                    self.command.say(f"        ... ({more} more lines; -v 2 shows them)", level=0)
+        if result.error:
+            self.command.say(f"    {result.error}", level=0)

@@ -1,0 +1,47 @@
+"""Which migrations ``verify`` and ``lint`` look at: the ones pending on the database (in a pull
+request's pipeline, the new ones), all of them, or the ones named."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+
+from .errors import ConfigurationError
+from .files import Migration, MigrationSet
+from .runner import MigrationRunner
+
+
+def migration_id(name: str) -> str:
+    """The id a command-line argument names: an id, a file name or a path (``git diff --name-only``
+    prints paths)."""
+    return Path(name).name.removesuffix(".sql")
+
+
+def under_test(
+    found: MigrationSet,
+    names: Sequence[str],
+    every: bool,
+    applied_ids: Callable[[], Collection[str]],
+) -> list[Migration]:
+    """The migrations named (ids, file names or paths), or ``every`` one, or else the ones
+    not in ``applied_ids()``; in id order. Only the last reads the database."""
+    if names and every:
+        raise ConfigurationError("give migration ids or --all, not both")
+    if every:
+        return list(found.migrations)
+    files = found.by_id()
+    if names:
+        ids = {migration_id(name) for name in names}
+        unknown = sorted(ids - files.keys())
+        if unknown:
+            raise ConfigurationError(f"{', '.join(unknown)}: no such migration in {found.directory}")
+        return [migration for migration in found.migrations if migration.id in ids]
+    applied = applied_ids()
+    return [migration for migration in found.migrations if migration.id not in applied]
+
+
+def applied_on(using: str, directory: Path) -> set[str]:
+    """The ids in the history of ``using``'s database, read as ``sqlmigrate_status`` reads it (and
+    nothing else of that database read)."""
+    rows = MigrationRunner(using=using, directory=directory).status()
+    return {row.id for row in rows if row.stored_checksum is not None}

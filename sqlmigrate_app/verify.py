@@ -1,0 +1,232 @@
+"""Round trips: each migration under test applied, rolled back and applied again in a throwaway
+database, its schema compared at each step.
+
+For each one: snapshot S0, UP, S1, DOWN, which must give S0 back, UP, which must give S1 back.
+The migrations before it are applied first, as ``sqlmigrate_up`` would (each step *is* an ``up``
+or a ``down`` of the throwaway database). The target database is only read, and only when the
+migrations under test are its pending ones: its history, as ``sqlmigrate_status`` reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from . import conf, snapshot
+from .errors import SqlMigrateError, plural
+from .executor import Reporter
+from .files import Migration, MigrationSet, load_directory
+from .runner import MigrationRunner
+from .selection import applied_on, under_test
+from .snapshot import Change, Snapshot
+from .throwaway import throwaway_database
+
+
+class Outcome(str, Enum):
+    """What a migration's round trip showed."""
+
+    OK = "ok"  # DOWN gave the schema before UP back, and UP again the schema after UP
+    MISMATCH = "mismatch"  # one of them did not
+    FAILED = "failed"  # a step's SQL failed
+    IRREVERSIBLE = "irreversible"  # no DOWN section: applied, not round-tripped
+    NOT_VERIFIED = "not_verified"  # an earlier migration under test failed, so this one did not run
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Step(str, Enum):
+    """The step of a round trip whose schema differs from the one it must give back."""
+
+    DOWN = "down"
+    UP_AGAIN = "up_again"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STEP_MESSAGES = {
+    Step.DOWN: "DOWN left something behind (the schema differs from the one before UP)",
+    Step.UP_AGAIN: "UP is not repeatable after DOWN (the schema differs from the one the first UP gave)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """A step that did not give back the schema it must, and the objects that differ."""
+
+    step: Step
+    changes: tuple[Change, ...]
+
+    @property
+    def message(self) -> str:
+        """What went wrong, in words."""
+        return STEP_MESSAGES[self.step]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` object."""
+        return {"step": self.step.value, "message": self.message, "changes": [c.as_dict() for c in self.changes]}
+
+
+@dataclass(frozen=True, slots=True)
+class RoundTrip:
+    """What became of one migration under test."""
+
+    migration: Migration
+    outcome: Outcome
+    mismatches: tuple[Mismatch, ...] = ()
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Whether this migration is fine as far as verify can tell (irreversible ones are)."""
+        return self.outcome in (Outcome.OK, Outcome.IRREVERSIBLE)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``sqlmigrate_verify --json`` object."""
+        return {
+            "id": self.migration.id,
+            "file": str(self.migration.path),
+            "transactional": self.migration.transactional,
+            "outcome": self.outcome.value,
+            "mismatches": [mismatch.as_dict() for mismatch in self.mismatches],
+            "error": self.error,
+        }
+
+
+@dataclass
+class Verification:
+    """Every round trip of a run, and the throwaway database it ran in (None: nothing to verify)."""
+
+    database: str | None
+    results: list[RoundTrip] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Whether every round trip matched (or the migration is irreversible)."""
+        return all(result.passed for result in self.results)
+
+
+class VerifyReporter:
+    """Progress callbacks; the default ignores them. Only the command prints."""
+
+    def started(self, database: str, tested: list[Migration]) -> None:
+        """The throwaway database exists; these migrations will be round-tripped."""
+
+    def preparing(self, migrations: list[Migration]) -> None:
+        """These migrations, which come before a migration under test, are about to be applied."""
+
+    def verified(self, result: RoundTrip) -> None:
+        """One migration's round trip is done."""
+
+
+class _FilesReadOnce(MigrationRunner):
+    """A runner over files read once: they do not change while verify runs, and reading a
+    thousand of them again for each of its steps would cost more than the steps."""
+
+    def __init__(self, found: MigrationSet, **kwargs: Any) -> None:
+        super().__init__(directory=found.directory, **kwargs)
+        self._found = found
+
+    def _files(self) -> MigrationSet:
+        return self._found
+
+
+def verify(
+    using: str,
+    directory: str | Path | None = None,
+    names: Sequence[str] = (),
+    every: bool = False,
+    keep: bool = False,
+    reporter: VerifyReporter | None = None,
+) -> Verification:
+    """Round-trip the migrations named (or ``every`` one, or the pending ones) of ``using``'s
+    directory in a throwaway database like ``using``'s; keep it afterwards if ``keep``."""
+    reporter = reporter or VerifyReporter()
+    using = conf.check_alias(using)
+    found = load_directory(Path(directory) if directory else conf.migrations_dir(using))
+    found.raise_first_error()
+    tested = under_test(found, names, every, lambda: applied_on(using, found.directory))
+    if not tested:
+        return Verification(None)
+    with throwaway_database(using, keep) as scratch:
+        reporter.started(scratch.name, tested)
+        runner = _FilesReadOnce(found, using=scratch.alias, reporter=Reporter())
+        results = _round_trips(runner, found, tested, reporter)
+    return Verification(scratch.name, results)
+
+
+def _round_trips(
+    runner: MigrationRunner, found: MigrationSet, tested: list[Migration], reporter: VerifyReporter
+) -> list[RoundTrip]:
+    reader = snapshot.reader_for(runner.connection, runner.history.table)
+    results: list[RoundTrip] = []
+    before: Snapshot | None = None
+    failed: Migration | None = None
+    for migration in tested:
+        if failed is not None:
+            result = RoundTrip(migration, Outcome.NOT_VERIFIED, error=f"not verified: {failed.id} failed before it")
+        else:
+            if _apply_earlier(runner, found, migration, reporter):
+                before = None
+            result, before = _round_trip(runner, reader, migration, before or reader.take())
+            if before is None:
+                failed = migration
+        results.append(result)
+        reporter.verified(result)
+    return results
+
+
+def _apply_earlier(
+    runner: MigrationRunner, found: MigrationSet, migration: Migration, reporter: VerifyReporter
+) -> bool:
+    """Apply the migrations before ``migration`` not applied yet; whether there were any."""
+    position = found.migrations.index(migration)
+    if position == 0:
+        return False
+    earlier = runner.plan(to=found.migrations[position - 1].id)
+    if not earlier:
+        return False
+    reporter.preparing(earlier)
+    try:
+        runner.migrate(to=earlier[-1].id)
+    except SqlMigrateError as exc:
+        raise SqlMigrateError(
+            f"{exc} (while applying {plural(len(earlier), 'earlier migration')} to the throwaway database, "
+            f"before {migration.id})"
+        ) from exc
+    return True
+
+
+def _round_trip(
+    runner: MigrationRunner, reader: snapshot.Reader, migration: Migration, before: Snapshot
+) -> tuple[RoundTrip, Snapshot | None]:
+    """UP, DOWN and UP again, each compared; the snapshot the database is left at (None when a
+    step failed and the run must stop)."""
+    try:
+        runner.migrate(to=migration.id)
+    except SqlMigrateError as exc:
+        return RoundTrip(migration, Outcome.FAILED, error=f"UP failed: {exc}"), None
+    after = reader.take()
+    if not migration.reversible:
+        return RoundTrip(migration, Outcome.IRREVERSIBLE), after
+    try:
+        runner.rollback(steps=1)
+    except SqlMigrateError as exc:
+        return RoundTrip(migration, Outcome.FAILED, error=f"DOWN failed: {exc}"), None
+    mismatches = []
+    undone = reader.take()
+    if undone != before:
+        mismatches.append(Mismatch(Step.DOWN, tuple(before.changes(undone))))
+    try:
+        runner.migrate(to=migration.id)
+    except SqlMigrateError as exc:
+        error = f"UP is not repeatable after DOWN: it failed: {exc}"
+        return RoundTrip(migration, Outcome.FAILED, tuple(mismatches), error), None
+    again = reader.take()
+    if again != after:
+        mismatches.append(Mismatch(Step.UP_AGAIN, tuple(after.changes(again))))
+    return RoundTrip(migration, Outcome.MISMATCH if mismatches else Outcome.OK, tuple(mismatches)), again

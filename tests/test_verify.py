@@ -1,0 +1,345 @@
+"""sqlmigrate_verify: UP, DOWN and UP again in a throwaway database, the schema compared at each
+step; what a wrong DOWN looks like, and the target database left as it was."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.db import connections
+
+from sqlmigrate_app.management.base import EXIT_ROUND_TRIP
+
+from .conftest import ROOT, Target, register_alias, unregister_alias
+
+pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+
+ORDERS = "20240101000001_create_orders"
+
+
+def orders(target: Target) -> None:
+    target.migration(
+        ORDERS, "CREATE TABLE orders (id bigint PRIMARY KEY, total integer DEFAULT 0);", "DROP TABLE orders;"
+    )
+
+
+def verify(target: Target, *args: str, **options: object):
+    return target.call("sqlmigrate_verify", *args, **options)
+
+
+def server_of(target: Target) -> str:
+    return target.url.rsplit("/", 1)[0] + "/postgres"
+
+
+def database_exists(target: Target, name: str) -> bool:
+    with psycopg.connect(server_of(target), autocommit=True) as admin:
+        return admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+
+
+def drop_database(target: Target, name: str) -> None:
+    with psycopg.connect(server_of(target), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_demo_migrations_round_trip(target):
+    for path in sorted((ROOT / "migrations_sql").glob("*.sql")):
+        shutil.copy(path, target.directory)
+
+    result = verify(target)
+
+    assert result.code == 0, result.text
+    assert result.out.count(": OK") == 5
+    assert "All round trips match (5 migrations)." in result.out
+
+
+@pg_only
+def test_a_down_that_drops_the_table_but_not_the_function_leaves_it_behind(target):
+    target.migration(
+        "20240101000001_slugs",
+        "CREATE TABLE pages (id bigint PRIMARY KEY, title text);\n"
+        "CREATE FUNCTION slugify(title text) RETURNS text LANGUAGE sql IMMUTABLE\n"
+        "    AS $$ SELECT lower(replace(title, ' ', '-')) $$;",
+        "DROP TABLE pages;",
+    )
+
+    result = verify(target)
+
+    assert result.code == EXIT_ROUND_TRIP == 9, result.text
+    assert "20240101000001_slugs: FAILED" in result.out
+    assert "DOWN left something behind" in result.out
+    assert "added: function public.slugify(title text)" in result.out
+    assert "UP is not repeatable after DOWN: it failed" in result.out  # the function is still there
+    assert "round trip failed for 1 of 1 migration: 20240101000001_slugs" in result.err
+
+
+@pg_only
+def test_a_down_that_does_not_restore_a_column_default_is_caught(target):
+    orders(target)
+    target.migration(
+        "20240101000002_default_total",
+        "ALTER TABLE orders ALTER COLUMN total SET DEFAULT 100;",
+        "ALTER TABLE orders ALTER COLUMN total DROP DEFAULT;",
+    )
+
+    result = verify(target)
+
+    assert result.code == EXIT_ROUND_TRIP, result.text
+    assert "20240101000001_create_orders: OK" in result.out
+    assert "changed: table public.orders" in result.out
+    assert "-     column total integer default 0" in result.out
+    assert "+     column total integer" in result.out
+
+
+@pg_only
+def test_a_down_that_leaves_an_enum_value_behind_is_caught(target):
+    target.migration("20240101000001_mood", "CREATE TYPE mood AS ENUM ('sad', 'happy');", "DROP TYPE mood;")
+    target.migration(
+        "20240101000002_excited",
+        "ALTER TYPE mood ADD VALUE IF NOT EXISTS 'excited';\nCREATE TABLE moods (m mood);",
+        "DROP TABLE moods;  -- PostgreSQL cannot drop an enum value",
+    )
+
+    result = verify(target, "--json")
+
+    assert result.code == EXIT_ROUND_TRIP
+    first, second = json.loads(result.out)
+    assert first["outcome"] == "ok"
+    assert second["outcome"] == "mismatch"
+    [mismatch] = second["mismatches"]
+    assert mismatch["step"] == "down"
+    [change] = mismatch["changes"]
+    assert change["object"] == "type public.mood"
+    assert change["diff"] == [
+        "- type public.mood: enum ('sad', 'happy')",
+        "+ type public.mood: enum ('sad', 'happy', 'excited')",
+    ]
+
+
+@pg_only
+def test_an_up_that_cannot_run_again_after_its_down_is_caught(target):
+    target.migration(
+        "20240101000001_invoices",
+        "CREATE SEQUENCE invoice_numbers;\nCREATE TABLE invoices (number bigint DEFAULT nextval('invoice_numbers'));",
+        "DROP TABLE invoices;",  # forgets the sequence
+    )
+    target.migration("20240101000002_later", "CREATE TABLE later (id integer);", "DROP TABLE later;")
+
+    result = verify(target)
+
+    assert result.code == EXIT_ROUND_TRIP, result.text
+    assert "20240101000001_invoices: FAILED" in result.out
+    assert "added: sequence public.invoice_numbers" in result.out
+    assert "UP is not repeatable after DOWN: it failed: " in result.out
+    assert 'relation "invoice_numbers" already exists' in result.out
+    assert "20240101000002_later: NOT VERIFIED" in result.out
+
+
+@pg_only
+def test_an_up_that_gives_another_schema_the_second_time_is_caught(target):
+    target.migration("20240101000001_settings", "CREATE TABLE settings (k text);", "DROP TABLE settings;")
+    target.migration(
+        "20240101000002_first_run",
+        "INSERT INTO settings VALUES ('seen');\n"
+        "DO $$ BEGIN\n"
+        "    IF (SELECT count(*) FROM settings) = 1 THEN CREATE TABLE first_time (id integer);\n"
+        "    ELSE CREATE TABLE again (id integer); END IF;\n"
+        "END $$;",
+        "DROP TABLE IF EXISTS first_time;\nDROP TABLE IF EXISTS again;",  # the row stays
+    )
+
+    result = verify(target)
+
+    assert result.code == EXIT_ROUND_TRIP, result.text
+    assert "DOWN left something behind" not in result.out
+    assert "UP is not repeatable after DOWN" in result.out
+    assert "removed: table public.first_time" in result.out
+    assert "added: table public.again" in result.out
+
+
+def test_a_down_that_forgets_an_index_is_caught(target):
+    orders(target)
+    target.migration(
+        "20240101000002_index_totals",
+        "CREATE INDEX orders_total ON orders (total);\nALTER TABLE orders ADD COLUMN note TEXT;",
+        "ALTER TABLE orders DROP COLUMN note;",
+    )
+
+    result = verify(target)
+
+    assert result.code == EXIT_ROUND_TRIP, result.text
+    if target.vendor == "sqlite":
+        assert "added: index orders_total on orders" in result.out
+    else:
+        assert "changed: table public.orders" in result.out
+        assert "+     index orders_total: CREATE INDEX orders_total ON public.orders USING btree (total)" in result.out
+
+
+def test_an_irreversible_migration_is_applied_and_reported_and_the_next_one_verified(target):
+    orders(target)
+    target.migration("20240101000002_backfill", "UPDATE orders SET total = 0;")
+    target.migration("20240101000003_notes", "CREATE TABLE notes (id integer);", "DROP TABLE notes;")
+
+    result = verify(target, "--json")
+
+    assert result.code == 0, result.text
+    outcomes = [(row["id"], row["outcome"]) for row in json.loads(result.out)]
+    assert outcomes == [
+        (ORDERS, "ok"),
+        ("20240101000002_backfill", "irreversible"),
+        ("20240101000003_notes", "ok"),
+    ]
+
+
+def test_a_no_transaction_migration_is_verified_too(target):
+    orders(target)
+    concurrently = "CONCURRENTLY " if target.vendor == "postgresql" else ""
+    target.migration(
+        "20240101000002_index",
+        f"CREATE INDEX {concurrently}orders_total ON orders (total);",
+        f"DROP INDEX {concurrently}orders_total;",
+        header="-- sqlmigrate: no-transaction\n",
+    )
+
+    result = verify(target, "--json")
+
+    assert result.code == 0, result.text
+    assert [row["transactional"] for row in json.loads(result.out)] == [True, False]
+
+
+def test_by_default_the_migrations_pending_on_the_target_are_verified(target):
+    orders(target)
+    target.migration("20240101000002_notes", "CREATE TABLE notes (id integer);", "DROP TABLE notes;")
+    assert target.call("sqlmigrate_up").code == 0
+    target.migration("20240101000003_tags", "CREATE TABLE tags (id integer);", "DROP TABLE tags;")
+
+    result = verify(target)
+
+    assert result.code == 0, result.text
+    assert "Verifying 1 migration in the throwaway database" in result.out
+    assert "applying 2 earlier migrations first" in result.out
+    assert "20240101000003_tags: OK" in result.out
+    assert ORDERS not in result.out
+
+
+def test_nothing_pending_means_nothing_to_verify(target):
+    orders(target)
+    assert target.call("sqlmigrate_up").code == 0
+
+    result = verify(target)
+
+    assert result.code == 0
+    assert "No migrations to verify." in result.out
+
+
+def test_named_migrations_and_all(target):
+    orders(target)
+    target.migration("20240101000002_notes", "CREATE TABLE notes (id integer);", "DROP TABLE notes;")
+    target.migration("20240101000003_tags", "CREATE TABLE tags (id integer);", "DROP TABLE tags;")
+    assert target.call("sqlmigrate_up").code == 0
+
+    named = verify(target, str(target.directory / "20240101000002_notes.sql"), "20240101000003_tags", "--json")
+    every = verify(target, "--all", "--json")
+    unknown = verify(target, "20240101000009_nope")
+    both = verify(target, "20240101000003_tags", "--all")
+
+    assert [row["id"] for row in json.loads(named.out)] == ["20240101000002_notes", "20240101000003_tags"]
+    assert len(json.loads(every.out)) == 3
+    assert unknown.code == 1 and "20240101000009_nope: no such migration in" in unknown.err
+    assert both.code == 1 and "not both" in both.err
+
+
+def test_keep_keeps_the_throwaway_database_and_says_its_name(target):
+    orders(target)
+
+    result = verify(target, "--keep")
+
+    assert result.code == 0, result.text
+    [line] = [line for line in result.out.splitlines() if line.startswith("Kept the throwaway database ")]
+    name = line.removeprefix("Kept the throwaway database ").removesuffix(".")
+    if target.vendor == "sqlite":
+        assert Path(name).is_file()
+        shutil.rmtree(Path(name).parent)
+    else:
+        assert database_exists(target, name)
+        drop_database(target, name)
+
+
+@pg_only
+def test_the_throwaway_database_is_named_after_the_test_name_and_dropped(target):
+    test_name = target.url.rsplit("/", 1)[1] + "_t"
+    connections.settings[target.alias]["TEST"]["NAME"] = test_name
+
+    orders(target)
+    kept = verify(target, "--all", "--keep")
+    dropped = verify(target, "--all")
+
+    name = kept.out.split("Kept the throwaway database ")[1].split(".")[0]
+    assert name.startswith(f"{test_name}_verify_")
+    drop_database(target, name)
+    started = dropped.out.split("in the throwaway database ")[1].split("...")[0]
+    assert started.startswith(f"{test_name}_verify_")
+    assert not database_exists(target, started)
+
+
+@pg_only
+def test_a_role_that_may_not_create_databases_gets_a_clear_error(target):
+    orders(target)
+    role = target.url.rsplit("/", 1)[1] + "_nocreatedb"
+    with psycopg.connect(server_of(target), autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN NOCREATEDB")
+    register_alias("limited", target.url.replace("postgres@", f"{role}@"))
+    try:
+        result = Target("postgresql", target.url, target.directory, alias="limited").call("sqlmigrate_verify", "--all")
+    finally:
+        unregister_alias("limited")
+        with psycopg.connect(server_of(target), autocommit=True) as admin:
+            admin.execute(f"DROP ROLE {role}")
+
+    assert result.code == 1
+    assert f"role {role} may not create the throwaway database" in result.err
+    assert "CREATEDB" in result.err
+
+
+def commits(target: Target) -> tuple[int, ...]:
+    """The target's pg_stat_database counters, once every session on it has ended (a backend
+    writes its counters out as it exits)."""
+    name = target.url.rsplit("/", 1)[1]
+    with psycopg.connect(server_of(target), autocommit=True) as admin:
+        deadline = time.monotonic() + 30
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [name]).fetchone()[0]:
+            assert time.monotonic() < deadline, "sessions on the target database did not end"
+            time.sleep(0.05)
+        row = admin.execute(
+            "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database"
+            " WHERE datname = %s",
+            [name],
+        ).fetchone()
+    return tuple(row)
+
+
+@pg_only
+def test_the_target_database_is_left_untouched(target):
+    orders(target)
+    assert target.call("sqlmigrate_up").code == 0
+    target.migration("20240101000002_notes", "CREATE TABLE notes (id integer);", "DROP TABLE notes;")
+    tables, history = target.tables(), target.history()
+    connections[target.alias].close()
+    before = commits(target)
+
+    status = target.manage("sqlmigrate_status")
+    after_status = commits(target)
+    verified = target.manage("sqlmigrate_verify")
+    after_verify = commits(target)
+
+    assert status.returncode == 0 and verified.returncode == 0, verified.stdout + verified.stderr
+    assert "20240101000002_notes: OK" in verified.stdout
+    status_delta = [b - a for a, b in zip(before, after_status, strict=True)]
+    verify_delta = [b - a for a, b in zip(after_status, after_verify, strict=True)]
+    assert verify_delta == status_delta  # it read the history as status does, and nothing else
+    assert verify_delta[2:] == [0, 0, 0]  # no row inserted, updated or deleted
+    assert target.tables() == tables
+    assert target.history() == history
