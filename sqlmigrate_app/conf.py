@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -87,3 +88,25 @@ def retries() -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ConfigurationError(f"SQLMIGRATE_RETRIES {value!r} is not a whole number of at least 0")
     return value
+
+
+class LintSettings(NamedTuple):
+    """``SQLMIGRATE_LINT``: squawk rules never to report, and the PostgreSQL version to assume."""
+
+    exclude: tuple[str, ...] = ()
+    pg_version: str | None = None
+
+
+def lint_settings() -> LintSettings:
+    """``SQLMIGRATE_LINT``, e.g. ``{"exclude": ["prefer-robust-stmts"], "pg_version": "15"}``."""
+    value = getattr(settings, "SQLMIGRATE_LINT", None) or {}
+    unknown = set(value) - set(LintSettings._fields) if isinstance(value, dict) else {"(not a dict)"}
+    if unknown:
+        raise ConfigurationError(
+            f"SQLMIGRATE_LINT {value!r}: unknown keys {', '.join(sorted(unknown))} (known: exclude, pg_version)"
+        )
+    exclude = value.get("exclude") or ()
+    if isinstance(exclude, str) or not all(isinstance(rule, str) for rule in exclude):
+        raise ConfigurationError(f"SQLMIGRATE_LINT['exclude'] {exclude!r} must be a list of squawk rule names")
+    pg_version = value.get("pg_version")
+    return LintSettings(tuple(exclude), str(pg_version) if pg_version is not None else None)

@@ -29,6 +29,7 @@ class ProblemKind(str, Enum):
     MISSING = "missing"
     BAD_FILE = "bad_file"
     HISTORY_TABLE = "history_table"
+    LINT = "lint"  # squawk found something (``validate --lint``)
 
     def __str__(self) -> str:
         return self.value
@@ -164,6 +165,10 @@ class MigrationFailed(SqlMigrateError):
 
 class ThrowawayDatabaseError(SqlMigrateError):
     """The throwaway database ``sqlmigrate_verify`` works in cannot be made (or dropped)."""
+
+
+class LintUnavailable(SqlMigrateError):
+    """squawk, which ``sqlmigrate_lint`` runs, is not installed or cannot run."""
 
 
 class Terminated(KeyboardInterrupt):

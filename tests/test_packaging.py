@@ -69,6 +69,7 @@ def test_wheel_and_sdist_hold_every_package_file(dist):
         "Classifier: Framework :: Django :: 5.2",
         "Classifier: Framework :: Django :: 6.0",
         "Provides-Extra: postgres",
+        "Provides-Extra: lint",
         "Provides-Extra: test",
     ]:
         assert line in metadata.splitlines()

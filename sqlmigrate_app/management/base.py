@@ -31,6 +31,7 @@ EXIT_CODES = {
     ProblemKind.MISSING: 6,
     ProblemKind.BAD_FILE: 7,
     ProblemKind.HISTORY_TABLE: 8,
+    ProblemKind.LINT: 10,  # squawk found something: sqlmigrate_lint, sqlmigrate_validate --lint
 }
 # A round trip that does not match (sqlmigrate_verify).
 EXIT_ROUND_TRIP = 9

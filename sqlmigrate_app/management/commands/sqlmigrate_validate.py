@@ -6,7 +6,10 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from ...errors import plural
+from ...errors import ProblemKind, plural
+from ...lint import applies_to, lint_pending
+from ...runner import MigrationRunner
+from ...state import Problem
 from ..base import EXIT_CODES_HELP, SqlMigrateCommand, exit_code
 
 
@@ -23,10 +26,16 @@ class Command(SqlMigrateCommand):
         """The command's own options, after the common ones."""
         super().add_arguments(parser)
         parser.add_argument("--json", action="store_true", help="Print the problems as a JSON array.")
+        parser.add_argument(
+            "--lint", action="store_true", help="Lint the pending migrations with squawk too (PostgreSQL)."
+        )
 
     def run(self, **options: Any) -> None:
         """Do it, and print the outcome."""
-        problems = self.runner(options).validate()
+        runner = self.runner(options)
+        problems = runner.validate()
+        if options["lint"]:
+            problems += self.lint(runner)
         if options["json"]:
             self.stdout.write(json.dumps([problem.as_dict() for problem in problems], indent=2))
         else:
@@ -39,3 +48,15 @@ class Command(SqlMigrateCommand):
             )
         if not options["json"]:
             self.say(self.style.SUCCESS("All migrations are valid."))
+
+    def lint(self, runner: MigrationRunner) -> list[Problem]:
+        """squawk's findings on the pending migrations, as problems; none on SQLite."""
+        if not applies_to(runner.connection):
+            vendor = runner.connection.display_name
+            self.stderr.write(f"lint is for PostgreSQL: database {runner.using!r} is {vendor}, skipped.")
+            return []
+        findings = lint_pending(runner)
+        return [
+            Problem(ProblemKind.LINT, f"{finding}" + (f" ({finding.help})" if finding.help else ""))
+            for finding in findings
+        ]
