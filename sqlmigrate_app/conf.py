@@ -90,6 +90,18 @@ def retries() -> int:
     return value
 
 
+def schema_file(using: str = DEFAULT_DB_ALIAS) -> Path | None:
+    """``SQLMIGRATE_SCHEMA_FILE``: where ``sqlmigrate_dump`` writes the schema of ``using``, and
+    ``up``/``down`` rewrite it (None: nowhere). A path is the ``default`` database's; a dict
+    gives one per alias."""
+    value = getattr(settings, "SQLMIGRATE_SCHEMA_FILE", None)
+    if isinstance(value, dict):
+        value = value.get(using)
+    elif using != DEFAULT_DB_ALIAS:
+        value = None
+    return Path(value) if value else None
+
+
 class LintSettings(NamedTuple):
     """``SQLMIGRATE_LINT``: squawk rules never to report, and the PostgreSQL version to assume."""
 

@@ -14,7 +14,7 @@ from typing import Any
 import django
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
-from .. import __version__
+from .. import __version__, schema_file
 from ..errors import MigrationInterrupted, ProblemKind, SqlMigrateError, Terminated, plural
 from ..executor import APPLIED, FAKED, ROLLED_BACK, SKIPPED, Reporter, Result
 from ..files import Migration
@@ -33,8 +33,9 @@ EXIT_CODES = {
     ProblemKind.HISTORY_TABLE: 8,
     ProblemKind.LINT: 10,  # squawk found something: sqlmigrate_lint, sqlmigrate_validate --lint
 }
-# A round trip that does not match (sqlmigrate_verify).
-EXIT_ROUND_TRIP = 9
+# The checks a pull request runs: a round trip that does not match (sqlmigrate_verify), and a
+# schema file that differs from the database (sqlmigrate_dump --check).
+EXIT_ROUND_TRIP, EXIT_SCHEMA_FILE = 9, 11
 # Exit codes of a run stopped by a signal, as a shell reports them: 128 + the signal's number.
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 EXIT_CODES_HELP = (
@@ -231,3 +232,10 @@ def print_plan(command: SqlMigrateCommand, title: str, migrations: list[Migratio
         command.say(f"  {migration.id}{flags}")
         section = migration.down if down else migration.up
         command.say(section.sql.strip() + "\n", level=2)
+
+
+def rewrite_schema_file(command: SqlMigrateCommand, runner: MigrationRunner) -> None:
+    """After a successful ``up`` or ``down``: rewrite ``SQLMIGRATE_SCHEMA_FILE`` when it is set."""
+    path = schema_file.rewrite(runner)
+    if path is not None:
+        command.say(f"Wrote the schema to {path}.")

@@ -4,7 +4,7 @@ from argparse import ArgumentParser
 from time import perf_counter
 from typing import Any
 
-from ..base import ProgressReporter, SqlMigrateCommand, print_plan, print_summary
+from ..base import ProgressReporter, SqlMigrateCommand, print_plan, print_summary, rewrite_schema_file
 
 NOTHING_TO_ROLL_BACK = "Nothing to roll back."
 
@@ -39,3 +39,4 @@ class Command(SqlMigrateCommand):
         started = perf_counter()
         results = runner.rollback(**which)
         print_summary(self, results, "Rolled back", NOTHING_TO_ROLL_BACK, started)
+        rewrite_schema_file(self, runner)

@@ -5,7 +5,7 @@ from time import perf_counter
 from typing import Any
 
 from ...errors import ConfigurationError
-from ..base import ProgressReporter, SqlMigrateCommand, print_plan, print_summary
+from ..base import ProgressReporter, SqlMigrateCommand, print_plan, print_summary, rewrite_schema_file
 
 NOTHING_PENDING = "No pending migrations."
 
@@ -67,3 +67,4 @@ class Command(SqlMigrateCommand):
         started = perf_counter()
         results = runner.migrate(to=to, fake=options["fake"], allow_out_of_order=out_of_order)
         print_summary(self, results, "Faked" if options["fake"] else "Applied", NOTHING_PENDING, started)
+        rewrite_schema_file(self, runner)
