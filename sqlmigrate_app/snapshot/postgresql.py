@@ -42,49 +42,59 @@ def _not_extension_member(catalog: str, oid: str) -> str:
     )
 
 
-HISTORY_OID = (
-    "SELECT COALESCE((SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-    " WHERE n.nspname = pg_catalog.current_schema() AND c.relname = %s), 0)"
+# The history table's oid (in the schema the runner names it with), pg_class's, and an xid of
+# now: the reference the first snapshot's versions count ages from (see VERSIONS).
+START = (
+    "SELECT COALESCE((SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+    " ON n.oid = c.relnamespace WHERE n.nspname = pg_catalog.current_schema() AND c.relname = %s), 0),"
+    " 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid,"
+    " (pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint %% 4294967296)::text"
 )
 
 # Relations: tables, views, materialized views, composite types, sequences; the history table left out.
 RELATIONS = (
-    "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
     f" WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'c', 'S') AND c.oid <> %(history)s AND {_user_schema('n')}"
     f" AND {_not_extension_member('pg_class', 'c.oid')}"
 )
 
-# Each relation's version: its catalog rows' xmins (a row changed, came or went), and its own
-# dependencies (OWNED BY changes only pg_depend).
-VERSIONS = (
-    f"WITH rels AS ({RELATIONS}), parts (rel, v) AS ("
-    " SELECT c.oid, 'c' || c.xmin FROM pg_class c JOIN rels USING (oid)"
-    " UNION ALL SELECT a.attrelid, 'a' || a.attnum || ':' || a.xmin FROM pg_attribute a"
-    "   JOIN rels r ON r.oid = a.attrelid WHERE a.attnum > 0"
-    " UNION ALL SELECT d.adrelid, 'd' || d.oid || ':' || d.xmin FROM pg_attrdef d JOIN rels r ON r.oid = d.adrelid"
-    " UNION ALL SELECT k.conrelid, 'k' || k.oid || ':' || k.xmin FROM pg_constraint k JOIN rels r ON r.oid = k.conrelid"
-    " UNION ALL SELECT i.indrelid, 'i' || i.indexrelid || ':' || i.xmin || ':' || ic.xmin FROM pg_index i"
-    "   JOIN pg_class ic ON ic.oid = i.indexrelid JOIN rels r ON r.oid = i.indrelid"
-    " UNION ALL SELECT t.tgrelid, 't' || t.oid || ':' || t.xmin FROM pg_trigger t JOIN rels r ON r.oid = t.tgrelid"
-    " UNION ALL SELECT p.polrelid, 'p' || p.oid || ':' || p.xmin FROM pg_policy p JOIN rels r ON r.oid = p.polrelid"
-    " UNION ALL SELECT w.ev_class, 'w' || w.oid || ':' || w.xmin FROM pg_rewrite w JOIN rels r ON r.oid = w.ev_class"
-    " UNION ALL SELECT s.stxrelid, 's' || s.oid || ':' || s.xmin FROM pg_statistic_ext s"
-    "   JOIN rels r ON r.oid = s.stxrelid"
-    " UNION ALL SELECT q.seqrelid, 'q' || q.xmin FROM pg_sequence q JOIN rels r ON r.oid = q.seqrelid"
-    " UNION ALL SELECT h.inhrelid, 'h' || h.inhparent || ':' || h.xmin FROM pg_inherits h"
-    "   JOIN rels r ON r.oid = h.inhrelid"
-    " UNION ALL SELECT e.objid, 'e' || e.objsubid || ':' || e.refclassid || ':' || e.refobjid || ':' || e.refobjsubid"
-    "   || ':' || e.deptype::text FROM pg_depend e JOIN rels r ON e.objid = r.oid"
-    "   WHERE e.classid = 'pg_class'::regclass"
-    ") SELECT rel, md5(string_agg(v, ',' ORDER BY v)) FROM parts GROUP BY rel"
+# Each relation's version: over its catalog rows (its pg_class row and those of its columns,
+# defaults, constraints, indexes, triggers, policies, rules, statistics, sequence and parents;
+# OWNED BY rewrites the pg_sequence row too), how many there are and the sum of their xmins,
+# counted as ages from %(ref)s so that a row left alone keeps its value. Rows that come or
+# change carry the newest xids, so any row added, changed or removed changes the pair. Integers
+# only: building and hashing text for every column costs twice as much.
+VERSION_PARTS = (
+    ("pg_class", "c", "c.oid", "JOIN rels r ON r.oid = c.oid"),
+    ("pg_attribute", "a", "a.attrelid", "JOIN rels r ON r.oid = a.attrelid WHERE a.attnum > 0"),
+    ("pg_attrdef", "d", "d.adrelid", "JOIN rels r ON r.oid = d.adrelid"),
+    ("pg_constraint", "k", "k.conrelid", "JOIN rels r ON r.oid = k.conrelid"),
+    ("pg_index", "i", "i.indrelid", "JOIN rels r ON r.oid = i.indrelid"),
+    ("pg_class", "ic", "i.indrelid", "JOIN pg_index i ON i.indexrelid = ic.oid JOIN rels r ON r.oid = i.indrelid"),
+    ("pg_trigger", "t", "t.tgrelid", "JOIN rels r ON r.oid = t.tgrelid"),
+    ("pg_policy", "p", "p.polrelid", "JOIN rels r ON r.oid = p.polrelid"),
+    ("pg_rewrite", "w", "w.ev_class", "JOIN rels r ON r.oid = w.ev_class"),
+    ("pg_statistic_ext", "s", "s.stxrelid", "JOIN rels r ON r.oid = s.stxrelid"),
+    ("pg_sequence", "q", "q.seqrelid", "JOIN rels r ON r.oid = q.seqrelid"),
+    ("pg_inherits", "h", "h.inhrelid", "JOIN rels r ON r.oid = h.inhrelid"),
 )
-
+VERSIONS = (
+    f"WITH rels AS ({RELATIONS}), parts (rel, age) AS ("
+    + " UNION ALL ".join(
+        f"SELECT {relation}, age({alias}.xmin) FROM {catalog} {alias} {join}"
+        for catalog, alias, relation, join in VERSION_PARTS
+    )
+    + "), versions AS (SELECT rel, sum(age::bigint) - count(*) * age(%(ref)s::text::xid) AS total, count(*) AS n"
+    " FROM parts GROUP BY rel) SELECT r.oid, r.relkind = 'S', v.total, v.n FROM rels r JOIN versions v ON v.rel = r.oid"
+)
 # Other objects whose names appear in a relation's text: a changed row may be a rename. An enum's
 # labels count as its type's (a default shows the label).
 NAMED = " UNION ALL ".join(
     [
+        # Not a relation's row type or an array: those change with their relation or element.
         "SELECT 'pg_type'::regclass::oid, t.oid, t.xmin || ':' || COALESCE((SELECT string_agg(e.oid || '.' || e.xmin,"
-        " ',' ORDER BY e.oid) FROM pg_enum e WHERE e.enumtypid = t.oid), '') FROM pg_type t WHERE t.oid >= 16384",
+        " ',' ORDER BY e.oid) FROM pg_enum e WHERE e.enumtypid = t.oid), '') FROM pg_type t WHERE t.oid >= 16384"
+        " AND t.typrelid = 0 AND t.typcategory <> 'A'",
         *(
             f"SELECT '{catalog}'::regclass::oid, oid, xmin::text FROM {catalog} WHERE oid >= 16384"
             for catalog in (
@@ -122,7 +132,7 @@ DEPENDENTS = (
     " END FROM changed c"
 )
 
-# The relations to read: %(rels)s.
+# The relations to read: %(rels)s, and the sequences %(sequences)s.
 RELATION_QUERIES = {
     "relations": (
         "SELECT c.oid, c.relkind, format('%%I.%%I', n.nspname, c.relname), c.relpersistence,"
@@ -136,7 +146,7 @@ RELATION_QUERIES = {
         " (SELECT quote_ident(s.srvname) FROM pg_foreign_table f JOIN pg_foreign_server s ON s.oid = f.ftserver"
         "   WHERE f.ftrelid = c.oid)"
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.oid = ANY(%(rels)s::oid[]) AND c.relkind <> 'S'"
+        " WHERE c.oid = ANY(%(rels)s::oid[])"
     ),
     "columns": (
         "SELECT a.attrelid, quote_ident(a.attname), format_type(a.atttypid, a.atttypmod), a.attnotnull,"
@@ -146,7 +156,6 @@ RELATION_QUERIES = {
         " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
         " LEFT JOIN pg_collation co ON co.oid = a.attcollation LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace"
         " WHERE a.attrelid = ANY(%(rels)s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped"
-        " AND (SELECT c.relkind FROM pg_class c WHERE c.oid = a.attrelid) <> 'S'"
         " ORDER BY a.attrelid, a.attnum"
     ),
     "constraints": (
@@ -185,7 +194,7 @@ RELATION_QUERIES = {
         "   WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass"
         "   AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0 LIMIT 1)"
         " FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.oid = ANY(%(rels)s::oid[])"
+        " WHERE c.oid = ANY(%(sequences)s::oid[])"
     ),
 }
 
@@ -248,7 +257,6 @@ IDENTITY = {"a": "generated always as identity", "d": "generated by default as i
 POLICY_COMMANDS = {"*": "all", "r": "select", "a": "insert", "w": "update", "d": "delete"}
 TRIGGER_STATES = {"D": " (disabled)", "R": " (enabled replica)", "A": " (enabled always)"}
 REPLICA_IDENTITY = {"n": "nothing", "f": "full", "i": "index"}
-PG_CLASS = "pg_class"
 
 
 class PostgresReader(Reader):
@@ -256,23 +264,29 @@ class PostgresReader(Reader):
 
     def __init__(self, connection: BaseDatabaseWrapper, history_table: str) -> None:
         super().__init__(connection, history_table)
-        self._versions: dict[int, str] = {}  # relation oid -> version
+        self._reference: str | None = None  # the xid versions count ages from
+        self._versions: dict[int, tuple[bool, int, int]] = {}  # relation oid -> is a sequence, version
         self._named: dict[tuple[int, int], str] = {}  # (catalog oid, object oid) -> xmin
         self._relations: dict[int, SchemaObject] = {}
 
     def read(self) -> Snapshot:
         """The schema as it is now, read in one transaction."""
         with transaction.atomic(using=self.connection.alias), self.connection.cursor() as cursor:
-            cursor.execute(HISTORY_OID, [self.history_table])
-            params: dict[str, Any] = {"history": cursor.fetchone()[0]}
+            cursor.execute(START, [self.history_table])
+            history, pg_class, reference = cursor.fetchone()
+            self._reference = self._reference or reference
+            params: dict[str, Any] = {"history": history, "ref": self._reference}
             cursor.execute("SET LOCAL search_path = pg_catalog")
-            stale, versions, named = self._stale(cursor, params)
+            stale, versions, named = self._stale(cursor, params, pg_class)
+            sequences = {oid: is_sequence for oid, (is_sequence, _, _) in versions.items()}
             rows: dict[str, Rows] = {}
+            tables = [oid for oid in stale if not sequences[oid]]
+            stale_sequences = [oid for oid in stale if sequences[oid]]
             for name, sql in {**RELATION_QUERIES, **OTHER_QUERIES}.items():
-                if name in RELATION_QUERIES and not stale:
+                if name in RELATION_QUERIES and not (stale_sequences if name == "sequences" else tables):
                     rows[name] = []
                     continue
-                cursor.execute(sql, {**params, "rels": stale})
+                cursor.execute(sql, {**params, "rels": tables, "sequences": stale_sequences})
                 rows[name] = cursor.fetchall()
         fresh = {**_relations(rows), **_sequences(rows["sequences"])}
         self._relations = {oid: fresh.get(oid) or self._relations[oid] for oid in versions}
@@ -280,24 +294,21 @@ class PostgresReader(Reader):
         return Snapshot("postgresql", [*self._relations.values(), *_others(rows)])
 
     def _stale(
-        self, cursor: Any, params: dict[str, Any]
-    ) -> tuple[list[int], dict[int, str], dict[tuple[int, int], str]]:
+        self, cursor: Any, params: dict[str, Any], pg_class: int
+    ) -> tuple[list[int], dict[int, tuple[bool, int, int]], dict[tuple[int, int], str]]:
         """The relations to read again (new and changed ones, and those that depend on a relation
         or a named object that changed or went), with the versions read to tell."""
         cursor.execute(VERSIONS, params)
-        versions = dict(cursor.fetchall())
+        versions = {oid: (is_sequence, total, count) for oid, is_sequence, total, count in cursor.fetchall()}
         cursor.execute(NAMED, params)
         named = {(catalog, oid): xmin for catalog, oid, xmin in cursor.fetchall()}
         stale = {oid for oid, version in versions.items() if self._versions.get(oid) != version}
-        if self._versions:
-            cursor.execute(f"SELECT '{PG_CLASS}'::regclass::oid")
-            pg_class = cursor.fetchone()[0]
-            changed = [(pg_class, oid) for oid, version in self._versions.items() if versions.get(oid) != version]
-            changed += [key for key, xmin in self._named.items() if named.get(key) != xmin]
-            if changed:
-                classes, objects = zip(*changed, strict=True)
-                cursor.execute(DEPENDENTS, {"classes": list(classes), "objects": list(objects)})
-                stale |= {oid for (oid,) in cursor.fetchall() if oid in versions}
+        changed = [(pg_class, oid) for oid, version in self._versions.items() if versions.get(oid) != version]
+        changed += [key for key, xmin in self._named.items() if named.get(key) != xmin]
+        if changed:
+            classes, objects = zip(*changed, strict=True)
+            cursor.execute(DEPENDENTS, {"classes": list(classes), "objects": list(objects)})
+            stale |= {oid for (oid,) in cursor.fetchall() if oid in versions}
         return sorted(stale), versions, named
 
 
