@@ -92,7 +92,7 @@ def lint_selected(
     executable = squawk()
     found = load_directory(Path(directory) if directory else conf.migrations_dir(using))
     found.raise_first_error()
-    migrations = under_test(found, names, every, lambda: applied_on(using, found.directory))
+    migrations = under_test(found, names, every, lambda: applied_on(MigrationRunner(using, found.directory)))
     return migrations, lint(migrations, exclude, down, executable)
 
 

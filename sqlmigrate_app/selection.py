@@ -40,8 +40,7 @@ def under_test(
     return [migration for migration in found.migrations if migration.id not in applied]
 
 
-def applied_on(using: str, directory: Path) -> set[str]:
-    """The ids in the history of ``using``'s database, read as ``sqlmigrate_status`` reads it (and
-    nothing else of that database read)."""
-    rows = MigrationRunner(using=using, directory=directory).status()
-    return {row.id for row in rows if row.stored_checksum is not None}
+def applied_on(runner: MigrationRunner) -> set[str]:
+    """The ids in the history of the runner's database, read as ``sqlmigrate_status`` reads it
+    (and nothing else of that database read)."""
+    return {row.id for row in runner.status() if row.stored_checksum is not None}

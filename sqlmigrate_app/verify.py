@@ -2,9 +2,10 @@
 database, its schema compared at each step.
 
 For each one: snapshot S0, UP, S1, DOWN, which must give S0 back, UP, which must give S1 back.
-The migrations before it are applied first, as ``sqlmigrate_up`` would (each step *is* an ``up``
-or a ``down`` of the throwaway database). The target database is only read, and only when the
-migrations under test are its pending ones: its history, as ``sqlmigrate_status`` reads it.
+The migrations before it are applied first, as ``sqlmigrate_up`` would, and so is each
+migration's first UP; its DOWN and second UP run through the same executor ``down`` and ``up``
+use. The target database is only read, and only when the migrations under test are its pending
+ones: its history, as ``sqlmigrate_status`` reads it.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any
 
 from . import conf, snapshot
 from .errors import SqlMigrateError, plural
-from .executor import Reporter
+from .executor import Reporter, Result
 from .files import Migration, MigrationSet, load_directory
-from .runner import MigrationRunner
+from .runner import MigrationRunner, _reports_database_errors
 from .selection import applied_on, under_test
 from .snapshot import Change, Snapshot
 from .throwaway import throwaway_database
@@ -134,6 +135,20 @@ class _FilesReadOnce(MigrationRunner):
     def _files(self) -> MigrationSet:
         return self._found
 
+    # A round trip's DOWN and second UP: the executor's, as down and up run it, without planning
+    # again (verify knows what comes next) or taking the run-wide lock (nobody else uses a
+    # throwaway database). The first UP of each migration is a whole ``migrate``.
+
+    @_reports_database_errors
+    def revert(self, migration: Migration) -> Result:
+        """Roll back ``migration``, the newest applied."""
+        return self.executor.revert(migration)
+
+    @_reports_database_errors
+    def reapply(self, migration: Migration) -> Result:
+        """Apply ``migration`` again after its DOWN."""
+        return self.executor.apply(migration)
+
 
 def verify(
     using: str,
@@ -149,7 +164,7 @@ def verify(
     using = conf.check_alias(using)
     found = load_directory(Path(directory) if directory else conf.migrations_dir(using))
     found.raise_first_error()
-    tested = under_test(found, names, every, lambda: applied_on(using, found.directory))
+    tested = under_test(found, names, every, lambda: applied_on(_FilesReadOnce(found, using=using)))
     if not tested:
         return Verification(None)
     with throwaway_database(using, keep) as scratch:
@@ -160,19 +175,24 @@ def verify(
 
 
 def _round_trips(
-    runner: MigrationRunner, found: MigrationSet, tested: list[Migration], reporter: VerifyReporter
+    runner: _FilesReadOnce, found: MigrationSet, tested: list[Migration], reporter: VerifyReporter
 ) -> list[RoundTrip]:
     reader = snapshot.reader_for(runner.connection, runner.history.table)
     results: list[RoundTrip] = []
     before: Snapshot | None = None
     failed: Migration | None = None
+    applied = 0  # the first ``applied`` migrations of ``found`` are applied
     for migration in tested:
         if failed is not None:
             result = RoundTrip(migration, Outcome.NOT_VERIFIED, error=f"not verified: {failed.id} failed before it")
         else:
-            if _apply_earlier(runner, found, migration, reporter):
+            position = found.migrations.index(migration)
+            earlier = found.migrations[applied:position]
+            if earlier:
+                _apply_earlier(runner, earlier, migration, reporter)
                 before = None
             result, before = _round_trip(runner, reader, migration, before or reader.take())
+            applied = position + 1
             if before is None:
                 failed = migration
         results.append(result)
@@ -181,15 +201,9 @@ def _round_trips(
 
 
 def _apply_earlier(
-    runner: MigrationRunner, found: MigrationSet, migration: Migration, reporter: VerifyReporter
-) -> bool:
-    """Apply the migrations before ``migration`` not applied yet; whether there were any."""
-    position = found.migrations.index(migration)
-    if position == 0:
-        return False
-    earlier = runner.plan(to=found.migrations[position - 1].id)
-    if not earlier:
-        return False
+    runner: _FilesReadOnce, earlier: list[Migration], migration: Migration, reporter: VerifyReporter
+) -> None:
+    """Apply the migrations before ``migration`` not applied yet, as ``up`` would."""
     reporter.preparing(earlier)
     try:
         runner.migrate(to=earlier[-1].id)
@@ -198,11 +212,10 @@ def _apply_earlier(
             f"{exc} (while applying {plural(len(earlier), 'earlier migration')} to the throwaway database, "
             f"before {migration.id})"
         ) from exc
-    return True
 
 
 def _round_trip(
-    runner: MigrationRunner, reader: snapshot.Reader, migration: Migration, before: Snapshot
+    runner: _FilesReadOnce, reader: snapshot.Reader, migration: Migration, before: Snapshot
 ) -> tuple[RoundTrip, Snapshot | None]:
     """UP, DOWN and UP again, each compared; the snapshot the database is left at (None when a
     step failed and the run must stop)."""
@@ -214,7 +227,7 @@ def _round_trip(
     if not migration.reversible:
         return RoundTrip(migration, Outcome.IRREVERSIBLE), after
     try:
-        runner.rollback(steps=1)
+        runner.revert(migration)
     except SqlMigrateError as exc:
         return RoundTrip(migration, Outcome.FAILED, error=f"DOWN failed: {exc}"), None
     mismatches = []
@@ -222,7 +235,7 @@ def _round_trip(
     if undone != before:
         mismatches.append(Mismatch(Step.DOWN, tuple(before.changes(undone))))
     try:
-        runner.migrate(to=migration.id)
+        runner.reapply(migration)
     except SqlMigrateError as exc:
         error = f"UP is not repeatable after DOWN: it failed: {exc}"
         return RoundTrip(migration, Outcome.FAILED, tuple(mismatches), error), None
