@@ -16,6 +16,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from django.core.management import call_command
+
 from . import conf, snapshot
 from .errors import SqlMigrateError, plural
 from .executor import Reporter, Result
@@ -170,8 +172,16 @@ def verify(
     with throwaway_database(using, keep) as scratch:
         reporter.started(scratch.name, tested)
         runner = _FilesReadOnce(found, using=scratch.alias, reporter=Reporter())
+        _django_migrations(runner, found.migrations[: found.migrations.index(tested[-1]) + 1])
         results = _round_trips(runner, found, tested, reporter)
     return Verification(scratch.name, results)
+
+
+def _django_migrations(runner: _FilesReadOnce, migrations: list[Migration]) -> None:
+    """Django's own migrations, when one of ``migrations`` requires one (``requires=``): as on a
+    test database, they come first."""
+    if any(migration.requires for migration in migrations):
+        call_command("migrate", database=runner.using, interactive=False, verbosity=0, skip_checks=True)
 
 
 def _round_trips(
