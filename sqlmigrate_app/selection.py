@@ -8,12 +8,13 @@ from pathlib import Path
 
 from .errors import ConfigurationError
 from .files import Migration, MigrationSet
+from .planner import resolve
 from .runner import MigrationRunner
 
 
 def migration_id(name: str) -> str:
-    """The id a command-line argument names: an id, a file name or a path (``git diff --name-only``
-    prints paths)."""
+    """A command-line argument without its directory: ``git diff --name-only`` prints paths; the
+    rest (an id, a file name, a bare timestamp) is :func:`~.planner.resolve`'s."""
     return Path(name).name.removesuffix(".sql")
 
 
@@ -23,18 +24,15 @@ def under_test(
     every: bool,
     applied_ids: Callable[[], Collection[str]],
 ) -> list[Migration]:
-    """The migrations named (ids, file names or paths), or ``every`` one, or else the ones
+    """The migrations named (ids, file names, paths or timestamps), or ``every`` one, or else the ones
     not in ``applied_ids()``; in id order. Only the last reads the database."""
     if names and every:
         raise ConfigurationError("give migration ids or --all, not both")
     if every:
         return list(found.migrations)
-    files = found.by_id()
     if names:
-        ids = {migration_id(name) for name in names}
-        unknown = sorted(ids - files.keys())
-        if unknown:
-            raise ConfigurationError(f"{', '.join(unknown)}: no such migration in {found.directory}")
+        files = found.by_id()
+        ids = {resolve(migration_id(name), files, str(found.directory), option="") for name in names}
         return [migration for migration in found.migrations if migration.id in ids]
     applied = applied_ids()
     return [migration for migration in found.migrations if migration.id not in applied]

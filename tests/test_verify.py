@@ -241,7 +241,7 @@ def test_named_migrations_and_all(target):
     target.migration("20240101000003_tags", "CREATE TABLE tags (id integer);", "DROP TABLE tags;")
     assert target.call("sqlmigrate_up").code == 0
 
-    named = verify(target, str(target.directory / "20240101000002_notes.sql"), "20240101000003_tags", "--json")
+    named = verify(target, str(target.directory / "20240101000002_notes.sql"), "20240101000003", "--json")
     every = verify(target, "--all", "--json")
     unknown = verify(target, "20240101000009_nope")
     both = verify(target, "20240101000003_tags", "--all")
@@ -249,6 +249,7 @@ def test_named_migrations_and_all(target):
     assert [row["id"] for row in json.loads(named.out)] == ["20240101000002_notes", "20240101000003_tags"]
     assert len(json.loads(every.out)) == 3
     assert unknown.code == 1 and "20240101000009_nope: no such migration in" in unknown.err
+    assert "did you mean" in unknown.err
     assert both.code == 1 and "not both" in both.err
 
 
