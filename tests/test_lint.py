@@ -163,6 +163,22 @@ def test_all_and_named_migrations(target):
     assert named.code == 0, named.text  # CREATE TABLE IF NOT EXISTS, with timeouts unset, is fine
 
 
+@pg_only
+def test_squawk_refusing_its_arguments_and_bad_settings_are_errors(target, settings):
+    with_orders(target)
+    index_migration(target)
+
+    unknown_rule = target.call("sqlmigrate_lint", exclude=["no-such-rule"])
+    settings.SQLMIGRATE_LINT = {"excluded": ["require-concurrent-index-creation"]}
+    unknown_key = target.call("sqlmigrate_lint")
+    settings.SQLMIGRATE_LINT = {"exclude": "require-concurrent-index-creation"}
+    not_a_list = target.call("sqlmigrate_lint")
+
+    assert unknown_rule.code == 1 and "squawk failed: error: invalid value 'no-such-rule'" in unknown_rule.err
+    assert unknown_key.code == 1 and "unknown keys excluded (known: exclude, pg_version)" in unknown_key.err
+    assert not_a_list.code == 1 and "must be a list of squawk rule names" in not_a_list.err
+
+
 @sqlite_only
 def test_on_sqlite_lint_says_it_is_for_postgresql(target):
     with_orders(target)

@@ -53,6 +53,14 @@ CREATE POLICY visible ON visits FOR SELECT TO public USING (id > 0);
 COMMENT ON TABLE app.people IS 'Everyone''s
 record';
 COMMENT ON COLUMN app.people.name IS 'as typed';
+CREATE TYPE floatrange AS RANGE (subtype = float8, subtype_diff = float8mi);
+CREATE AGGREGATE total(int) (sfunc = int4pl, stype = int, initcond = '0');
+CREATE RULE keep_scratch AS ON DELETE TO scratch DO INSTEAD NOTHING;
+CREATE STATISTICS visits_stats ON id, person_id FROM visits;
+CREATE FUNCTION noop() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE EVENT TRIGGER watch ON ddl_command_start WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION noop();
+ALTER EVENT TRIGGER watch DISABLE;
+CREATE TYPE later;
 """
 
 EXPECTED_LINES = [
@@ -92,6 +100,13 @@ EXPECTED_LINES = [
     "procedure public.touch(IN x integer)",
     "comment on table app.people: 'Everyone''s\\nrecord'",
     "comment on column name of table app.people: 'as typed'",
+    "type public.floatrange: range subtype double precision, subtype_diff float8mi",
+    "type public.later: shell",
+    "aggregate public.total(integer): sfunc int4pl(integer,integer), stype integer, initcond '0'",
+    "    rule keep_scratch: CREATE RULE keep_scratch AS",
+    "        ON DELETE TO public.scratch DO INSTEAD NOTHING;",
+    "    statistics public.visits_stats: CREATE STATISTICS public.visits_stats ON id, person_id FROM public.visits",
+    "event trigger watch: on ddl_command_start execute public.noop() when tag in ('CREATE TABLE') (disabled)",
 ]
 
 

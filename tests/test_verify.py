@@ -160,6 +160,50 @@ def test_an_up_that_gives_another_schema_the_second_time_is_caught(target):
     assert "added: table public.again" in result.out
 
 
+def test_a_failing_up_or_down_is_reported_and_stops_the_run(target):
+    orders(target)
+    target.migration("20240101000002_bad_down", "CREATE TABLE notes (id integer);", "DROP TABLE no_such_table;")
+    target.migration("20240101000003_later", "CREATE TABLE later (id integer);", "DROP TABLE later;")
+    bad_down = verify(target, "--json")
+    (target.directory / "20240101000002_bad_down.sql").unlink()
+    target.migration("20240101000002_bad_up", "INSERT INTO no_such_table VALUES (1);", "SELECT 1;")
+
+    bad_up = verify(target)
+
+    assert bad_down.code == EXIT_ROUND_TRIP
+    rows = {row["id"]: row for row in json.loads(bad_down.out)}
+    assert rows["20240101000002_bad_down"]["outcome"] == "failed"
+    assert rows["20240101000002_bad_down"]["error"].startswith("DOWN failed: ")
+    assert rows["20240101000003_later"]["outcome"] == "not_verified"
+    assert bad_up.code == EXIT_ROUND_TRIP
+    assert "20240101000002_bad_up: FAILED" in bad_up.out
+    assert "UP failed: " in bad_up.out and "20240101000002_bad_up.sql:" in bad_up.out
+    assert "20240101000003_later: NOT VERIFIED" in bad_up.out
+
+
+def test_an_earlier_migration_that_fails_is_an_error(target):
+    target.migration("20240101000001_broken", "INSERT INTO no_such_table VALUES (1);", "SELECT 1;")
+    target.migration("20240101000002_notes", "CREATE TABLE notes (id integer);", "DROP TABLE notes;")
+
+    result = verify(target, "20240101000002_notes")
+
+    assert result.code == 1
+    assert "20240101000001_broken.sql" in result.err
+    assert "while applying 1 earlier migration to the throwaway database, before 20240101000002_notes" in result.err
+
+
+def test_a_long_difference_is_cut_unless_verbose(target):
+    columns = ",\n".join(f"    c{i} integer" for i in range(40))
+    target.migration("20240101000001_wide", f"CREATE TABLE wide (\n{columns}\n);", "SELECT 1;")
+
+    short = verify(target)
+    verbose = verify(target, verbosity=2)
+
+    assert short.code == verbose.code == EXIT_ROUND_TRIP
+    assert "more lines; -v 2 shows them)" in short.out
+    assert "more lines" not in verbose.out and "c39 integer" in verbose.out
+
+
 def test_a_down_that_forgets_an_index_is_caught(target):
     orders(target)
     target.migration(
