@@ -3,9 +3,10 @@
 ``pg_get_functiondef``, ``pg_get_viewdef``, defaults) comes schema-qualified whatever the
 connection's own path.
 
-A reader keeps what it read: the next snapshot re-reads only the relations whose catalog rows
-changed (their ``xmin``, or rows gone or added) or that depend, in ``pg_depend``, on an object
-that changed (a renamed table, type, function or schema appears in their text). The deparsing
+A reader keeps what it read: the next snapshot re-reads only the relations with a catalog row
+written since (its ``xmin`` is newer than the last read) or a part dropped, and those that
+depend, in ``pg_depend``, on an object that changed (a renamed table, type, function or schema
+appears in their text). The deparsing
 functions cost about 35 µs an index, so re-reading a 1,000-table schema whole for each of the
 snapshots ``verify`` takes would dominate its run (benchmarks/README.md has the figures).
 Schemas, extensions, types, functions, event triggers and comments are few and read each time.
@@ -42,13 +43,14 @@ def _not_extension_member(catalog: str, oid: str) -> str:
     )
 
 
-# The history table's oid (in the schema the runner names it with), pg_class's, and an xid of
-# now: the reference the first snapshot's versions count ages from (see VERSIONS).
+# The history table's oid (in the schema the runner names it with), pg_class's, and the first xid
+# not started yet: every catalog row written after this read carries that xid or a later one.
 START = (
     "SELECT COALESCE((SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
-    " ON n.oid = c.relnamespace WHERE n.nspname = pg_catalog.current_schema() AND c.relname = %s), 0),"
+    " ON n.oid = c.relnamespace WHERE n.nspname = pg_catalog.current_schema() AND c.relname = %(table)s), 0),"
     " 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid,"
-    " (pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint %% 4294967296)::text"
+    " (pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::bigint %% 4294967296)::text;\n"
+    "SET LOCAL search_path = pg_catalog"
 )
 
 # Relations: tables, views, materialized views, composite types, sequences; the history table left out.
@@ -58,35 +60,54 @@ RELATIONS = (
     f" AND {_not_extension_member('pg_class', 'c.oid')}"
 )
 
-# Each relation's version: over its catalog rows (its pg_class row and those of its columns,
-# defaults, constraints, indexes, triggers, policies, rules, statistics, sequence and parents;
-# OWNED BY rewrites the pg_sequence row too), how many there are and the sum of their xmins,
-# counted as ages from %(ref)s so that a row left alone keeps its value. Rows that come or
-# change carry the newest xids, so any row added, changed or removed changes the pair. Integers
-# only: building and hashing text for every column costs twice as much.
-VERSION_PARTS = (
-    ("pg_class", "c", "c.oid", "JOIN rels r ON r.oid = c.oid"),
-    ("pg_attribute", "a", "a.attrelid", "JOIN rels r ON r.oid = a.attrelid WHERE a.attnum > 0"),
-    ("pg_attrdef", "d", "d.adrelid", "JOIN rels r ON r.oid = d.adrelid"),
-    ("pg_constraint", "k", "k.conrelid", "JOIN rels r ON r.oid = k.conrelid"),
-    ("pg_index", "i", "i.indrelid", "JOIN rels r ON r.oid = i.indrelid"),
-    ("pg_class", "ic", "i.indrelid", "JOIN pg_index i ON i.indexrelid = ic.oid JOIN rels r ON r.oid = i.indrelid"),
-    ("pg_trigger", "t", "t.tgrelid", "JOIN rels r ON r.oid = t.tgrelid"),
-    ("pg_policy", "p", "p.polrelid", "JOIN rels r ON r.oid = p.polrelid"),
-    ("pg_rewrite", "w", "w.ev_class", "JOIN rels r ON r.oid = w.ev_class"),
-    ("pg_statistic_ext", "s", "s.stxrelid", "JOIN rels r ON r.oid = s.stxrelid"),
-    ("pg_sequence", "q", "q.seqrelid", "JOIN rels r ON r.oid = q.seqrelid"),
-    ("pg_inherits", "h", "h.inhrelid", "JOIN rels r ON r.oid = h.inhrelid"),
-)
-VERSIONS = (
-    f"WITH rels AS ({RELATIONS}), parts (rel, age) AS ("
+# Each relation now, with how many of its parts that can be dropped on their own there are:
+# indexes, constraints, triggers, policies, rules, statistics, defaults, parents. A part added or
+# changed is a row written since the last read (WRITTEN); a part dropped, one fewer here.
+INVENTORY = (
+    f"WITH rels AS ({RELATIONS}), parts (rel) AS ("
     + " UNION ALL ".join(
-        f"SELECT {relation}, age({alias}.xmin) FROM {catalog} {alias} {join}"
-        for catalog, alias, relation, join in VERSION_PARTS
+        f"SELECT {column} FROM {catalog} WHERE {column} >= 16384"
+        for catalog, column in (
+            ("pg_index", "indrelid"),
+            ("pg_constraint", "conrelid"),
+            ("pg_trigger", "tgrelid"),
+            ("pg_policy", "polrelid"),
+            ("pg_rewrite", "ev_class"),
+            ("pg_statistic_ext", "stxrelid"),
+            ("pg_attrdef", "adrelid"),
+            ("pg_inherits", "inhrelid"),
+        )
     )
-    + "), versions AS (SELECT rel, sum(age::bigint) - count(*) * age(%(ref)s::text::xid) AS total, count(*) AS n"
-    " FROM parts GROUP BY rel) SELECT r.oid, r.relkind = 'S', v.total, v.n FROM rels r JOIN versions v ON v.rel = r.oid"
+    + "), counted AS (SELECT rel, count(*) AS n FROM parts GROUP BY rel)"
+    " SELECT r.oid, r.relkind = 'S', COALESCE(c.n, 0) FROM rels r LEFT JOIN counted c ON c.rel = r.oid"
 )
+# The relations with a catalog row written since the last read's horizon %(horizon)s (an xid no
+# older than every row written since: its age is at least theirs). Columns, defaults and parents
+# are never dropped alone without a row of the relation written (attisdropped, atthasdef,
+# attinhcount); the parts that are, INVENTORY counts.
+WRITTEN = (
+    "SELECT DISTINCT rel FROM ("
+    + " UNION ALL ".join(
+        f"SELECT {column} AS rel FROM {catalog} {alias} {join}WHERE {column} >= 16384"
+        f" AND age({alias}.xmin) <= age(%(horizon)s::text::xid)"
+        for catalog, alias, column, join in (
+            ("pg_class", "c", "c.oid", ""),
+            ("pg_class", "ic", "i.indrelid", "JOIN pg_index i ON i.indexrelid = ic.oid "),
+            ("pg_attribute", "a", "a.attrelid", ""),
+            ("pg_attrdef", "d", "d.adrelid", ""),
+            ("pg_constraint", "k", "k.conrelid", ""),
+            ("pg_index", "x", "x.indrelid", ""),
+            ("pg_trigger", "t", "t.tgrelid", ""),
+            ("pg_policy", "p", "p.polrelid", ""),
+            ("pg_rewrite", "w", "w.ev_class", ""),
+            ("pg_statistic_ext", "s", "s.stxrelid", ""),
+            ("pg_sequence", "q", "q.seqrelid", ""),
+            ("pg_inherits", "h", "h.inhrelid", ""),
+        )
+    )
+    + ") written"
+)
+
 # Other objects whose names appear in a relation's text: a changed row may be a rename. An enum's
 # labels count as its type's (a default shows the label).
 NAMED = " UNION ALL ".join(
@@ -260,56 +281,73 @@ REPLICA_IDENTITY = {"n": "nothing", "f": "full", "i": "index"}
 
 
 class PostgresReader(Reader):
-    """Reads a PostgreSQL catalog; keeps each relation's object and version for the next snapshot."""
+    """Reads a PostgreSQL catalog; keeps each relation's object for the next snapshot, with what
+    tells whether it changed."""
 
     def __init__(self, connection: BaseDatabaseWrapper, history_table: str) -> None:
         super().__init__(connection, history_table)
-        self._reference: str | None = None  # the xid versions count ages from
-        self._versions: dict[int, tuple[bool, int, int]] = {}  # relation oid -> is a sequence, version
+        self._horizon: str | None = None  # the last read's first xid not started yet
+        self._parts: dict[int, int] = {}  # relation oid -> parts that can be dropped alone
         self._named: dict[tuple[int, int], str] = {}  # (catalog oid, object oid) -> xmin
         self._relations: dict[int, SchemaObject] = {}
 
     def read(self) -> Snapshot:
-        """The schema as it is now, read in one transaction."""
+        """The schema as it is now, read in one transaction, in three or four round trips."""
         with transaction.atomic(using=self.connection.alias), self.connection.cursor() as cursor:
-            cursor.execute(START, [self.history_table])
-            history, pg_class, reference = cursor.fetchone()
-            self._reference = self._reference or reference
-            params: dict[str, Any] = {"history": history, "ref": self._reference}
-            cursor.execute("SET LOCAL search_path = pg_catalog")
-            stale, versions, named = self._stale(cursor, params, pg_class)
-            sequences = {oid: is_sequence for oid, (is_sequence, _, _) in versions.items()}
-            rows: dict[str, Rows] = {}
-            tables = [oid for oid in stale if not sequences[oid]]
-            stale_sequences = [oid for oid in stale if sequences[oid]]
-            for name, sql in {**RELATION_QUERIES, **OTHER_QUERIES}.items():
-                if name in RELATION_QUERIES and not (stale_sequences if name == "sequences" else tables):
-                    rows[name] = []
-                    continue
-                cursor.execute(sql, {**params, "rels": tables, "sequences": stale_sequences})
-                rows[name] = cursor.fetchall()
+            [[(history, pg_class, horizon)], _] = _batch(cursor, START, {"table": self.history_table})
+            params: dict[str, Any] = {"history": history, "horizon": self._horizon}
+            queries = [INVENTORY, NAMED, *([WRITTEN] if self._horizon else [])]
+            inventory, named_rows, *written = _batch(cursor, ";\n".join(queries), params)
+            parts = {oid: count for oid, _, count in inventory}
+            named = {(catalog, oid): xmin for catalog, oid, xmin in named_rows}
+            stale = self._stale(cursor, parts, named, {oid for (oid,) in (written or [[]])[0]}, pg_class)
+            sequences = {oid for oid, is_sequence, _ in inventory if is_sequence}
+            rows = _definitions(cursor, params, [oid for oid in stale if oid not in sequences], sequences & set(stale))
         fresh = {**_relations(rows), **_sequences(rows["sequences"])}
-        self._relations = {oid: fresh.get(oid) or self._relations[oid] for oid in versions}
-        self._versions, self._named = versions, named
+        self._relations = {oid: fresh.get(oid) or self._relations[oid] for oid in parts}
+        self._horizon, self._parts, self._named = horizon, parts, named
         return Snapshot("postgresql", [*self._relations.values(), *_others(rows)])
 
     def _stale(
-        self, cursor: Any, params: dict[str, Any], pg_class: int
-    ) -> tuple[list[int], dict[int, tuple[bool, int, int]], dict[tuple[int, int], str]]:
-        """The relations to read again (new and changed ones, and those that depend on a relation
-        or a named object that changed or went), with the versions read to tell."""
-        cursor.execute(VERSIONS, params)
-        versions = {oid: (is_sequence, total, count) for oid, is_sequence, total, count in cursor.fetchall()}
-        cursor.execute(NAMED, params)
-        named = {(catalog, oid): xmin for catalog, oid, xmin in cursor.fetchall()}
-        stale = {oid for oid, version in versions.items() if self._versions.get(oid) != version}
-        changed = [(pg_class, oid) for oid, version in self._versions.items() if versions.get(oid) != version]
-        changed += [key for key, xmin in self._named.items() if named.get(key) != xmin]
-        if changed:
-            classes, objects = zip(*changed, strict=True)
-            cursor.execute(DEPENDENTS, {"classes": list(classes), "objects": list(objects)})
-            stale |= {oid for (oid,) in cursor.fetchall() if oid in versions}
-        return sorted(stale), versions, named
+        self, cursor: Any, parts: dict[int, int], named: dict[tuple[int, int], str], written: set[int], pg_class: int
+    ) -> list[int]:
+        """The relations to read again: all of them the first time; then the new ones, those with
+        a row written or a part dropped since, and those that depend on a relation or a named
+        object that changed or went (its name may appear in their text)."""
+        if self._horizon is None:
+            return sorted(parts)
+        changed = {
+            oid for oid in self._relations if oid not in parts or oid in written or parts[oid] != self._parts[oid]
+        }
+        stale = {oid for oid in parts if oid not in self._relations} | (changed & parts.keys())
+        references = [(pg_class, oid) for oid in sorted(changed)]
+        references += [key for key, xmin in self._named.items() if named.get(key) != xmin]
+        if references:
+            classes, objects = zip(*references, strict=True)
+            [dependents] = _batch(cursor, DEPENDENTS, {"classes": list(classes), "objects": list(objects)})
+            stale |= {oid for (oid,) in dependents if oid in parts}
+        return sorted(stale)
+
+
+def _definitions(cursor: Any, params: dict[str, Any], tables: list[int], sequences: set[int]) -> dict[str, Rows]:
+    """The definitions of the relations ``tables`` and ``sequences`` and of every other object,
+    each query's rows by its name, in one round trip."""
+    params = {**params, "rels": tables, "sequences": sorted(sequences)}
+    wanted = {name: sql for name, sql in RELATION_QUERIES.items() if (sequences if name == "sequences" else tables)}
+    wanted |= OTHER_QUERIES
+    read = dict(zip(wanted, _batch(cursor, ";\n".join(wanted.values()), params), strict=True))
+    return {name: read.get(name, []) for name in {**RELATION_QUERIES, **OTHER_QUERIES}}
+
+
+def _batch(cursor: Any, sql: str, params: dict[str, Any]) -> list[Rows]:
+    """The rows of each statement of ``sql``, sent in one round trip (none for a statement that
+    returns none)."""
+    cursor.execute(sql, params)
+    results = []
+    while True:
+        results.append(cursor.fetchall() if cursor.description else [])
+        if not cursor.nextset():
+            return results
 
 
 def _indented(text: str | None) -> list[str]:
