@@ -2,10 +2,10 @@
 database, its schema compared at each step.
 
 For each one: snapshot S0, UP, S1, DOWN, which must give S0 back, UP, which must give S1 back.
-The migrations before it are applied first, as ``sqlmigrate_up`` would, and so is each
-migration's first UP; its DOWN and second UP run through the same executor ``down`` and ``up``
-use. The target database is only read, and only when the migrations under test are its pending
-ones: its history, as ``sqlmigrate_status`` reads it.
+The migrations before it are applied first, by ``sqlmigrate_up``'s own ``migrate``; the round
+trip's steps run through the same executor ``up`` and ``down`` use. The target database is only
+read, and only when the migrations under test are its pending ones: its history, as
+``sqlmigrate_status`` reads it.
 """
 
 from __future__ import annotations
@@ -137,19 +137,20 @@ class _FilesReadOnce(MigrationRunner):
     def _files(self) -> MigrationSet:
         return self._found
 
-    # A round trip's DOWN and second UP: the executor's, as down and up run it, without planning
-    # again (verify knows what comes next) or taking the run-wide lock (nobody else uses a
-    # throwaway database). The first UP of each migration is a whole ``migrate``.
+    # A round trip's steps, once a ``migrate`` has set the history table up: the executor's, as
+    # up and down run them, without planning again (verify knows what comes next; each plan
+    # reads the history, listing every table) or taking the run-wide lock (nobody else uses a
+    # throwaway database).
+
+    @_reports_database_errors
+    def apply(self, migration: Migration) -> Result:
+        """Apply ``migration``, the next one."""
+        return self.executor.apply(migration)
 
     @_reports_database_errors
     def revert(self, migration: Migration) -> Result:
         """Roll back ``migration``, the newest applied."""
         return self.executor.revert(migration)
-
-    @_reports_database_errors
-    def reapply(self, migration: Migration) -> Result:
-        """Apply ``migration`` again after its DOWN."""
-        return self.executor.apply(migration)
 
 
 def verify(
@@ -201,7 +202,7 @@ def _round_trips(
             if earlier:
                 _apply_earlier(runner, earlier, migration, reporter)
                 before = None
-            result, before = _round_trip(runner, reader, migration, before or reader.take())
+            result, before = _round_trip(runner, reader, migration, before or reader.take(), first=applied == 0)
             applied = position + 1
             if before is None:
                 failed = migration
@@ -225,12 +226,13 @@ def _apply_earlier(
 
 
 def _round_trip(
-    runner: _FilesReadOnce, reader: snapshot.Reader, migration: Migration, before: Snapshot
+    runner: _FilesReadOnce, reader: snapshot.Reader, migration: Migration, before: Snapshot, first: bool
 ) -> tuple[RoundTrip, Snapshot | None]:
     """UP, DOWN and UP again, each compared; the snapshot the database is left at (None when a
-    step failed and the run must stop)."""
+    step failed and the run must stop). The ``first`` migration of all goes up by ``migrate``,
+    which makes the history table."""
     try:
-        runner.migrate(to=migration.id)
+        runner.migrate(to=migration.id) if first else runner.apply(migration)
     except SqlMigrateError as exc:
         return RoundTrip(migration, Outcome.FAILED, error=f"UP failed: {exc}"), None
     after = reader.take()
@@ -245,7 +247,7 @@ def _round_trip(
     if undone != before:
         mismatches.append(Mismatch(Step.DOWN, tuple(before.changes(undone))))
     try:
-        runner.reapply(migration)
+        runner.apply(migration)
     except SqlMigrateError as exc:
         error = f"UP is not repeatable after DOWN: it failed: {exc}"
         return RoundTrip(migration, Outcome.FAILED, tuple(mismatches), error), None
