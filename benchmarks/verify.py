@@ -13,6 +13,8 @@ Two targets (issue #11):
 The workload is run.py's (a table, an index and three rows per migration, with a DOWN), and so
 is the timing: each command is a whole ``manage.py`` process started by ``measure.py``, after a
 CHECKPOINT and a sync, the two commands of a round interleaved, alternating which goes first.
+A database just filled is vacuumed (not timed) and each round's are dropped at its end, so that
+autovacuum, working through thousands of new catalog rows, does not land in a timed command.
 verify drops its throwaway database of 1,000 tables as it ends, so every timed command after it
 waits for ext4 to be able to reuse the deleted inodes (see README.md). Then one verify runs in
 this process, its reporter noting the time of each step, to say where its time goes. Writes
@@ -31,11 +33,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import psycopg  # noqa: E402
 from run import ROOT, TABLE, Bench, interleaved, machine, write_tables  # noqa: E402
 
 from sqlmigrate_app.verify import VerifyReporter  # noqa: E402
@@ -141,31 +143,40 @@ class Clock(VerifyReporter):
         return parts
 
 
-def bench_verify(bench: Bench, every: Path, first: Path, rounds: int, log: Callable[[str], None]) -> list[str]:
-    """Interleaved rounds of a plain up of 1,000 and a verify of 5 on top of 1,000."""
-    databases = []
+def vacuum(url: str) -> None:
+    """VACUUM ANALYZE a database just filled (not timed): its new catalog rows would otherwise
+    set autovacuum to work during a timed command."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
+def bench_verify(bench: Bench, every: Path, first: Path, rounds: int, log: Callable[[str], None]) -> str:
+    """Interleaved rounds of a plain up of 1,000 and a verify of 5 on top of 1,000; each round's
+    databases are dropped at its end but the last target, which is returned."""
     last_applied = sorted(every.glob("*.sql"))[APPLIED - 1].stem
+    target_db = ""
     for round_no in range(rounds):
         plain_db, target_db = bench.database(), bench.database()
-        databases += [plain_db, target_db]
         bench.manage("setup", target_db, "sqlmigrate_up", "--dir", str(every), "--to", last_applied)
+        vacuum(target_db)
         bench.settle(log)
+
+        def plain(plain_db: str = plain_db) -> None:
+            bench.manage("up_1000", plain_db, "sqlmigrate_up", "--dir", str(first))
+            vacuum(plain_db)
 
         def verify(target_db: str = target_db) -> None:
             bench.manage("verify_5_on_1000", target_db, "sqlmigrate_verify", "--dir", str(every))
             bench.deleted_files()  # its throwaway database, dropped as it ends
             bench.settle(log)
 
-        interleaved(
-            round_no,
-            partial(bench.manage, "up_1000", plain_db, "sqlmigrate_up", "--dir", str(first)),
-            verify,
-        )
+        interleaved(round_no, plain, verify)
         assert bench.scalar(plain_db, f"SELECT count(*) FROM {TABLE}") == APPLIED
         assert bench.scalar(target_db, f"SELECT count(*) FROM {TABLE}") == APPLIED  # untouched
         up, ver = bench.samples["up_1000"][-1].seconds, bench.samples["verify_5_on_1000"][-1].seconds
         log(f"  round {round_no + 1}/{rounds}: up {up:.2f} s, verify {ver:.2f} s ({ver / up:.2f} x)")
-    return databases
+        bench.drop(plain_db, *([target_db] if round_no < rounds - 1 else []))
+    return target_db
 
 
 def main() -> int:
@@ -186,13 +197,12 @@ def main() -> int:
         bench = Bench(server_url, Path(workdir))
         every, first = workload(Path(workdir))
         log(f"verify of {NEW} on top of {APPLIED:,} vs plain up of {APPLIED:,} ({args.rounds} rounds)...")
-        databases = bench_verify(bench, every, first, args.rounds, log)
-        target_db = databases[-1]  # 1,000 applied, 5 pending: verify left it as it was
+        target_db = bench_verify(bench, every, first, args.rounds, log)  # 1,000 applied, 5 pending
         bench.settle(log)
         log("verify and the snapshot, in this process...")
         breakdown, snap = in_process(target_db, every, log)
         info = machine(server_url)
-        bench.drop(*databases)
+        bench.drop(target_db)
         bench.admin.close()
     up = statistics.median(s.seconds for s in bench.samples["up_1000"])
     ver = statistics.median(s.seconds for s in bench.samples["verify_5_on_1000"])
