@@ -19,6 +19,12 @@ from .conf import TABLE_NAME_RE, TABLE_NAME_RULE
 from .errors import HistoryTableError
 
 COLUMNS = ("id", "name", "executed_at", "checksum")
+# The kinds of relation Django's introspection calls tables: table, partitioned table, view,
+# materialized view, foreign table.
+POSTGRES_EXISTS = (
+    "SELECT 1 FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass(%s) AND relkind IN ('r', 'p', 'v', 'm', 'f')"
+)
+SQLITE_EXISTS = "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = %s"
 PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_ ]*")
 
 
@@ -54,9 +60,21 @@ class HistoryTable:
         self.quoted = f"{quote(schema)}.{quote(self.table)}" if schema else quote(self.table)
 
     def exists(self) -> bool:
-        """Whether the table is there (a missing one reads as an empty history)."""
+        """Whether the table is there (a missing one reads as an empty history).
+
+        One catalog lookup of this one name, not a list of every table: a database with 10,000
+        migrations may hold 10,000 tables. On PostgreSQL the name resolves as the queries'
+        do, through ``search_path`` or in the schema :meth:`pin` gave it.
+        """
+        vendor = self.connection.vendor
         with self.connection.cursor() as cursor:
-            return self.table in self.connection.introspection.table_names(cursor)
+            if vendor == "postgresql":
+                cursor.execute(POSTGRES_EXISTS, [self.quoted])
+            elif vendor == "sqlite":
+                cursor.execute(SQLITE_EXISTS, [self.table])
+            else:
+                return self.table in self.connection.introspection.table_names(cursor)
+            return cursor.fetchone() is not None
 
     def _check_columns(self, names: list[str]) -> None:
         columns = sorted(name.lower() for name in names)
@@ -87,16 +105,28 @@ class HistoryTable:
             if not create:
                 return {}
             self.create()
+        applied = self._select("")
+        applied.sort(key=attrgetter("id"))
+        return {migration.id: migration for migration in applied}
+
+    def read_one(self, migration_id: str) -> AppliedMigration | None:
+        """The row of one migration, or None (also when there is no table): for a page that
+        shows one migration and must not read 10,000 rows to do it. Never writes."""
+        if not self.exists():
+            return None
+        self._select(" WHERE 1 = 0")  # the shape first: another tool's table may have no id column
+        rows = self._select(" WHERE id = %s", [migration_id])
+        return rows[0] if rows else None
+
+    def _select(self, where: str, params: list[str] | None = None) -> list[AppliedMigration]:
         with self.connection.cursor() as cursor:
             # SELECT * so that one query both checks the table's shape and reads it.
-            cursor.execute(f"SELECT * FROM {self.quoted}")
+            cursor.execute(f"SELECT * FROM {self.quoted}{where}", params)
             names = [column[0].lower() for column in cursor.description]
             self._check_columns(names)
             at = [names.index(column) for column in COLUMNS]
             # Row by row, straight into AppliedMigration: no list of every row as tuples or dicts.
-            applied = [AppliedMigration(row[at[0]], row[at[1]], _as_datetime(row[at[2]]), row[at[3]]) for row in cursor]
-        applied.sort(key=attrgetter("id"))
-        return {migration.id: migration for migration in applied}
+            return [AppliedMigration(row[at[0]], row[at[1]], _as_datetime(row[at[2]]), row[at[3]]) for row in cursor]
 
     def insert_sql(self, migration_id: str, name: str, checksum: str) -> str:
         """The history INSERT as one literal statement, to travel with a section in its round
