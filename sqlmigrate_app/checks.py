@@ -16,7 +16,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from . import conf
 from .errors import SqlMigrateError
-from .files import directory_problem, load_directory
+from .files import directory_problem, load_directory, with_statements_checked
 
 TAG = "sqlmigrate"
 
@@ -110,6 +110,6 @@ def _check_directories() -> list[CheckMessage]:
             checked.add(directory.resolve())
             messages += [
                 Error(str(error), hint="Run 'manage.py sqlmigrate_validate' for details.", id="sqlmigrate.E003")
-                for error in load_directory(directory).errors
+                for error in with_statements_checked(load_directory(directory)).errors
             ]
     return messages

@@ -87,6 +87,8 @@ class HistoryTable:
 
     def create(self) -> None:
         """Create the table in the Node.js runner's shape, unless it exists."""
+        if self.exists():
+            return
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.quoted} ("

@@ -21,7 +21,7 @@ from . import conf
 from .backends import backend_for, driver_error
 from .errors import SqlMigrateError
 from .executor import Executor, Reporter, Result, describe
-from .files import Migration, MigrationSet, load_directory
+from .files import Migration, MigrationSet, check_statements, load_directory, with_statements_checked
 from .history import HistoryTable
 from .planner import plan_down, plan_up
 from .state import MigrationStatus, Problem, State, problems, statuses
@@ -66,17 +66,25 @@ class MigrationRunner:
     # Reading ----------------------------------------------------------------------------------
 
     def load(self) -> list[Migration]:
-        """Every migration file, parsed; the first bad file raises."""
-        return self._files().migrations
+        """Every migration file, parsed and its statements checked; the first bad file raises."""
+        found = with_statements_checked(load_directory(self.directory))
+        found.raise_first_error()
+        return found.migrations
 
     def _files(self) -> MigrationSet:
+        """Every file's sections and checksum; the first bad one raises. Statements are checked
+        only in the migrations a run executes (:func:`~.files.check_statements`)."""
         found = load_directory(self.directory)
         found.raise_first_error()
         return found
 
     @_reports_database_errors
     def status(self) -> list[MigrationStatus]:
-        """Every migration known from files or history, in id order. Never writes."""
+        """Every migration known from files or history, in id order. Never writes.
+
+        A file whose only problem is a statement that cannot run (say ``CREATE INDEX
+        CONCURRENTLY`` without ``no-transaction``) shows in its state: ``validate``, ``up`` and
+        ``manage.py check`` report that statement."""
         return statuses(self._files(), self.history.read())
 
     def pending(self) -> list[Migration]:
@@ -86,28 +94,36 @@ class MigrationRunner:
     @_reports_database_errors
     def validate(self) -> list[Problem]:
         """Every problem with files and history; an empty list means all is well. Never writes."""
-        return problems(load_directory(self.directory), self.history.read)
+        return problems(with_statements_checked(load_directory(self.directory)), self.history.read)
 
     # Applying and rolling back ------------------------------------------------------------------
 
     @_reports_database_errors
     def plan(self, to: str | None = None, allow_out_of_order: bool = False) -> list[Migration]:
         """What :meth:`migrate` would apply, in order. Never writes."""
-        return plan_up(self._files(), self.history.read(), to, allow_out_of_order)
+        plan = plan_up(self._files(), self.history.read(), to, allow_out_of_order)
+        check_statements(plan)
+        return plan
 
     @_reports_database_errors
     def migrate(self, to: str | None = None, fake: bool = False, allow_out_of_order: bool = False) -> list[Result]:
         """Apply every pending migration (up to and including ``to``), each in its own transaction."""
         found = self._files()
         with self._locked():
-            plan = plan_up(found, self.history.read(create=True), to, allow_out_of_order)
+            applied = self.history.read()
+            plan = plan_up(found, applied, to, allow_out_of_order)
+            check_statements(plan)  # before anything is written, even the history table
+            if not applied:
+                self.history.create()
             run = self.executor.fake if fake else self.executor.apply
             return [run(migration) for migration in plan]
 
     @_reports_database_errors
     def plan_rollback(self, steps: int | None = None, to: str | None = None) -> list[Migration]:
         """What :meth:`rollback` would undo, newest first. Never writes."""
-        return plan_down(self._files(), self.history.read(), steps, to)
+        plan = plan_down(self._files(), self.history.read(), steps, to)
+        check_statements(plan)
+        return plan
 
     @_reports_database_errors
     def rollback(self, steps: int | None = None, to: str | None = None) -> list[Result]:
@@ -115,6 +131,7 @@ class MigrationRunner:
         found = self._files()
         with self._locked():
             plan = plan_down(found, self.history.read(create=True), steps, to)
+            check_statements(plan)
             return [self.executor.revert(migration) for migration in plan]
 
     def _locked(self) -> AbstractContextManager[None]:
