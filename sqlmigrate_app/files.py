@@ -6,6 +6,7 @@ database, so ``validate``, ``status``, the system checks and the admin can all s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -108,6 +109,7 @@ class MigrationSet:
             raise MigrationFileError(first.path, first.message + suffix, first.line)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the admin page shows the same names request after request
 def display_name(migration_id: str) -> str:
     """``20241201000001_create_client_registrations`` -> ``Create Client Registrations``."""
     slug = migration_id.partition("_")[2]
@@ -369,13 +371,20 @@ def directory_problem(directory: Path) -> str | None:
     return "is not a directory" if directory.exists() else "does not exist"
 
 
-def sql_file_names(directory: Path) -> list[str]:
-    """The names of the ``*.sql`` files of ``directory``, sorted (subdirectories are ignored).
+def sql_file_entries(directory: Path) -> list[os.DirEntry[str]]:
+    """The ``*.sql`` files of ``directory``, sorted by name (subdirectories are ignored).
 
     scandir knows file types without a stat per file; sorting names beats sorting Paths 5x.
     """
     with os.scandir(directory) as entries:
-        return sorted(entry.name for entry in entries if entry.name.lower().endswith(".sql") and entry.is_file())
+        found = [entry for entry in entries if entry.name.lower().endswith(".sql") and entry.is_file()]
+    found.sort(key=lambda entry: entry.name)
+    return found
+
+
+def sql_file_names(directory: Path) -> list[str]:
+    """The names of the ``*.sql`` files of ``directory``, sorted (see :func:`sql_file_entries`)."""
+    return [entry.name for entry in sql_file_entries(directory)]
 
 
 def load_file(directory: Path, name: str) -> Migration:
@@ -395,35 +404,60 @@ def load_file(directory: Path, name: str) -> Migration:
     return parse_text(directory, name[:-4], text)
 
 
-def timestamp_clash(directory: Path, migration_id: str, seen: dict[str, str]) -> MigrationFileError | None:
-    """The error of a migration whose timestamp an earlier one (in file order) already uses, or
-    None after noting it in ``seen`` (timestamp -> id, of the well-formed files so far)."""
-    stamp = migration_id[:14]
-    other = seen.setdefault(stamp, migration_id)
-    if other == migration_id:
+def load_or_error(directory: Path, name: str) -> Migration | MigrationFileError:
+    """:func:`load_file`, with its error returned rather than raised."""
+    try:
+        return load_file(directory, name)
+    except MigrationFileError as exc:
+        return exc
+
+
+def assemble(directory: Path, loaded: Iterable[Migration | MigrationFileError]) -> MigrationSet:
+    """The set of a directory's files, loaded in file order: their errors, and a migration whose
+    timestamp an earlier well-formed file already uses is one too."""
+    found = MigrationSet(Path(directory))
+    seen: dict[str, str] = {}  # timestamp -> id
+    for item in loaded:
+        if isinstance(item, MigrationFileError):
+            found.errors.append(item)
+            continue
+        other = seen.setdefault(item.timestamp, item.id)
+        if other != item.id:
+            message = f"timestamp {item.timestamp} is also used by {other}.sql"
+            found.errors.append(MigrationFileError(item.path, message))
+            continue
+        found.migrations.append(item)
+    found.migrations.sort(key=lambda migration: migration.id)
+    return found
+
+
+def directory_error(directory: Path) -> MigrationSet | None:
+    """The set holding only the error of a directory that cannot be read, or None."""
+    problem = directory_problem(directory)
+    if problem is None:
         return None
-    return MigrationFileError(directory / f"{migration_id}.sql", f"timestamp {stamp} is also used by {other}.sql")
+    return MigrationSet(Path(directory), errors=[MigrationFileError(directory, f"migrations directory {problem}")])
 
 
 def load_directory(directory: Path) -> MigrationSet:
     """Read, check and parse every ``*.sql`` file of ``directory`` (subdirectories are ignored);
     the statements are left to :func:`statement_error`."""
-    found = MigrationSet(Path(directory))
-    problem = directory_problem(found.directory)
-    if problem is not None:
-        found.errors.append(MigrationFileError(found.directory, f"migrations directory {problem}"))
-        return found
-    seen: dict[str, str] = {}
-    for name in sql_file_names(found.directory):
-        try:
-            migration = load_file(found.directory, name)
-        except MigrationFileError as exc:
-            found.errors.append(exc)
-            continue
-        clash = timestamp_clash(found.directory, migration.id, seen)
-        if clash is not None:
-            found.errors.append(clash)
-            continue
-        found.migrations.append(migration)
-    found.migrations.sort(key=lambda migration: migration.id)
-    return found
+    directory = Path(directory)
+    unreadable = directory_error(directory)
+    if unreadable is not None:
+        return unreadable
+    return assemble(directory, (load_or_error(directory, name) for name in sql_file_names(directory)))
+
+
+def load_one(directory: Path, migration_id: str) -> MigrationSet:
+    """The set of the one file of ``migration_id``, read by its name alone (no listing of the
+    directory, so its timestamp is not compared with the others'): empty when there is no such
+    file, or when ``migration_id`` could not name one (a history row of another tool)."""
+    directory = Path(directory)
+    unreadable = directory_error(directory)
+    if unreadable is not None:
+        return unreadable
+    name = f"{migration_id}.sql"
+    if not FILENAME_RE.fullmatch(name) or not os.path.isfile(os.path.join(directory, name)):
+        return MigrationSet(directory)
+    return assemble(directory, [load_or_error(directory, name)])

@@ -21,7 +21,7 @@ from . import conf
 from .backends import backend_for, driver_error
 from .errors import SqlMigrateError
 from .executor import Executor, Reporter, Result, describe
-from .files import Migration, MigrationSet, check_statements, load_directory, with_statements_checked
+from .files import Migration, MigrationSet, check_statements, load_directory, load_one, with_statements_checked
 from .history import HistoryTable
 from .planner import plan_down, plan_up
 from .state import MigrationStatus, Problem, State, problems, statuses
@@ -52,6 +52,7 @@ class MigrationRunner:
         table: str | None = None,
         lock_wait_timeout: float | None = None,
         reporter: Reporter | None = None,
+        loader: Callable[[Path], MigrationSet] = load_directory,
     ) -> None:
         self.using = conf.check_alias(using)
         self.connection = connections[using]
@@ -60,6 +61,7 @@ class MigrationRunner:
         self.backend = backend_for(self.connection)
         self.lock_wait_timeout = lock_wait_timeout
         self.reporter = reporter or Reporter()
+        self.loader = loader  # how the files are read: the admin page passes cache.load_cached
         timeouts = {"lock_timeout": conf.lock_timeout(), "statement_timeout": conf.statement_timeout()}
         self.executor = Executor(self.backend, self.history, self.reporter, timeouts)
 
@@ -67,14 +69,14 @@ class MigrationRunner:
 
     def load(self) -> list[Migration]:
         """Every migration file, parsed and its statements checked; the first bad file raises."""
-        found = with_statements_checked(load_directory(self.directory))
+        found = with_statements_checked(self.loader(self.directory))
         found.raise_first_error()
         return found.migrations
 
     def _files(self) -> MigrationSet:
         """Every file's sections and checksum; the first bad one raises. Statements are checked
         only in the migrations a run executes (:func:`~.files.check_statements`)."""
-        found = load_directory(self.directory)
+        found = self.loader(self.directory)
         found.raise_first_error()
         return found
 
@@ -87,6 +89,17 @@ class MigrationRunner:
         ``manage.py check`` report that statement."""
         return statuses(self._files(), self.history.read())
 
+    @_reports_database_errors
+    def status_of(self, migration_id: str) -> MigrationStatus | None:
+        """One migration's status from its own file and its one history row (None when neither
+        is there), for a page about one migration among thousands. Never writes. Its file's
+        timestamp is not compared with the others': :meth:`status` does that."""
+        found = load_one(self.directory, migration_id)
+        found.raise_first_error()
+        record = self.history.read_one(migration_id)
+        rows = statuses(found, {migration_id: record} if record else {})
+        return rows[0] if rows else None
+
     def pending(self) -> list[Migration]:
         """The migrations not applied yet, in order. Never writes."""
         return [row.migration for row in self.status() if row.state == State.PENDING and row.migration]
@@ -94,7 +107,7 @@ class MigrationRunner:
     @_reports_database_errors
     def validate(self) -> list[Problem]:
         """Every problem with files and history; an empty list means all is well. Never writes."""
-        return problems(with_statements_checked(load_directory(self.directory)), self.history.read)
+        return problems(with_statements_checked(self.loader(self.directory)), self.history.read)
 
     # Applying and rolling back ------------------------------------------------------------------
 
