@@ -1,18 +1,26 @@
 """Tell whether a migration file changed without reading it, by its ``stat()`` signature.
 
-The admin page keeps each directory's parsed files between the requests of a process
+Two users. The admin page keeps each directory's parsed files between the requests of a process
 (:func:`load_cached`): a request lists the directory and stats its files, then reads only the
 files that are new or whose signature changed; a file gone from the listing is gone from the
-page. :mod:`.files` still reads every file in the commands, where a deploy decides on the
+page. The system check keeps on disk which files it found well-formed (:class:`CleanRecord`), so
+that ``manage.py check`` (every ``runserver`` reload, ``migrate``, ``test``) reads only the
+files that are new or changed since. The commands read every file: a deploy decides on the
 checksums.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+from . import __version__, files, statements
 from .errors import MigrationFileError
 from .files import Migration, MigrationSet, assemble, directory_error, load_or_error, sql_file_entries
 
@@ -96,3 +104,55 @@ def load_cached(directory: Path) -> MigrationSet:
     with _caches_lock:
         cache = _caches.setdefault(directory, FileCache(directory))
     return cache.load()
+
+
+class CleanRecord:
+    """The files of one directory that the system check found well-formed, as
+    ``"name size mtime ctime inode"`` keys, in ``$XDG_CACHE_HOME/sqlmigrate/`` (else
+    ``~/.cache/sqlmigrate/``). Only clean files are recorded, so a malformed one is read, and
+    reported, by every check. The record is a cache: when it cannot be read or written, every
+    file is read, as without it; and it is keyed to this version of the parsing rules."""
+
+    def __init__(self, directory: Path) -> None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        where = str(Path(directory).resolve())
+        self.path = Path(base) / "sqlmigrate" / f"check-{hashlib.sha256(where.encode()).hexdigest()[:24]}.json"
+        self.header = {"directory": where, "rules": _rules()}
+
+    @staticmethod
+    def key(name: str, signature: Signature) -> str:
+        """The record's key of a file with this signature."""
+        return f"{name} {signature[0]} {signature[1]} {signature[2]} {signature[3]}"
+
+    def read(self) -> set[str]:
+        """The keys recorded clean; none when there is no record, or one of other rules."""
+        try:
+            with open(self.path, encoding="utf-8") as record:
+                data = json.load(record)
+        except (OSError, ValueError):
+            return set()
+        if not isinstance(data, dict) or any(data.get(key) != value for key, value in self.header.items()):
+            return set()
+        clean = data.get("clean")
+        return set(clean) if isinstance(clean, list) else set()
+
+    def write(self, clean: set[str]) -> None:
+        """Replace the record (atomically: a concurrent check reads the old one or this one);
+        silently nothing where the cache directory cannot be written."""
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".check-", suffix=".tmp")
+            try:
+                with os.fdopen(handle, "w", encoding="utf-8") as out:
+                    json.dump({**self.header, "clean": sorted(clean)}, out)
+                os.replace(temporary, self.path)
+            except BaseException:
+                os.unlink(temporary)
+                raise
+
+
+def _rules() -> str:
+    """What a clean record depends on besides the files: the version, and the modules holding the
+    rules (so an edited rule, even within a version, invalidates the record)."""
+    stamps = (os.stat(module.__file__ or "").st_mtime_ns for module in (files, statements))
+    return ":".join([__version__, *map(str, stamps)])

@@ -1,6 +1,12 @@
 """System checks (``manage.py check``): configuration mistakes and malformed migration files.
 
 They read settings and files only, never a database, so they run anywhere ``check`` does.
+
+Every check lists each directory and checks every file name and timestamp. It reads a file only
+when it is new, changed (by its ``stat()`` signature) or was not clean last time: the files it
+found clean are recorded on disk (:class:`~.cache.CleanRecord`). So a malformed file is reported
+by every check, and at 10,000 files a check with nothing changed costs a ``stat()`` per file,
+not a parse. ``sqlmigrate_validate`` and ``sqlmigrate_up`` read every file regardless.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.db import DEFAULT_DB_ALIAS
 
 from . import conf
-from .errors import SqlMigrateError
-from .files import directory_problem, load_directory, with_statements_checked
+from .cache import CleanRecord, signatures
+from .errors import MigrationFileError, SqlMigrateError
+from .files import directory_error, directory_problem, load_or_error, statement_error, timestamp_clash
 
 TAG = "sqlmigrate"
 
@@ -110,6 +117,44 @@ def _check_directories() -> list[CheckMessage]:
             checked.add(directory.resolve())
             messages += [
                 Error(str(error), hint="Run 'manage.py sqlmigrate_validate' for details.", id="sqlmigrate.E003")
-                for error in with_statements_checked(load_directory(directory)).errors
+                for error in file_errors(directory)
             ]
     return messages
+
+
+def file_errors(directory: Path) -> list[MigrationFileError]:
+    """What ``sqlmigrate_validate`` says of the files of ``directory`` (not of the history),
+    reading only the files the :class:`~.cache.CleanRecord` does not hold."""
+    unreadable = directory_error(directory)
+    if unreadable is not None:
+        return unreadable.errors
+    record = CleanRecord(directory)
+    was_clean = record.read()
+    clean: set[str] = set()
+    errors: list[MigrationFileError] = []
+    seen: dict[str, str] = {}
+    for name, signature in signatures(directory):
+        key = CleanRecord.key(name, signature) if signature is not None else None
+        error = _file_error(directory, name, key in was_clean, seen)
+        if error is not None:
+            errors.append(error)
+        elif key is not None:
+            clean.add(key)
+    if clean != was_clean:
+        record.write(clean)
+    return errors
+
+
+def _file_error(directory: Path, name: str, known_clean: bool, seen: dict[str, str]) -> MigrationFileError | None:
+    """The problem of one file, in the order ``validate`` finds them: its name and content
+    (not read when ``known_clean``), its timestamp, its statements."""
+    migration = None
+    if not known_clean:
+        loaded = load_or_error(directory, name)
+        if isinstance(loaded, MigrationFileError):
+            return loaded
+        migration = loaded
+    clash = timestamp_clash(directory, name[:-4], seen)
+    if clash is not None or migration is None:
+        return clash
+    return statement_error(migration)

@@ -416,19 +416,28 @@ def assemble(directory: Path, loaded: Iterable[Migration | MigrationFileError]) 
     """The set of a directory's files, loaded in file order: their errors, and a migration whose
     timestamp an earlier well-formed file already uses is one too."""
     found = MigrationSet(Path(directory))
-    seen: dict[str, str] = {}  # timestamp -> id
+    seen: dict[str, str] = {}
     for item in loaded:
         if isinstance(item, MigrationFileError):
             found.errors.append(item)
             continue
-        other = seen.setdefault(item.timestamp, item.id)
-        if other != item.id:
-            message = f"timestamp {item.timestamp} is also used by {other}.sql"
-            found.errors.append(MigrationFileError(item.path, message))
-            continue
-        found.migrations.append(item)
+        clash = timestamp_clash(found.directory, item.id, seen)
+        if clash is not None:
+            found.errors.append(clash)
+        else:
+            found.migrations.append(item)
     found.migrations.sort(key=lambda migration: migration.id)
     return found
+
+
+def timestamp_clash(directory: Path, migration_id: str, seen: dict[str, str]) -> MigrationFileError | None:
+    """The error of a well-formed file whose timestamp an earlier one (in file order) already
+    uses, or None after noting it in ``seen`` (timestamp -> id)."""
+    stamp = migration_id[:14]
+    other = seen.setdefault(stamp, migration_id)
+    if other == migration_id:
+        return None
+    return MigrationFileError(directory / f"{migration_id}.sql", f"timestamp {stamp} is also used by {other}.sql")
 
 
 def directory_error(directory: Path) -> MigrationSet | None:
