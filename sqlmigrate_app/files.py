@@ -10,7 +10,8 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -227,10 +228,10 @@ def line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
 
-def read_file(path: str | Path) -> bytes:
-    """The bytes of a file: ``os.read`` into a buffer of about the right size, which for 10,000
-    small files takes a third of the time ``Path.read_bytes`` does (see benchmarks/README.md)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+def read_file(path: str | Path, dir_fd: int | None = None) -> bytes:
+    """The bytes of a file (``path`` relative to ``dir_fd`` if given): ``os.read`` into a buffer
+    of about the right size, a third of the time ``Path.read_bytes`` takes on small files."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0), dir_fd=dir_fd)
     try:
         data = os.read(fd, READ_SIZE)
         if len(data) < READ_SIZE:
@@ -387,29 +388,44 @@ def sql_file_names(directory: Path) -> list[str]:
     return [entry.name for entry in sql_file_entries(directory)]
 
 
-def load_file(directory: Path, name: str) -> Migration:
+def load_file(directory: Path, name: str, dir_fd: int | None = None) -> Migration:
     """Read, name-check and parse the file ``name`` of ``directory`` (not its statements), or
-    raise :class:`MigrationFileError` naming it."""
-    path = os.path.join(directory, name)  # a Path only for an error: see _Malformed
+    raise :class:`MigrationFileError` naming it. ``dir_fd``, the directory opened (see
+    :func:`opened`), spares the system resolving the directory's path again for each file."""
     match = FILENAME_RE.fullmatch(name)
     if not (match and _real_time(match["timestamp"])):
-        check_filename(Path(path))  # raises, saying what is wrong
+        check_filename(directory / name)  # raises, saying what is wrong
     try:
-        data = read_file(path)
+        data = read_file(name, dir_fd) if dir_fd is not None else read_file(os.path.join(directory, name))
     except OSError as exc:
-        raise MigrationFileError(Path(path), f"cannot be read: {exc.strerror or exc}") from None
+        raise MigrationFileError(directory / name, f"cannot be read: {exc.strerror or exc}") from None
     # Plain ASCII with LF line ends, as most files are, needs none of decode()'s care.
-    text = data.decode("ascii") if data.isascii() and b"\r" not in data else decode(Path(path), data)
+    text = data.decode("ascii") if data.isascii() and b"\r" not in data else decode(directory / name, data)
     del data
     return parse_text(directory, name[:-4], text)
 
 
-def load_or_error(directory: Path, name: str) -> Migration | MigrationFileError:
+def load_or_error(directory: Path, name: str, dir_fd: int | None = None) -> Migration | MigrationFileError:
     """:func:`load_file`, with its error returned rather than raised."""
     try:
-        return load_file(directory, name)
+        return load_file(directory, name, dir_fd)
     except MigrationFileError as exc:
         return exc
+
+
+@contextmanager
+def opened(directory: Path) -> Iterator[int | None]:
+    """A descriptor of ``directory`` to open its files by name (:func:`load_file`), or None
+    where ``os.open`` takes none (Windows) or the directory cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY) if os.open in os.supports_dir_fd else None
+    except OSError:
+        fd = None
+    try:
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def assemble(directory: Path, loaded: Iterable[Migration | MigrationFileError]) -> MigrationSet:
@@ -455,7 +471,8 @@ def load_directory(directory: Path) -> MigrationSet:
     unreadable = directory_error(directory)
     if unreadable is not None:
         return unreadable
-    return assemble(directory, (load_or_error(directory, name) for name in sql_file_names(directory)))
+    with opened(directory) as dir_fd:
+        return assemble(directory, [load_or_error(directory, name, dir_fd) for name in sql_file_names(directory)])
 
 
 def load_one(directory: Path, migration_id: str) -> MigrationSet:

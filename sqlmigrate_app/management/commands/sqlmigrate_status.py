@@ -10,6 +10,7 @@ from ...errors import SqlMigrateError
 from ...state import MigrationStatus, State, not_up_to_date
 from ..base import EXIT_CODES, SqlMigrateCommand, can_print, exit_code
 
+LINES_PER_WRITE = 1000
 MARKS = {
     State.APPLIED: "✅ Executed",
     State.PENDING: "⏳ Pending ",
@@ -70,9 +71,11 @@ class Command(SqlMigrateCommand):
         }
         marks = MARKS if can_print(self.stdout, "".join(MARKS.values())) else ASCII_MARKS
         shown = {state: styles[state](marks[state]) for state in State}
-        # One write for the table: 10,000 lines written and flushed one by one took 50 ms.
-        lines = [f"{shown[row.state]} | {row.id} | {row.name}{_when(row)}" for row in rows]
-        self.say("\n".join(lines), level=0)
+        # A write per 1,000 lines: one per line (flushed) is slow at 10,000 migrations, one for
+        # the whole table holds it all in memory.
+        for start in range(0, len(rows), LINES_PER_WRITE):
+            part = rows[start : start + LINES_PER_WRITE]
+            self.say("\n".join(f"{shown[row.state]} | {row.id} | {row.name}{_when(row)}" for row in part), level=0)
 
 
 def _when(row: MigrationStatus) -> str:
