@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import __version__, files, statements
 from .errors import MigrationFileError
-from .files import Migration, MigrationSet, assemble, directory_error, load_or_error, sql_file_entries
+from .files import Migration, MigrationSet, assemble, directory_error, load_or_error, opened, sql_file_entries
 
 # How long after a file changed its signature is trusted. A file system stamps times at a coarse
 # tick (a jiffy on Linux), so a file written, read and written again within one tick, at the same
@@ -78,15 +78,16 @@ class FileCache:
             return last[1]  # nothing changed since the last request: its set as it was
         kept: dict[str, tuple[Signature, Migration | MigrationFileError]] = {}
         loaded: list[Migration | MigrationFileError] = []
-        for name, signature in listed:
-            cached = self._files.get(name)
-            if signature is not None and cached is not None and cached[0] == signature:
-                item = cached[1]
-            else:
-                item = load_or_error(self.directory, name)
-            if signature is not None:
-                kept[name] = (signature, item)
-            loaded.append(item)
+        with opened(self.directory) as dir_fd:
+            for name, signature in listed:
+                cached = self._files.get(name)
+                if signature is not None and cached is not None and cached[0] == signature:
+                    item = cached[1]
+                else:
+                    item = load_or_error(self.directory, name, dir_fd)
+                if signature is not None:
+                    kept[name] = (signature, item)
+                loaded.append(item)
         found = assemble(self.directory, loaded)
         # One assignment each: a concurrent request sees the old value or the new one.
         self._files = kept

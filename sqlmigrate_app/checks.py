@@ -23,7 +23,7 @@ from django.db import DEFAULT_DB_ALIAS
 from . import conf
 from .cache import CleanRecord, signatures
 from .errors import MigrationFileError, SqlMigrateError
-from .files import directory_error, directory_problem, load_or_error, statement_error, timestamp_clash
+from .files import directory_error, directory_problem, load_or_error, opened, statement_error, timestamp_clash
 
 TAG = "sqlmigrate"
 
@@ -133,24 +133,27 @@ def file_errors(directory: Path) -> list[MigrationFileError]:
     clean: set[str] = set()
     errors: list[MigrationFileError] = []
     seen: dict[str, str] = {}
-    for name, signature in signatures(directory):
-        key = CleanRecord.key(name, signature) if signature is not None else None
-        error = _file_error(directory, name, key in was_clean, seen)
-        if error is not None:
-            errors.append(error)
-        elif key is not None:
-            clean.add(key)
+    with opened(directory) as dir_fd:
+        for name, signature in signatures(directory):
+            key = CleanRecord.key(name, signature) if signature is not None else None
+            error = _file_error(directory, name, key in was_clean, seen, dir_fd)
+            if error is not None:
+                errors.append(error)
+            elif key is not None:
+                clean.add(key)
     if clean != was_clean:
         record.write(clean)
     return errors
 
 
-def _file_error(directory: Path, name: str, known_clean: bool, seen: dict[str, str]) -> MigrationFileError | None:
+def _file_error(
+    directory: Path, name: str, known_clean: bool, seen: dict[str, str], dir_fd: int | None
+) -> MigrationFileError | None:
     """The problem of one file, in the order ``validate`` finds them: its name and content
     (not read when ``known_clean``), its timestamp, its statements."""
     migration = None
     if not known_clean:
-        loaded = load_or_error(directory, name)
+        loaded = load_or_error(directory, name, dir_fd)
         if isinstance(loaded, MigrationFileError):
             return loaded
         migration = loaded
