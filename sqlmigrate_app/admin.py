@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -30,9 +31,10 @@ from django.views.decorators.http import require_safe
 
 from .cache import load_cached
 from .errors import SqlMigrateError
+from .files import MigrationSet
 from .models import SqlMigration
 from .runner import MigrationRunner
-from .state import MigrationStatus, State
+from .state import State, StatusTable
 
 STATES = tuple(State)
 SHORT_CHECKSUM = 12
@@ -114,9 +116,15 @@ class SqlMigrationAdmin(ModelAdmin):
         state, query = request.GET.get("state", ""), request.GET.get("q", "").strip()
         if state and state not in STATES:
             return self._bad_lookup(request, alias, f"unknown state {state!r} (one of: {', '.join(STATES)})")
-        rows, error, directory = self._status_rows(alias)
-        counts = Counter(row.state for row in rows)
-        shown = [row for row in reversed(rows) if (not state or row.state == state) and _matches(row, query)]
+        table, error, directory = self._status_table(alias)
+        newest_first = table.ids[::-1]
+        states = [table.state(migration_id) for migration_id in newest_first]
+        counts = Counter(states)
+        shown = [
+            migration_id
+            for migration_id, its_state in zip(newest_first, states, strict=True)
+            if (not state or its_state == state) and (not query or _matches(table, migration_id, query.lower()))
+        ]
         paginator = Paginator(shown, self.list_per_page)
         number = _page_number(request)
         if not 1 <= number <= paginator.num_pages:
@@ -125,16 +133,16 @@ class SqlMigrationAdmin(ModelAdmin):
         context = {
             **self._context(request, alias),
             "title": "SQL migrations",
-            "rows": page.object_list,
+            "rows": [table.row(migration_id) for migration_id in page.object_list],
             "result_count": len(shown),
             "page_links": _page_links(page, _list_query(alias, state, query)),
             "database_query": _database_query(alias),
-            "total": len(rows),
+            "total": len(newest_first),
             "error": error,
             "directory": directory,
             "query": query,
             "state": state,
-            "state_choices": self._state_choices(alias, query, state, counts, len(rows)),
+            "state_choices": self._state_choices(alias, query, state, counts, len(newest_first)),
             "alias_choices": self._alias_choices(alias),
         }
         return TemplateResponse(request, "sqlmigrate_app/admin/status_list.html", context)
@@ -190,13 +198,13 @@ class SqlMigrationAdmin(ModelAdmin):
         return HttpResponseRedirect(request.path + "?" + urlencode({**params, ERROR_FLAG: "1"}))
 
     @staticmethod
-    def _status_rows(alias: str) -> tuple[list[MigrationStatus], str | None, str]:
-        """The runner's status rows, or the one-line reason they cannot be had."""
+    def _status_table(alias: str) -> tuple[StatusTable, str | None, str]:
+        """The runner's status table, or an empty one and the one-line reason."""
         try:
             runner = MigrationRunner(using=alias, loader=load_cached)
-            return runner.status(), None, str(runner.directory)
+            return runner.status_table(), None, str(runner.directory)
         except SqlMigrateError as exc:
-            return [], str(exc), ""
+            return StatusTable(MigrationSet(Path()), {}), str(exc), ""
 
     def _context(self, request: HttpRequest, alias: str) -> dict[str, Any]:
         return {
@@ -243,7 +251,7 @@ def _page_number(request: HttpRequest) -> int:
         return 1
 
 
-def _page_links(page: Page[MigrationStatus], list_query: str) -> list[PageLink]:
+def _page_links(page: Page[str], list_query: str) -> list[PageLink]:
     """The paginator's links, elided as a changelist's are; none for a single page."""
     paginator = page.paginator
     if paginator.num_pages == 1:
@@ -257,9 +265,9 @@ def _page_links(page: Page[MigrationStatus], list_query: str) -> list[PageLink]:
     ]
 
 
-def _matches(row: MigrationStatus, query: str) -> bool:
-    needle = query.lower()
-    return not needle or needle in row.id.lower() or needle in row.name.lower()
+def _matches(table: StatusTable, migration_id: str, needle: str) -> bool:
+    """Whether the lower-case ``needle`` is in the migration's id or name, in any case."""
+    return needle in migration_id.lower() or needle in table.name(migration_id).lower()
 
 
 admin.site.register(SqlMigration, SqlMigrationAdmin)

@@ -31,27 +31,27 @@ from .files import Migration, MigrationSet, assemble, directory_error, load_or_e
 RACY_NS = 2_000_000_000
 
 
-# What ``stat()`` says of a file (its name is the key beside it): size and modification time,
-# and the inode's change time and number, which an edit that keeps the size and puts the old
-# modification time back (``touch -r``, ``rsync -t``, a rename over it) still changes. A plain
-# tuple, not a NamedTuple: one is made per file on every request.
-Signature = tuple[int, int, int, int]
-
-
-def signatures(directory: Path) -> list[tuple[str, Signature | None]]:
-    """Each ``*.sql`` file of ``directory`` in name order, with its signature, or None for a file
+def signatures(directory: Path) -> dict[str, str | None]:
+    """Each ``*.sql`` file of ``directory``, in name order, with its signature, or None for a file
     changed too recently to trust one (see :data:`RACY_NS`). Taken before any file is read, so a
-    file changed while it is read has a newer signature next time."""
+    file changed while it is read has a newer signature next time.
+
+    A signature is what ``stat()`` says: size and modification time, and the inode's change time
+    and number, which an edit that keeps the size and puts the old modification time back
+    (``touch -r``, ``rsync -t``, a rename over it) still changes. It is a string, as is the
+    dict's every key: 10,000 tuples a request, kept alive through the request, made Python's
+    cycle collector run a full collection on every other request.
+    """
     trusted_before = time.time_ns() - RACY_NS
-    listed: list[tuple[str, Signature | None]] = []
+    listed: dict[str, str | None] = {}
     for entry in sql_file_entries(directory):
         try:
             st = entry.stat()
         except OSError:  # gone since the listing: load_or_error will say so
-            listed.append((entry.name, None))
+            listed[entry.name] = None
             continue
-        signature = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-        listed.append((entry.name, None if max(st.st_mtime_ns, st.st_ctime_ns) > trusted_before else signature))
+        recent = max(st.st_mtime_ns, st.st_ctime_ns) > trusted_before
+        listed[entry.name] = None if recent else f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino}"
     return listed
 
 
@@ -60,8 +60,10 @@ class FileCache:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._files: dict[str, tuple[Signature, Migration | MigrationFileError]] = {}
-        self._last: tuple[list[tuple[str, Signature | None]], MigrationSet] | None = None
+        # The last listing, what was read under it, and their set: replaced in one assignment,
+        # so a concurrent request sees the old state or the new one, never half of each.
+        self._state: tuple[dict[str, str | None], dict[str, Migration | MigrationFileError], MigrationSet] | None
+        self._state = None
 
     def load(self) -> MigrationSet:
         """What :func:`~.files.load_directory` would return, reading only the files whose
@@ -73,25 +75,16 @@ class FileCache:
         if unreadable is not None:
             return unreadable
         listed = signatures(self.directory)
-        last = self._last
-        if last is not None and last[0] == listed and None not in (signature for _, signature in listed):
-            return last[1]  # nothing changed since the last request: its set as it was
-        kept: dict[str, tuple[Signature, Migration | MigrationFileError]] = {}
-        loaded: list[Migration | MigrationFileError] = []
+        last_listed, last_items, last_found = self._state or ({}, {}, None)
+        if last_found is not None and listed == last_listed and None not in listed.values():
+            return last_found  # nothing changed since the last request
+        items: dict[str, Migration | MigrationFileError] = {}
         with opened(self.directory) as dir_fd:
-            for name, signature in listed:
-                cached = self._files.get(name)
-                if signature is not None and cached is not None and cached[0] == signature:
-                    item = cached[1]
-                else:
-                    item = load_or_error(self.directory, name, dir_fd)
-                if signature is not None:
-                    kept[name] = (signature, item)
-                loaded.append(item)
-        found = assemble(self.directory, loaded)
-        # One assignment each: a concurrent request sees the old value or the new one.
-        self._files = kept
-        self._last = (listed, found)
+            for name, signature in listed.items():
+                item = last_items.get(name) if signature is not None and last_listed.get(name) == signature else None
+                items[name] = item if item is not None else load_or_error(self.directory, name, dir_fd)
+        found = assemble(self.directory, items.values())
+        self._state = (listed, items, found)
         return found
 
 
@@ -121,9 +114,9 @@ class CleanRecord:
         self.header = {"directory": where, "rules": _rules()}
 
     @staticmethod
-    def key(name: str, signature: Signature) -> str:
+    def key(name: str, signature: str) -> str:
         """The record's key of a file with this signature."""
-        return f"{name} {signature[0]} {signature[1]} {signature[2]} {signature[3]}"
+        return f"{name} {signature}"
 
     def read(self) -> set[str]:
         """The keys recorded clean; none when there is no record, or one of other rules."""

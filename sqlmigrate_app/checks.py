@@ -134,7 +134,7 @@ def file_errors(directory: Path) -> list[MigrationFileError]:
     errors: list[MigrationFileError] = []
     seen: dict[str, str] = {}
     with opened(directory) as dir_fd:
-        for name, signature in signatures(directory):
+        for name, signature in signatures(directory).items():
             key = CleanRecord.key(name, signature) if signature is not None else None
             error = _file_error(directory, name, key in was_clean, seen, dir_fd)
             if error is not None:

@@ -24,7 +24,7 @@ from .executor import Executor, Reporter, Result, describe
 from .files import Migration, MigrationSet, check_statements, load_directory, load_one, with_statements_checked
 from .history import HistoryTable
 from .planner import plan_down, plan_up
-from .state import MigrationStatus, Problem, State, problems, statuses
+from .state import MigrationStatus, Problem, State, StatusTable, problems, statuses
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,7 +87,12 @@ class MigrationRunner:
         A file whose only problem is a statement that cannot run (say ``CREATE INDEX
         CONCURRENTLY`` without ``no-transaction``) shows in its state: ``validate``, ``up`` and
         ``manage.py check`` report that statement."""
-        return statuses(self._files(), self.history.read())
+        return self.status_table().rows()
+
+    @_reports_database_errors
+    def status_table(self) -> StatusTable:
+        """:meth:`status`, its rows made only when asked for (see :class:`~.state.StatusTable`)."""
+        return StatusTable(self._files(), self.history.read())
 
     @_reports_database_errors
     def status_of(self, migration_id: str) -> MigrationStatus | None:

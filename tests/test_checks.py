@@ -163,7 +163,7 @@ def test_the_check_reports_what_validate_reports_of_the_files_on_every_run(tmp_p
     assert len(first) == 5
     assert CleanRecord(tmp_path).read() == {
         CleanRecord.key(name, signature)
-        for name, signature in signatures(tmp_path)
+        for name, signature in signatures(tmp_path).items()
         if name in ("20240101000000_good.sql", "20240103000000_same_second.sql")
     }
 
@@ -180,7 +180,7 @@ def test_a_file_recorded_clean_is_not_read_again_until_its_signature_changes(tmp
     assert [error.message for error in file_errors(tmp_path)] == ["SQL before the -- UP marker"]
     assert record.read() == set()
 
-    [(name, signature)] = signatures(tmp_path)
+    [(name, signature)] = signatures(tmp_path).items()
     record.write({CleanRecord.key(name, signature)})  # as if the nonsense had been found clean
     assert file_errors(tmp_path) == []
 
@@ -190,7 +190,7 @@ def test_a_record_of_other_rules_or_another_directory_is_ignored(tmp_path):
     path = tmp_path / "20240101000000_bad.sql"
     path.write_text("nonsense\n")
     record = CleanRecord(tmp_path)
-    [(name, signature)] = signatures(tmp_path)
+    [(name, signature)] = signatures(tmp_path).items()
     record.write({CleanRecord.key(name, signature)})
     data = json.loads(record.path.read_text())
 
