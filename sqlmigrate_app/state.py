@@ -160,12 +160,14 @@ def problems(found: MigrationSet, read_history: Callable[[], dict[str, AppliedMi
     except HistoryTableError as exc:
         return [*found_problems, Problem.of(exc)]
     unreadable = {error.path.name[:-4] for error in found.errors}
-    for row in statuses(found, applied):
-        if row.state == State.MODIFIED and row.migration and row.stored_checksum is not None:
-            found_problems.append(Problem.of(ModifiedMigration(row.migration, row.stored_checksum)))
-        elif row.state == State.MISSING and row.id not in unreadable:
-            found_problems.append(Problem.of(MissingMigration(row.id, found.directory)))
-    files = found.by_id()
+    table = StatusTable(found, applied)
+    files = table.files
+    for migration_id in table.ids:
+        state = table.state(migration_id)
+        if state == State.MODIFIED:
+            found_problems.append(Problem.of(ModifiedMigration(files[migration_id], applied[migration_id].checksum)))
+        elif state == State.MISSING and migration_id not in unreadable:
+            found_problems.append(Problem.of(MissingMigration(migration_id, found.directory)))
     late, newest = out_of_order((m.id for m in found.migrations if m.id not in applied), applied)
     found_problems += [Problem.of(OutOfOrderMigration(files[migration_id], newest or "")) for migration_id in late]
     return found_problems
