@@ -49,21 +49,35 @@ class Section:
         return not has_sql(self.sql)
 
 
-NO_DOWN = Section("", 0)  # the DOWN section of a file without a -- DOWN marker
-
-
 @dataclass(frozen=True, slots=True)
 class Migration:
-    """One migration file, parsed: its id, checksum, both sections and its directives."""
+    """One migration file, parsed: its id, checksum, both sections and its directives.
+
+    The sections' SQL and first lines are fields of their own, :attr:`up` and :attr:`down` make
+    the :class:`Section` when asked: one object per file rather than three for Python's cycle
+    collector to walk, 10,000 files over.
+    """
 
     id: str
     directory: Path
     checksum: str
-    up: Section
-    down: Section
+    up_sql: str
+    up_line: int
+    down_sql: str
+    down_line: int  # 0 when the file has no -- DOWN marker
     transactional: bool = True
     lock_timeout: str | None = None
     statement_timeout: str | None = None
+
+    @property
+    def up(self) -> Section:
+        """The ``-- UP`` section."""
+        return Section(self.up_sql, self.up_line)
+
+    @property
+    def down(self) -> Section:
+        """The ``-- DOWN`` section (empty, line 0, without a ``-- DOWN`` marker)."""
+        return Section(self.down_sql, self.down_line)
 
     @property
     def path(self) -> Path:
@@ -83,7 +97,7 @@ class Migration:
     @property
     def reversible(self) -> bool:
         """False when the ``-- DOWN`` section is empty: the migration cannot be rolled back."""
-        return not self.down.is_empty
+        return has_sql(self.down_sql)
 
 
 @dataclass
@@ -307,9 +321,18 @@ def _parse(directory: Path, migration_id: str, text: str) -> Migration:
     if first_sql is None or first_sql.start() >= down_line_start:
         raise _Malformed("the -- UP section is empty", up_marker)
     # Slices of the text, exactly what joining the lines between the markers would give.
-    up = Section(text[up_start : down_line_start - 1], up_marker + 1)
-    down = Section(text[down_start:], down_marker + 1) if down_marker is not None else NO_DOWN
-    return Migration(migration_id, directory, checksum(text), up, down, **options)  # type: ignore[arg-type]
+    up_sql, up_line = text[up_start : down_line_start - 1], up_marker + 1
+    down_sql, down_line = (text[down_start:], down_marker + 1) if down_marker is not None else ("", 0)
+    return Migration(
+        migration_id,
+        directory,
+        checksum(text),
+        up_sql,
+        up_line,
+        down_sql,
+        down_line,
+        **options,  # type: ignore[arg-type]
+    )
 
 
 def _check_marker(kind: str, line_no: int, up_marker: int | None, down_marker: int | None) -> None:
@@ -332,7 +355,7 @@ def statement_error(migration: Migration) -> MigrationFileError | None:
     every file in ``validate`` and the system check, for the files a run will execute in
     ``up`` and ``down``; ``status`` and the admin page skip it.
     """
-    if not mentions(f"{migration.up.sql}\n{migration.down.sql}", ALL_HINTS):
+    if not mentions(f"{migration.up_sql}\n{migration.down_sql}", ALL_HINTS):
         return None  # the usual answer: one pass over the file, not one per section
     check = refusal_in_transaction if migration.transactional else refusal_without_transaction
     for section in (migration.up, migration.down):
