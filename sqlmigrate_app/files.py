@@ -32,6 +32,7 @@ UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 MAX_SLUG = 200
 # Most migrations fit one read of this size; a bigger one is read on in 1 MB pieces.
 READ_SIZE = 1 << 16
+READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)  # no newline translation on Windows
 # A line holding something besides whitespace that is not a ``--`` comment.
 SQL_LINE_RE = re.compile(r"^[^\S\n]*(?!--)\S", re.MULTILINE)
 
@@ -245,7 +246,7 @@ def line_of(text: str, offset: int) -> int:
 def read_file(path: str | Path, dir_fd: int | None = None) -> bytes:
     """The bytes of a file (``path`` relative to ``dir_fd`` if given): ``os.read`` into a buffer
     of about the right size, a third of the time ``Path.read_bytes`` takes on small files."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0), dir_fd=dir_fd)
+    fd = os.open(path, READ_FLAGS, dir_fd=dir_fd)
     try:
         data = os.read(fd, READ_SIZE)
         if len(data) < READ_SIZE:
