@@ -65,6 +65,7 @@ else:  # ModelAdmin takes no type argument at run time
     ModelAdmin = admin.ModelAdmin
 
 
+@admin.register(SqlMigration)
 class SqlMigrationAdmin(ModelAdmin):
     """The read-only list and detail pages; every writing URL answers 403."""
 
@@ -268,6 +269,3 @@ def _page_links(page: Page[str], list_query: str) -> list[PageLink]:
 def _matches(table: StatusTable, migration_id: str, needle: str) -> bool:
     """Whether the lower-case ``needle`` is in the migration's id or name, in any case."""
     return needle in migration_id.lower() or needle in table.name(migration_id).lower()
-
-
-admin.site.register(SqlMigration, SqlMigrationAdmin)

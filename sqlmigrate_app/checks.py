@@ -22,8 +22,17 @@ from django.db import DEFAULT_DB_ALIAS
 
 from . import conf
 from .cache import CleanRecord, signatures
-from .errors import MigrationFileError, SqlMigrateError
-from .files import directory_error, directory_problem, load_or_error, opened, statement_error, timestamp_clash
+from .errors import EmptyMigration, MigrationFileError, SqlMigrateError
+from .files import (
+    Migration,
+    directory_error,
+    directory_problem,
+    load_or_error,
+    opened,
+    statement_error,
+    timestamp_clash,
+)
+from .requirements import unknown_requirements
 
 TAG = "sqlmigrate"
 
@@ -115,49 +124,68 @@ def _check_directories() -> list[CheckMessage]:
             )
         elif directory.resolve() not in checked:
             checked.add(directory.resolve())
+            errors, read = check_files(directory)
+            messages += [_file_message(error) for error in errors]
             messages += [
-                Error(str(error), hint="Run 'manage.py sqlmigrate_validate' for details.", id="sqlmigrate.E003")
-                for error in file_errors(directory)
+                Error(
+                    str(error),
+                    hint="Name an existing Django migration ('manage.py showmigrations' lists them).",
+                    id="sqlmigrate.E007",
+                )
+                for error in unknown_requirements(read)
             ]
     return messages
 
 
-def file_errors(directory: Path) -> list[MigrationFileError]:
-    """What ``sqlmigrate_validate`` says of the files of ``directory`` (not of the history),
-    reading only the files the :class:`~.cache.CleanRecord` does not hold."""
+def check_files(directory: Path) -> tuple[list[MigrationFileError], list[Migration]]:
+    """What ``sqlmigrate_validate`` says of the files of ``directory`` (not of the history), and
+    the migrations read to say it: only the files the :class:`~.cache.CleanRecord` does not
+    hold. A file with ``requires=`` is never recorded, so it is always read: whether the Django
+    migration it names exists can change without the file changing."""
     unreadable = directory_error(directory)
     if unreadable is not None:
-        return unreadable.errors
+        return unreadable.errors, []
     record = CleanRecord(directory)
     was_clean = record.read()
     clean: set[str] = set()
     errors: list[MigrationFileError] = []
+    read: list[Migration] = []
     seen: dict[str, str] = {}
     with opened(directory) as dir_fd:
         for name, signature in signatures(directory).items():
             key = CleanRecord.key(name, signature) if signature is not None else None
-            error = _file_error(directory, name, key in was_clean, seen, dir_fd)
+            error, migration = _check_file(directory, name, key in was_clean, seen, dir_fd)
+            if migration is not None:
+                read.append(migration)
             if error is not None:
                 errors.append(error)
-            elif key is not None:
+            elif key is not None and not (migration and migration.requires):
                 clean.add(key)
     if clean != was_clean:
         record.write(clean)
-    return errors
+    return errors, read
 
 
-def _file_error(
+def _check_file(
     directory: Path, name: str, known_clean: bool, seen: dict[str, str], dir_fd: int | None
-) -> MigrationFileError | None:
-    """The problem of one file, in the order ``validate`` finds them: its name and content
-    (not read when ``known_clean``), its timestamp, its statements."""
+) -> tuple[MigrationFileError | None, Migration | None]:
+    """The problem of one file, in the order ``validate`` finds them (its name and content, not
+    read when ``known_clean``; its timestamp; its statements), and the migration if read."""
     migration = None
     if not known_clean:
         loaded = load_or_error(directory, name, dir_fd)
         if isinstance(loaded, MigrationFileError):
-            return loaded
+            return loaded, None
         migration = loaded
     clash = timestamp_clash(directory, name[:-4], seen)
     if clash is not None or migration is None:
-        return clash
-    return statement_error(migration)
+        return clash, migration
+    return statement_error(migration), migration
+
+
+def _file_message(error: MigrationFileError) -> CheckMessage:
+    """A malformed file is an error; an UP section not written yet only a warning, so a file
+    fresh from ``sqlmigrate_create`` does not stop ``runserver`` (``up`` still refuses it)."""
+    if isinstance(error, EmptyMigration):
+        return Warning(str(error), hint="Write the UP section before deploying.", id="sqlmigrate.W002")
+    return Error(str(error), hint="Run 'manage.py sqlmigrate_validate' for details.", id="sqlmigrate.E003")

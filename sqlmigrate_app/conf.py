@@ -78,3 +78,12 @@ def lock_timeout() -> str | None:
 def statement_timeout() -> str | None:
     """Default PostgreSQL ``statement_timeout`` for each migration (``None``: the server's)."""
     return _duration("SQLMIGRATE_STATEMENT_TIMEOUT")
+
+
+def retries() -> int:
+    """``SQLMIGRATE_RETRIES``: how many more times ``up`` tries a migration that failed on its
+    lock timeout (default 0; ``--retries`` overrides it)."""
+    value = getattr(settings, "SQLMIGRATE_RETRIES", 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"SQLMIGRATE_RETRIES {value!r} is not a whole number of at least 0")
+    return value

@@ -61,6 +61,16 @@ class MigrationFileError(SqlMigrateError):
         return f"{where}: {self.message}"
 
 
+class EmptyMigration(MigrationFileError):
+    """A migration whose UP section holds no SQL, and no ``empty`` directive says that is meant.
+    The system check only warns of it: a file fresh from ``sqlmigrate_create`` must not stop
+    ``runserver``; ``up`` and ``validate`` refuse it."""
+
+
+class UnmetRequirement(SqlMigrateError):
+    """A migration needs a Django migration that is not applied (or does not exist)."""
+
+
 class HistoryTableError(SqlMigrateError):
     """The history table cannot be used as it is (another tool's table, a bad name)."""
 
@@ -107,24 +117,35 @@ class OutOfOrderMigration(SqlMigrateError):
 
 
 class UnknownMigration(SqlMigrateError):
-    """``--to`` names a migration that is nowhere to be found."""
+    """A migration named on the command line (``--to``, an id) is nowhere to be found."""
 
-    def __init__(self, migration_id: str, where: str) -> None:
-        super().__init__(f"--to {migration_id}: no such migration in {where}")
+    def __init__(self, migration_id: str, where: str, option: str = "--to ", closest: str | None = None) -> None:
+        hint = f"; did you mean {closest}?" if closest else ""
+        super().__init__(f"{option}{migration_id}: no such migration in {where}{hint}")
         self.migration_id = migration_id
 
 
 class IrreversibleMigration(SqlMigrateError):
-    """A rollback would need a migration whose ``-- DOWN`` section is empty."""
+    """A rollback would need migrations whose ``-- DOWN`` section is empty: all of them are named."""
 
-    def __init__(self, migration: Migration) -> None:
-        super().__init__(f"{migration.path}: cannot roll back {migration.id}: its -- DOWN section is empty")
-        self.migration = migration
+    def __init__(self, migrations: list[Migration]) -> None:
+        if len(migrations) == 1:
+            [migration] = migrations
+            message = f"{migration.path}: cannot roll back {migration.id}: its -- DOWN section is empty"
+        else:
+            named = ", ".join(str(migration.path) for migration in migrations)
+            message = f"cannot roll back {len(migrations)} migrations: their -- DOWN sections are empty: {named}"
+        super().__init__(message)
+        self.migrations = migrations
 
 
 class InvalidRollback(SqlMigrateError):
     """A number of migrations to roll back that cannot be: less than 1, more than applied, or
     given together with ``--to``."""
+
+
+class InvalidRepair(SqlMigrateError):
+    """``sqlmigrate_repair`` was asked to repair a migration whose history row is right."""
 
 
 class LockTimeout(SqlMigrateError):
@@ -135,9 +156,10 @@ class MigrationFailed(SqlMigrateError):
     """A migration's SQL failed; the message says what became of it (rolled back, or for a
     ``no-transaction`` migration which statements had run)."""
 
-    def __init__(self, migration: Migration, message: str) -> None:
+    def __init__(self, migration: Migration, message: str, sqlstate: str | None = None) -> None:
         super().__init__(message)
         self.migration = migration
+        self.sqlstate = sqlstate
 
 
 class Terminated(KeyboardInterrupt):

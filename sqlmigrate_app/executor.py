@@ -10,9 +10,10 @@ a migration may change are put back afterwards.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from time import perf_counter
+from time import perf_counter, sleep
 from typing import Any
 
 from django.db import Error as DjangoDatabaseError
@@ -25,6 +26,8 @@ from .history import HistoryTable
 from .statements import Statement, may_change_session, transaction_control
 
 APPLIED, FAKED, ROLLED_BACK, SKIPPED = "applied", "faked", "rolled back", "skipped"
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for "canceling statement due to lock timeout"
+RETRY_PAUSE, LONGEST_RETRY_PAUSE = 0.5, 30.0  # seconds before the 2nd try; doubling, up to this
 NOTHING_APPLIED = "rolled back, nothing of it was applied or recorded"
 LOST_BEFORE_COMMIT = (
     "the connection was lost before its COMMIT was confirmed: run sqlmigrate_status to see whether it was recorded"
@@ -58,6 +61,10 @@ class Reporter:
 
     def interrupted(self, migration: Migration, elapsed_ms: float) -> None:
         """Ctrl-C or SIGTERM stopped a migration; the exception that follows says how."""
+
+    def retrying(self, migration: Migration, attempt: int, attempts: int, pause: float) -> None:
+        """A migration hit its lock timeout and was rolled back; try ``attempt`` of ``attempts``
+        starts after ``pause`` seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +122,14 @@ class Executor:
         history: HistoryTable,
         reporter: Reporter,
         timeouts: dict[str, str | None],
+        retries: int = 0,
     ) -> None:
         self.backend = backend
         self.connection = backend.connection
         self.history = history
         self.reporter = reporter
         self.timeouts = timeouts
+        self.retries = retries
         self._session: Any = None  # the session's settings as the run found them, read when needed
 
     def start_run(self) -> None:
@@ -128,9 +137,30 @@ class Executor:
         self._session = None
 
     def apply(self, migration: Migration) -> Result:
-        """Run the UP section and record the migration as applied."""
+        """Run the UP section and record the migration as applied; a transactional migration
+        that fails on its lock timeout is tried again ``retries`` times."""
         row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
-        return self._timed(Step(migration, APPLIED, migration.up, row, may_commit=True))
+        step = Step(migration, APPLIED, migration.up, row, may_commit=True)
+        return self._timed_work(migration, APPLIED, lambda: self._with_retries(step))
+
+    def _with_retries(self, step: Step) -> None:
+        """Run the step; while it fails only because it waited longer than its lock timeout (it
+        was rolled back whole, so trying again is safe), pause, longer each time, and retry."""
+        for attempt in itertools.count(1):
+            try:
+                self._run(step)
+                return
+            except MigrationFailed as exc:
+                if attempt > self.retries or not self._lock_timed_out(step.migration, exc):
+                    raise
+            pause = min(RETRY_PAUSE * 2 ** (attempt - 1), LONGEST_RETRY_PAUSE)
+            self.reporter.retrying(step.migration, attempt + 1, self.retries + 1, pause)
+            sleep(pause)
+
+    def _lock_timed_out(self, migration: Migration, failure: MigrationFailed) -> bool:
+        timeouts = self.backend.timeout_statements(migration, self.timeouts, local=True)
+        has_lock_timeout = any("lock_timeout" in statement for statement in timeouts)
+        return migration.transactional and has_lock_timeout and failure.sqlstate == LOCK_NOT_AVAILABLE
 
     def revert(self, migration: Migration) -> Result:
         """Run the DOWN section and remove the migration's history row."""
@@ -296,7 +326,8 @@ class Executor:
         message = describe(error)
         if self.backend.connection_lost(error):
             message = f"lost the connection to database {self.connection.alias!r} ({message})"
-        return MigrationFailed(migration, f"{where}: {migration.id} failed: {message} [{outcome}]")
+        sqlstate = getattr(error, "sqlstate", None)
+        return MigrationFailed(migration, f"{where}: {migration.id} failed: {message} [{outcome}]", sqlstate)
 
     @staticmethod
     def _interrupted(migration: Migration, signal: KeyboardInterrupt, outcome: str) -> MigrationInterrupted:

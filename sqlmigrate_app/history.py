@@ -8,8 +8,9 @@ refused and never written to.
 from __future__ import annotations
 
 import re
+import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone, tzinfo
 from operator import attrgetter
 from typing import Any
 
@@ -39,10 +40,15 @@ class AppliedMigration:
     checksum: str
 
 
-def _as_datetime(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
+def _as_utc(value: Any, written_in: tzinfo) -> datetime | None:
+    """A stored ``executed_at`` as an aware UTC datetime. The column has no time zone: a value
+    is in the zone of the session that wrote it (``written_in``)."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=written_in)
+    return moment.astimezone(timezone.utc)
 
 
 class HistoryTable:
@@ -86,18 +92,22 @@ class HistoryTable:
                 "Another tool may own it: set SQLMIGRATE_TABLE to another name."
             )
 
+    def create_sql(self) -> str:
+        """The table in the Node.js runner's shape, unless it exists."""
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.quoted} ("
+            " id VARCHAR(255) PRIMARY KEY,"
+            " name VARCHAR(255) NOT NULL,"
+            " executed_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,"
+            " checksum VARCHAR(64) NOT NULL)"
+        )
+
     def create(self) -> None:
-        """Create the table in the Node.js runner's shape, unless it exists."""
-        if self.exists():
+        """Create the table (see :meth:`create_sql`), unless it exists."""
+        if self.exists():  # spares PostgreSQL's "relation already exists" notice
             return
         with self.connection.cursor() as cursor:
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.quoted} ("
-                " id VARCHAR(255) PRIMARY KEY,"
-                " name VARCHAR(255) NOT NULL,"
-                " executed_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,"
-                " checksum VARCHAR(64) NOT NULL)"
-            )
+            cursor.execute(self.create_sql())
 
     def read(self, create: bool = False) -> dict[str, AppliedMigration]:
         """Every applied migration by id, oldest first: the one history query of a command.
@@ -131,10 +141,18 @@ class HistoryTable:
             # 1,000 rows at a time, straight into AppliedMigration: no list of every row as tuples,
             # and not the driver's and Django's Python code once per row.
             i, n, e, c = at
+            zone = self._written_in()
             applied: list[AppliedMigration] = []
             while rows := cursor.fetchmany(ROWS_PER_FETCH):
-                applied += [AppliedMigration(row[i], row[n], _as_datetime(row[e]), row[c]) for row in rows]
+                applied += [AppliedMigration(row[i], row[n], _as_utc(row[e], zone), row[c]) for row in rows]
             return applied
+
+    def _written_in(self) -> tzinfo:
+        """The zone ``CURRENT_TIMESTAMP`` fills ``executed_at`` in: UTC on SQLite; elsewhere the
+        session's, which Django sets to UTC with ``USE_TZ`` and to ``TIME_ZONE`` without it."""
+        if self.connection.vendor == "sqlite" or self.connection.timezone_name == "UTC":
+            return timezone.utc  # the same zone as ZoneInfo("UTC"); converting to it is free
+        return zoneinfo.ZoneInfo(self.connection.timezone_name)
 
     def insert_sql(self, migration_id: str, name: str, checksum: str) -> str:
         """The history INSERT as one literal statement, to travel with a section in its round
@@ -158,6 +176,13 @@ class HistoryTable:
         with self.connection.cursor() as cursor:
             cursor.execute(f"SELECT 1 FROM {self.quoted} WHERE id = %s", [migration_id])
             return cursor.fetchone() is not None
+
+    def update_checksum(self, migration_id: str, checksum: str) -> bool:
+        """Record a new checksum for an applied migration (``sqlmigrate_repair``); False when
+        the row was gone."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {self.quoted} SET checksum = %s WHERE id = %s", [checksum, migration_id])
+            return bool(cursor.rowcount > 0)
 
     def delete(self, migration_id: str) -> bool:
         """Remove a row; False when it was already gone (another runner rolled it back)."""

@@ -7,12 +7,22 @@ migration that cannot be rolled back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from .errors import InvalidRollback, IrreversibleMigration, OutOfOrderMigration, UnknownMigration, plural
+from .errors import (
+    InvalidRepair,
+    InvalidRollback,
+    IrreversibleMigration,
+    MissingMigration,
+    OutOfOrderMigration,
+    UnknownMigration,
+    plural,
+)
 from .files import Migration, MigrationSet
 from .history import AppliedMigration
-from .state import check_recorded, out_of_order
+from .state import State, check_recorded, out_of_order, statuses
 
 
 def plan_up(
@@ -21,8 +31,8 @@ def plan_up(
     """The pending migrations to apply, oldest first, up to and including ``to``."""
     for migration_id in applied:
         check_recorded(migration_id, found, applied)
-    if to is not None and to not in found.by_id():
-        raise UnknownMigration(to, str(found.directory))
+    if to is not None:
+        to = resolve(to, found.by_id(), str(found.directory))
     plan = [m for m in found.migrations if m.id not in applied and (to is None or m.id <= to)]
     late, newest = out_of_order((m.id for m in plan), applied)
     if late and not allow_out_of_order:
@@ -31,26 +41,61 @@ def plan_up(
 
 
 def plan_down(
-    found: MigrationSet, applied: Mapping[str, AppliedMigration], steps: int | None, to: str | None
+    found: MigrationSet,
+    applied: Mapping[str, AppliedMigration],
+    steps: int | None = None,
+    to: str | None = None,
+    everything: bool = False,
 ) -> list[Migration]:
-    """The applied migrations to roll back, newest first: the last ``steps`` (default 1), or
-    every one newer than ``to``."""
+    """The applied migrations to roll back, newest first: the last ``steps`` (default 1), every
+    one newer than ``to``, or ``everything``. Refused whole if any of them cannot be rolled back."""
+    if sum((steps is not None, to is not None, everything)) > 1:
+        raise InvalidRollback("give either a number of migrations or --to or --all, not several")
     newest_first = sorted(applied, reverse=True)
-    if to is not None:
-        if steps is not None:
-            raise InvalidRollback("give either a number of migrations or --to, not both")
-        if to not in found.by_id() and to not in applied:
-            raise UnknownMigration(to, f"{found.directory} or in the history")
+    if everything:
+        targets = newest_first
+    elif to is not None:
+        to = resolve(to, {**applied, **found.by_id()}, f"{found.directory} or in the history")
         targets = [migration_id for migration_id in newest_first if migration_id > to]
     else:
         targets = newest_first[: _rollback_count(steps, len(newest_first))]
+    return _reversible([check_recorded(i, found, applied, f"cannot roll back {i}: ") for i in targets])
+
+
+def plan_redo(found: MigrationSet, applied: Mapping[str, AppliedMigration], steps: int | None) -> list[Migration]:
+    """The last ``steps`` applied migrations (default 1), newest first, to roll back and apply
+    again. Unlike :func:`plan_down` a file edited since it ran is accepted: rolling it back with
+    its current DOWN and applying its current UP is the edit-run-edit loop ``redo`` is for."""
+    newest_first = sorted(applied, reverse=True)
     plan = []
-    for migration_id in targets:
-        migration = check_recorded(migration_id, found, applied, f"cannot roll back {migration_id}: ")
-        if not migration.reversible:
-            raise IrreversibleMigration(migration)
+    for migration_id in newest_first[: _rollback_count(steps, len(newest_first))]:
+        migration = found.by_id().get(migration_id)
+        if migration is None:
+            raise MissingMigration(migration_id, found.directory, f"cannot redo {migration_id}: ")
         plan.append(migration)
+    return _reversible(plan)
+
+
+def _reversible(plan: list[Migration]) -> list[Migration]:
+    """``plan``, or :class:`IrreversibleMigration` naming every migration of it with no DOWN."""
+    irreversible = [migration for migration in plan if not migration.reversible]
+    if irreversible:
+        raise IrreversibleMigration(irreversible)
     return plan
+
+
+def resolve(given: str, known: Mapping[str, object], where: str, option: str = "--to ") -> str:
+    """The migration id a user meant: the id itself, its file name (``.sql``) or its bare
+    14-digit timestamp; an unknown one is refused with the closest known id."""
+    wanted = given.removesuffix(".sql")
+    if wanted in known:
+        return wanted
+    if len(wanted) == 14 and wanted.isdigit():
+        stamped = [migration_id for migration_id in known if migration_id.startswith(wanted + "_")]
+        if len(stamped) == 1:
+            return stamped[0]
+    closest = difflib.get_close_matches(wanted, list(known), n=1, cutoff=0.6)
+    raise UnknownMigration(given, where, option, closest[0] if closest else None)
 
 
 def _rollback_count(steps: int | None, applied: int) -> int:
@@ -62,3 +107,38 @@ def _rollback_count(steps: int | None, applied: int) -> int:
         have = {0: "none is", 1: "only 1 is"}.get(applied, f"only {applied} are")
         raise InvalidRollback(f"cannot roll back {plural(steps, 'migration')}: {have} applied")
     return steps
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """One history row ``sqlmigrate_repair`` changes: a ``modified`` migration's recorded
+    checksum replaced by its file's, or a ``missing`` migration's row deleted."""
+
+    migration_id: str
+    state: State
+    recorded: str
+    checksum: str | None  # the file's, for a modified migration
+
+    def describe(self) -> str:
+        """``id: checksum 4b9bf56eb22b -> 800dc677e20f`` or ``id: row deleted (file missing)``."""
+        if self.checksum is None:
+            return f"{self.migration_id}: history row deleted (its file is missing)"
+        return f"{self.migration_id}: checksum {self.recorded[:12]} -> {self.checksum[:12]}"
+
+
+def plan_repair(found: MigrationSet, applied: Mapping[str, AppliedMigration], ids: Sequence[str] = ()) -> list[Repair]:
+    """The history rows that disagree with the files (modified and missing migrations), or only
+    those of ``ids``, each of which must be one of them."""
+    rows = {row.id: row for row in statuses(found, applied)}
+    wanted = [resolve(given, rows, f"{found.directory} or in the history", option="") for given in ids]
+    for migration_id in wanted:
+        if rows[migration_id].state not in (State.MODIFIED, State.MISSING):
+            raise InvalidRepair(
+                f"{migration_id} is {rows[migration_id].state}: only modified and missing migrations are repaired"
+            )
+    chosen = [rows[migration_id] for migration_id in sorted(set(wanted))] if ids else list(rows.values())
+    return [
+        Repair(row.id, row.state, row.stored_checksum or "", row.checksum if row.state == State.MODIFIED else None)
+        for row in chosen
+        if row.state in (State.MODIFIED, State.MISSING)
+    ]

@@ -9,12 +9,12 @@ reports progress through a :class:`~.executor.Reporter`; only the management com
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db import Error as DjangoDatabaseError
 
 from . import conf
@@ -23,7 +23,9 @@ from .errors import SqlMigrateError
 from .executor import Executor, Reporter, Result, describe
 from .files import Migration, MigrationSet, check_statements, load_directory, load_one, with_statements_checked
 from .history import HistoryTable
-from .planner import plan_down, plan_up
+from .planner import Repair, plan_down, plan_redo, plan_repair, plan_up
+from .requirements import check_requirements, unknown_requirements
+from .script import Script
 from .state import MigrationStatus, Problem, State, StatusTable, problems, statuses
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,6 +54,7 @@ class MigrationRunner:
         table: str | None = None,
         lock_wait_timeout: float | None = None,
         reporter: Reporter | None = None,
+        retries: int | None = None,
         loader: Callable[[Path], MigrationSet] = load_directory,
     ) -> None:
         self.using = conf.check_alias(using)
@@ -63,7 +66,8 @@ class MigrationRunner:
         self.reporter = reporter or Reporter()
         self.loader = loader  # how the files are read: the admin page passes cache.load_cached
         timeouts = {"lock_timeout": conf.lock_timeout(), "statement_timeout": conf.statement_timeout()}
-        self.executor = Executor(self.backend, self.history, self.reporter, timeouts)
+        retries = conf.retries() if retries is None else retries
+        self.executor = Executor(self.backend, self.history, self.reporter, timeouts, retries)
 
     # Reading ----------------------------------------------------------------------------------
 
@@ -112,7 +116,9 @@ class MigrationRunner:
     @_reports_database_errors
     def validate(self) -> list[Problem]:
         """Every problem with files and history; an empty list means all is well. Never writes."""
-        return problems(with_statements_checked(self.loader(self.directory)), self.history.read)
+        found = self.loader(self.directory)
+        unknown = [Problem.of(error) for error in unknown_requirements(found.migrations)]
+        return problems(with_statements_checked(found), self.history.read) + unknown
 
     # Applying and rolling back ------------------------------------------------------------------
 
@@ -131,26 +137,88 @@ class MigrationRunner:
             applied = self.history.read()
             plan = plan_up(found, applied, to, allow_out_of_order)
             check_statements(plan)  # before anything is written, even the history table
+            if not fake:
+                check_requirements(self.connection, plan)
             if not applied:
                 self.history.create()
             run = self.executor.fake if fake else self.executor.apply
             return [run(migration) for migration in plan]
 
     @_reports_database_errors
-    def plan_rollback(self, steps: int | None = None, to: str | None = None) -> list[Migration]:
+    def plan_rollback(
+        self, steps: int | None = None, to: str | None = None, everything: bool = False
+    ) -> list[Migration]:
         """What :meth:`rollback` would undo, newest first. Never writes."""
-        plan = plan_down(self._files(), self.history.read(), steps, to)
+        plan = plan_down(self._files(), self.history.read(), steps, to, everything)
         check_statements(plan)
         return plan
 
     @_reports_database_errors
-    def rollback(self, steps: int | None = None, to: str | None = None) -> list[Result]:
-        """Undo the last ``steps`` migrations (default 1), or every one newer than ``to``."""
+    def rollback(self, steps: int | None = None, to: str | None = None, everything: bool = False) -> list[Result]:
+        """Undo the last ``steps`` migrations (default 1), every one newer than ``to``, or all."""
         found = self._files()
         with self._locked():
-            plan = plan_down(found, self.history.read(create=True), steps, to)
+            plan = plan_down(found, self.history.read(create=True), steps, to, everything)
             check_statements(plan)
             return [self.executor.revert(migration) for migration in plan]
+
+    @_reports_database_errors
+    def redo(self, steps: int | None = None) -> list[Result]:
+        """Roll back the last ``steps`` migrations (default 1) and apply them again, under one
+        lock: the edit-run-edit loop of writing a migration (an edited file is accepted)."""
+        found = self._files()
+        with self._locked():
+            plan = plan_redo(found, self.history.read(create=True), steps)
+            check_statements(plan)
+            results = [self.executor.revert(migration) for migration in plan]
+            return results + [self.executor.apply(migration) for migration in reversed(plan)]
+
+    # Repairing the history ---------------------------------------------------------------------
+
+    @_reports_database_errors
+    def plan_repair(self, ids: Sequence[str] = ()) -> list[Repair]:
+        """The history rows :meth:`repair` would change. Never writes."""
+        return plan_repair(self._files(), self.history.read(), ids)
+
+    @_reports_database_errors
+    def repair(self, ids: Sequence[str] = (), expected: list[Repair] | None = None) -> list[Repair]:
+        """Make the history agree with the files, in one transaction under the run-wide lock: a
+        modified migration gets its file's checksum, a missing one loses its row. Never touches
+        the schema. With ``expected`` (the plan a user confirmed), a history that changed since
+        is refused rather than repaired differently."""
+        found = self._files()
+        with self._locked():
+            plan = plan_repair(found, self.history.read(), ids)
+            if expected is not None and plan != expected:
+                raise SqlMigrateError(
+                    "the history changed since the repair plan was shown: run sqlmigrate_repair again"
+                )
+            with transaction.atomic(using=self.using):
+                for repair in plan:
+                    if repair.checksum is None:
+                        self.history.delete(repair.migration_id)
+                    else:
+                        self.history.update_checksum(repair.migration_id, repair.checksum)
+        return plan
+
+    # The script a DBA could run ----------------------------------------------------------------
+
+    @_reports_database_errors
+    def up_script(self, to: str | None = None, allow_out_of_order: bool = False) -> str:
+        """The SQL :meth:`migrate` would run, as a script to run by hand. Never writes."""
+        plan = plan_up(self._files(), self.history.read(), to, allow_out_of_order)
+        check_statements(plan)
+        return self._script().up(plan, create_history=not self.history.exists())
+
+    @_reports_database_errors
+    def down_script(self, steps: int | None = None, to: str | None = None, everything: bool = False) -> str:
+        """The SQL :meth:`rollback` would run, as a script to run by hand. Never writes."""
+        plan = plan_down(self._files(), self.history.read(), steps, to, everything)
+        check_statements(plan)
+        return self._script().down(plan)
+
+    def _script(self) -> Script:
+        return Script(self.backend, self.history, self.executor.timeouts, self.using)
 
     def _locked(self) -> AbstractContextManager[None]:
         """The run-wide lock. The history table is named with the schema current now, and the

@@ -38,7 +38,7 @@ class State(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class MigrationStatus:
-    """One migration known from its file, its history row, or both."""
+    """One migration known from its file, its history row, or both; ``executed_at`` in UTC."""
 
     id: str
     name: str
@@ -58,6 +58,7 @@ class MigrationStatus:
             "checksum": self.checksum,
             "stored_checksum": self.stored_checksum,
             "file": str(self.migration.path) if self.migration else None,
+            "reversible": self.migration.reversible if self.migration else None,
         }
 
 

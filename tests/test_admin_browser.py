@@ -1,7 +1,8 @@
 """The admin page end to end in a real headless Chromium (Debian's), against a live server.
 
 Without /usr/bin/chromium this skips, unless ``SQLMIGRATE_REQUIRE_BROWSER=1`` (as in CI), where it
-fails. ``SQLMIGRATE_UPDATE_SCREENSHOT=1`` also writes the README's screenshot, ``docs/admin.png``.
+fails. ``SQLMIGRATE_UPDATE_SCREENSHOT=1`` also rewrites ``docs/admin.png``, the picture in
+docs/admin.md.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from django.core.checks import run_checks
 
 from sqlmigrate_app import cache
 from sqlmigrate_app.cache import CleanRecord, signatures
-from sqlmigrate_app.checks import file_errors
+from sqlmigrate_app.checks import check_files
 from sqlmigrate_app.files import load_directory, with_statements_checked
 
 from .conftest import ROOT
@@ -147,6 +147,11 @@ def write_files(directory, files):
         (directory / name).write_text(text)
 
 
+def errors_of(directory):
+    errors, _ = check_files(directory)
+    return errors
+
+
 def validate_says(directory):
     return [str(error) for error in with_statements_checked(load_directory(directory)).errors]
 
@@ -156,8 +161,8 @@ def test_the_check_reports_what_validate_reports_of_the_files_on_every_run(tmp_p
     (tmp_path / "20240101000000_good.sql").write_text(GOOD)
     write_files(tmp_path, BAD_FILES)
 
-    first = [str(error) for error in file_errors(tmp_path)]
-    second = [str(error) for error in file_errors(tmp_path)]
+    first = [str(error) for error in errors_of(tmp_path)]
+    second = [str(error) for error in errors_of(tmp_path)]
 
     assert first == second == validate_says(tmp_path)
     assert len(first) == 5
@@ -172,17 +177,17 @@ def test_the_check_reports_what_validate_reports_of_the_files_on_every_run(tmp_p
 def test_a_file_recorded_clean_is_not_read_again_until_its_signature_changes(tmp_path):
     path = tmp_path / "20240101000000_good.sql"
     path.write_text(GOOD)
-    assert file_errors(tmp_path) == []
+    assert errors_of(tmp_path) == []
     record = CleanRecord(tmp_path)
     [key] = record.read()
 
     path.write_text("nonsense\n")  # a new signature: read, and reported
-    assert [error.message for error in file_errors(tmp_path)] == ["SQL before the -- UP marker"]
+    assert [error.message for error in errors_of(tmp_path)] == ["SQL before the -- UP marker"]
     assert record.read() == set()
 
     [(name, signature)] = signatures(tmp_path).items()
     record.write({CleanRecord.key(name, signature)})  # as if the nonsense had been found clean
-    assert file_errors(tmp_path) == []
+    assert errors_of(tmp_path) == []
 
 
 @pytest.mark.usefixtures("trusting")
@@ -195,17 +200,17 @@ def test_a_record_of_other_rules_or_another_directory_is_ignored(tmp_path):
     data = json.loads(record.path.read_text())
 
     record.path.write_text(json.dumps({**data, "rules": "0.0.0:1:2"}))
-    assert len(file_errors(tmp_path)) == 1
+    assert len(errors_of(tmp_path)) == 1
     record.path.write_text(json.dumps({**data, "directory": "/elsewhere"}))
-    assert len(file_errors(tmp_path)) == 1
+    assert len(errors_of(tmp_path)) == 1
     record.path.write_text("{not json")
-    assert len(file_errors(tmp_path)) == 1
+    assert len(errors_of(tmp_path)) == 1
 
 
 def test_a_file_changed_within_racy_ns_is_read_every_time_and_not_recorded(tmp_path):
     (tmp_path / "20240101000000_good.sql").write_text(GOOD)
 
-    assert file_errors(tmp_path) == []
+    assert errors_of(tmp_path) == []
     assert CleanRecord(tmp_path).read() == set()
 
 
@@ -218,8 +223,8 @@ def test_without_a_writable_cache_directory_every_file_is_read(tmp_path, monkeyp
     (migrations / "20240101000000_good.sql").write_text(GOOD)
     (migrations / "20240102000000_bad.sql").write_text("-- UP\nCOMMIT;\n")
 
-    assert [error.line for error in file_errors(migrations)] == [2]
-    assert [error.line for error in file_errors(migrations)] == [2]
+    assert [error.line for error in errors_of(migrations)] == [2]
+    assert [error.line for error in errors_of(migrations)] == [2]
 
 
 def test_a_refused_statement_is_an_e003(settings, tmp_path):
@@ -228,3 +233,14 @@ def test_a_refused_statement_is_an_e003(settings, tmp_path):
     [(message_id, message)] = messages()
     assert message_id == "sqlmigrate.E003"
     assert message.startswith(f"{tmp_path / '20240101000000_index.sql'}:2: 'CREATE INDEX CONCURRENTLY ...' cannot run")
+
+
+@pytest.mark.usefixtures("trusting")
+def test_files_with_requires_or_an_empty_up_are_read_by_every_check(settings, tmp_path):
+    (tmp_path / "20240101000000_needs.sql").write_text("-- sqlmigrate: requires=auth.0099_nothing\n-- UP\nSELECT 1;\n")
+    (tmp_path / "20240101000001_fresh.sql").write_text("-- UP\n-- nothing yet\n")
+    settings.SQLMIGRATE_DIR = tmp_path
+
+    assert ids() == ["sqlmigrate.E007", "sqlmigrate.W002"]
+    assert ids() == ["sqlmigrate.E007", "sqlmigrate.W002"]
+    assert CleanRecord(tmp_path).read() == set()

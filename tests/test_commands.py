@@ -236,7 +236,8 @@ def test_status_text_marks_each_state_with_executed_at(target):
     assert re.fullmatch(rf"✅ Executed \| {FIRST} \| Create A {stamp}", lines[1]), lines[1]
     assert re.fullmatch(rf"⚠️  Modified \| {SECOND} \| Create B {stamp}", lines[2]), lines[2]
     assert lines[3] == f"⏳ Pending  | {THIRD} | Create C"
-    assert len(lines) == 4
+    assert lines[4] == "4 migrations: 1 applied, 1 pending, 1 modified, 1 missing"
+    assert len(lines) == 5
 
 
 def test_status_json(target):

@@ -81,7 +81,7 @@ def held_lock(target):
 def test_lock_timeout_gives_a_clear_error(target, held_lock):
     target.migration("20240101000000_things", "CREATE TABLE things (id INTEGER);", "DROP TABLE things;")
 
-    result = target.manage("sqlmigrate_up", "--lock-timeout", "1")
+    result = target.manage("sqlmigrate_up", "--wait", "1")
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -114,7 +114,7 @@ def test_sqlite_writer_outside_sqlmigrate_is_waited_for_up_to_the_lock_timeout(t
     holder.execute("CREATE TABLE keep_busy (x INTEGER)")
     holder.execute("BEGIN EXCLUSIVE")
 
-    result = target.manage("sqlmigrate_up", "--lock-timeout", "1")
+    result = target.manage("sqlmigrate_up", "--wait", "1")
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["CommandError: database 'default': database is locked"]

@@ -71,7 +71,7 @@ def test_sigkill_mid_migration_leaves_nothing_half_done(target):
     assert_stopped_before_middle(target)
     write_three(target, "CREATE TABLE b (id INTEGER);\nINSERT INTO b VALUES (1);")
     # The killed session's lock must not outlive it for long (PG notices the dead client).
-    result = target.manage("sqlmigrate_up", "--lock-timeout", "20")
+    result = target.manage("sqlmigrate_up", "--wait", "20")
     assert result.returncode == 0, result.stdout + result.stderr
     assert target.history() == [FIRST, SLOW, LAST]
     assert target.query("SELECT id FROM b") == [(1,)]

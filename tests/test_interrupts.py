@@ -72,7 +72,7 @@ def test_a_signal_mid_migration_rolls_it_back_and_says_so_in_one_line(target, na
         wait_until(lambda: not runner_backends(target) and not advisory_locks(target), timeout=10, what="cleanup")
         print(f"{name}: backend gone and lock free {time.monotonic() - sent:.2f} s after the signal")
     write_three(target, "CREATE TABLE b (id INTEGER);")
-    assert target.manage("sqlmigrate_up", "--lock-timeout", "5").returncode == 0
+    assert target.manage("sqlmigrate_up", "--wait", "5").returncode == 0
     assert target.history() == [FIRST, SLOW, LAST]
 
 

@@ -48,8 +48,8 @@ def package_files() -> set[str]:
 def test_wheel_and_sdist_hold_every_package_file(dist):
     expected = package_files()
     assert "sqlmigrate_app/py.typed" in expected
-    [wheel] = dist.glob("sqlmigrate-*.whl")
-    [sdist] = dist.glob("sqlmigrate-*.tar.gz")
+    [wheel] = dist.glob("django_sqlmigrate-*.whl")
+    [sdist] = dist.glob("django_sqlmigrate-*.tar.gz")
     with zipfile.ZipFile(wheel) as archive:
         in_wheel = set(archive.namelist())
         metadata = archive.read(next(name for name in in_wheel if name.endswith(".dist-info/METADATA"))).decode()
@@ -61,8 +61,9 @@ def test_wheel_and_sdist_hold_every_package_file(dist):
     assert not [name for name in in_wheel | in_sdist if name.startswith("tests/") or "/tests/" in name]
     sdist_top = {name.split("/", 1)[0] for name in in_sdist}
     metadata_files = {"LICENSE", "MANIFEST.in", "PKG-INFO", "README.md", "pyproject.toml", "setup.cfg"}
-    assert sdist_top <= {"sqlmigrate_app", "sqlmigrate.egg-info"} | metadata_files, sorted(sdist_top)
+    assert sdist_top <= {"sqlmigrate_app", "django_sqlmigrate.egg-info"} | metadata_files, sorted(sdist_top)
     for line in [
+        "Name: django-sqlmigrate",  # the PyPI name; the import package stays sqlmigrate_app
         "Requires-Python: >=3.10",
         "Requires-Dist: django>=5.2",
         "Classifier: Framework :: Django :: 5.2",
@@ -74,7 +75,7 @@ def test_wheel_and_sdist_hold_every_package_file(dist):
 
 
 def test_fresh_project_installs_the_wheel_and_runs_every_command(dist, tmp_path):
-    [wheel] = dist.glob("sqlmigrate-*.whl")
+    [wheel] = dist.glob("django_sqlmigrate-*.whl")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DATABASE_URL", "PYTHON"))}
     venv = tmp_path / "venv"
     sh(sys.executable, "-m", "venv", venv, cwd=tmp_path)  # clean: no --system-site-packages

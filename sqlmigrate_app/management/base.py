@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import signal
 import threading
-from argparse import ArgumentParser
+from argparse import SUPPRESS, ArgumentParser
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from time import perf_counter
 from typing import Any
 
+import django
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
+from .. import __version__
 from ..errors import MigrationInterrupted, ProblemKind, SqlMigrateError, Terminated, plural
 from ..executor import APPLIED, FAKED, ROLLED_BACK, SKIPPED, Reporter, Result
 from ..files import Migration
@@ -32,6 +34,11 @@ EXIT_CODES = {
 }
 # Exit codes of a run stopped by a signal, as a shell reports them: 128 + the signal's number.
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+EXIT_CODES_HELP = (
+    "Exit codes: 0 up to date / valid; 1 error (bad arguments, database unreachable); 2 usage; "
+    + "; ".join(f"{code} {kind.value.replace('_', ' ')}" for kind, code in EXIT_CODES.items())
+    + f"; {EXIT_INTERRUPTED} Ctrl-C, {EXIT_TERMINATED} SIGTERM. With several problems the highest code wins."
+)
 
 
 def exit_code(kinds: Iterable[ProblemKind]) -> int:
@@ -99,10 +106,11 @@ class SqlMigrateCommand(BaseCommand):
 
     requires_migrations_checks = False
     requires_system_checks: list[str] = []
+    database_help = "Database alias to use (default: 'default')."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """``--database`` and ``--dir``, common to every command."""
-        parser.add_argument("--database", default="default", help="Database alias to use (default: 'default').")
+        parser.add_argument("--database", default="default", help=self.database_help)
         parser.add_argument(
             "--dir", dest="directory", help="Migrations directory (default: SQLMIGRATE_DIRS / SQLMIGRATE_DIR)."
         )
@@ -117,9 +125,32 @@ class SqlMigrateCommand(BaseCommand):
         except KeyboardInterrupt as exc:
             raise interruption(exc) from exc
 
+    def get_version(self) -> str:
+        """``--version``: sqlmigrate's version, and Django's."""
+        return f"django-sqlmigrate {__version__} (Django {django.get_version()})"
+
     def runner(self, options: dict[str, Any], **kwargs: Any) -> MigrationRunner:
         """The :class:`MigrationRunner` of the chosen database and directory."""
         return MigrationRunner(using=options["database"], directory=options["directory"], **kwargs)
+
+    def add_wait_argument(self, parser: ArgumentParser) -> None:
+        """``--wait SECONDS`` for the run-wide lock (``--lock-timeout``, its old name, still works:
+        it was renamed so as not to be taken for PostgreSQL's ``lock_timeout``)."""
+        parser.add_argument(
+            "--wait",
+            type=float,
+            metavar="SECONDS",
+            help="Give up after waiting this long for another sqlmigrate runner (default: wait as long as it takes).",
+        )
+        parser.add_argument("--lock-timeout", type=float, dest="old_wait", help=SUPPRESS)
+
+    def wait(self, options: dict[str, Any]) -> float | None:
+        """The ``--wait`` given, or ``--lock-timeout`` with a note that it was renamed."""
+        if options.get("old_wait") is not None:
+            self.stderr.write("--lock-timeout is now --wait (it waits for another runner, not a table lock)")
+            return float(options["old_wait"])
+        wait: float | None = options.get("wait")
+        return wait
 
     def say(self, message: str, level: int = 1, ending: str = "\n") -> None:
         """Print ``message`` at verbosity ``level`` or above, at once."""
@@ -160,6 +191,12 @@ class ProgressReporter(Reporter):
         outcome = {SKIPPED: style.WARNING(" SKIPPED (done by another runner)"), FAKED: style.SUCCESS(" FAKED")}
         text = outcome.get(result.action, style.SUCCESS(" OK"))
         self.command.say(f"{text} ({result.elapsed_ms:.0f} ms)")
+
+    def retrying(self, migration: Migration, attempt: int, attempts: int, pause: float) -> None:
+        """Say the lock timeout hit, and when the next try starts; the line stays open."""
+        self.command.say(
+            self.command.style.WARNING(f" LOCK TIMEOUT, try {attempt} of {attempts} in {pause:g} s..."), ending=""
+        )
 
     def failed(self, migration: Migration, elapsed_ms: float) -> None:
         """Close the line with ``FAILED``; the error follows."""

@@ -13,6 +13,7 @@ class Command(SqlMigrateCommand):
     """``sqlmigrate_create NAME``: write a new migration file."""
 
     help = "Create a new, empty SQL migration file named <UTC timestamp>_<name>.sql."
+    database_help = "Only picks the directory (SQLMIGRATE_DIRS[alias]); no database is touched."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """The command's own options, after the common ones."""

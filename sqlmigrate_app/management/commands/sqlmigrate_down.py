@@ -18,19 +18,24 @@ class Command(SqlMigrateCommand):
         """The command's own options, after the common ones."""
         super().add_arguments(parser)
         parser.add_argument("steps", nargs="?", type=int, metavar="N", help="How many migrations to roll back.")
-        parser.add_argument("--to", metavar="ID", help="Roll back every migration newer than this one.")
-        parser.add_argument("--plan", action="store_true", help="Show what would be rolled back; change nothing.")
         parser.add_argument(
-            "--lock-timeout", type=float, metavar="SECONDS", help="Give up waiting for another runner after this long."
+            "--to", metavar="ID", help="Roll back every migration newer than this one (id, file name or timestamp)."
         )
+        parser.add_argument("--all", action="store_true", dest="everything", help="Roll back every applied migration.")
+        parser.add_argument("--plan", action="store_true", help="Show what would be rolled back; change nothing.")
+        parser.add_argument("--sql", action="store_true", help="Print the SQL script that would run; change nothing.")
+        self.add_wait_argument(parser)
 
     def run(self, **options: Any) -> None:
         """Do it, and print the outcome."""
-        runner = self.runner(options, lock_wait_timeout=options["lock_timeout"], reporter=ProgressReporter(self))
+        runner = self.runner(options, lock_wait_timeout=self.wait(options), reporter=ProgressReporter(self))
+        which = {"steps": options["steps"], "to": options["to"], "everything": options["everything"]}
+        if options["sql"]:
+            self.stdout.write(runner.down_script(**which), ending="")
+            return
         if options["plan"]:
-            plan = runner.plan_rollback(options["steps"], options["to"])
-            print_plan(self, "Planned rollbacks:", plan, NOTHING_TO_ROLL_BACK, down=True)
+            print_plan(self, "Planned rollbacks:", runner.plan_rollback(**which), NOTHING_TO_ROLL_BACK, down=True)
             return
         started = perf_counter()
-        results = runner.rollback(options["steps"], options["to"])
+        results = runner.rollback(**which)
         print_summary(self, results, "Rolled back", NOTHING_TO_ROLL_BACK, started)

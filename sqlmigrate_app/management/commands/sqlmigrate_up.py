@@ -4,6 +4,7 @@ from argparse import ArgumentParser
 from time import perf_counter
 from typing import Any
 
+from ...errors import ConfigurationError
 from ..base import ProgressReporter, SqlMigrateCommand, print_plan, print_summary
 
 NOTHING_PENDING = "No pending migrations."
@@ -17,8 +18,15 @@ class Command(SqlMigrateCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         """The command's own options, after the common ones."""
         super().add_arguments(parser)
-        parser.add_argument("--to", metavar="ID", help="Stop after this migration.")
+        parser.add_argument(
+            "--to", metavar="ID", help="Stop after this migration (its id, file name or 14-digit timestamp)."
+        )
         parser.add_argument("--plan", action="store_true", help="Show what would run; change nothing.")
+        parser.add_argument(
+            "--sql",
+            action="store_true",
+            help="Print the SQL script that would run (BEGIN/COMMIT, timeouts, history rows); change nothing.",
+        )
         parser.add_argument(
             "--fake", action="store_true", help="Record pending migrations as applied without running them."
         )
@@ -28,18 +36,34 @@ class Command(SqlMigrateCommand):
             help="Apply pending migrations older than the newest applied one.",
         )
         parser.add_argument(
-            "--lock-timeout", type=float, metavar="SECONDS", help="Give up waiting for another runner after this long."
+            "--retries",
+            type=int,
+            metavar="N",
+            help="Try a migration that failed on its lock timeout N more times, pausing longer each time "
+            "(default: SQLMIGRATE_RETRIES, else 0).",
         )
+        self.add_wait_argument(parser)
 
     def run(self, **options: Any) -> None:
         """Do it, and print the outcome."""
-        runner = self.runner(options, lock_wait_timeout=options["lock_timeout"], reporter=ProgressReporter(self))
+        if options["retries"] is not None and options["retries"] < 0:
+            raise ConfigurationError(f"--retries {options['retries']}: give a number of at least 0")
+        runner = self.runner(
+            options, lock_wait_timeout=self.wait(options), reporter=ProgressReporter(self), retries=options["retries"]
+        )
+        to, out_of_order = options["to"], options["allow_out_of_order"]
+        if options["sql"]:
+            self.stdout.write(runner.up_script(to=to, allow_out_of_order=out_of_order), ending="")
+            return
         if options["plan"]:
-            plan = runner.plan(to=options["to"], allow_out_of_order=options["allow_out_of_order"])
-            print_plan(self, "Planned migrations:", plan, NOTHING_PENDING, down=False)
+            print_plan(
+                self,
+                "Planned migrations:",
+                runner.plan(to=to, allow_out_of_order=out_of_order),
+                NOTHING_PENDING,
+                down=False,
+            )
             return
         started = perf_counter()
-        results = runner.migrate(
-            to=options["to"], fake=options["fake"], allow_out_of_order=options["allow_out_of_order"]
-        )
+        results = runner.migrate(to=to, fake=options["fake"], allow_out_of_order=out_of_order)
         print_summary(self, results, "Faked" if options["fake"] else "Applied", NOTHING_PENDING, started)

@@ -4,16 +4,20 @@ import json
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from ...errors import plural
-from ..base import SqlMigrateCommand, exit_code
+from ..base import EXIT_CODES_HELP, SqlMigrateCommand, exit_code
 
 
 class Command(SqlMigrateCommand):
     """``sqlmigrate_validate``: every problem of files and history."""
 
     help = "Check migration files and history: checksums, missing files, bad files, order."
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        """The parser, with the exit codes in ``--help``."""
+        return super().create_parser(prog_name, subcommand, epilog=EXIT_CODES_HELP, **kwargs)
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """The command's own options, after the common ones."""

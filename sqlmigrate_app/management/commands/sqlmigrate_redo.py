@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from time import perf_counter
+from typing import Any
+
+from ...executor import APPLIED
+from ..base import ProgressReporter, SqlMigrateCommand, print_summary
+
+
+class Command(SqlMigrateCommand):
+    """``sqlmigrate_redo [N]``: roll back the newest applied migrations and apply them again."""
+
+    help = "Roll back the last N applied SQL migrations (default 1) and apply them again."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        """The command's own options, after the common ones."""
+        super().add_arguments(parser)
+        parser.add_argument("steps", nargs="?", type=int, metavar="N", help="How many migrations to redo.")
+        self.add_wait_argument(parser)
+
+    def run(self, **options: Any) -> None:
+        """Do it, and print the outcome."""
+        runner = self.runner(options, lock_wait_timeout=self.wait(options), reporter=ProgressReporter(self))
+        started = perf_counter()
+        results = runner.redo(options["steps"])
+        reapplied = [result for result in results if result.action == APPLIED]
+        print_summary(self, reapplied, "Redid", "Nothing to redo.", started)

@@ -1,0 +1,84 @@
+"""The SQL ``up --sql`` and ``down --sql`` print: what the runner would send, as a script a DBA
+can read and run by hand (``psql -v ON_ERROR_STOP=1 -f``), in order, without sqlmigrate.
+
+Each transactional migration is a ``BEGIN ... COMMIT`` block holding its timeouts, its history
+row and its SQL, as the runner sends it; a ``no-transaction`` one is its statements one by one,
+its history row after the last.
+"""
+
+from __future__ import annotations
+
+from .backends import Backend
+from .errors import plural
+from .files import Migration, Section
+from .history import HistoryTable
+
+# How to run a script by hand, stopping at the first error, per database vendor.
+RUN_BY_HAND = {"postgresql": "psql -v ON_ERROR_STOP=1 -f FILE", "sqlite": "sqlite3 -bail DATABASE < FILE"}
+
+
+class Script:
+    """Writes the scripts of one database's plans."""
+
+    def __init__(self, backend: Backend, history: HistoryTable, timeouts: dict[str, str | None], using: str) -> None:
+        self.backend = backend
+        self.history = history
+        self.timeouts = timeouts
+        self.using = using
+
+    def up(self, plan: list[Migration], create_history: bool) -> str:
+        """Apply ``plan``; create the history table first if it does not exist yet."""
+        parts = [self._header("sqlmigrate_up", len(plan))]
+        if create_history:
+            parts.append(f"{self.history.create_sql()};\n")
+        for migration in plan:
+            row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
+            parts.append(self._migration(migration, migration.up, row))
+        return "\n".join(parts)
+
+    def down(self, plan: list[Migration]) -> str:
+        """Roll back ``plan``, newest first."""
+        parts = [self._header("sqlmigrate_down", len(plan))]
+        for migration in plan:
+            parts.append(self._migration(migration, migration.down, self.history.delete_sql(migration.id)))
+        return "\n".join(parts)
+
+    def _header(self, command: str, count: int) -> str:
+        vendor = self.backend.connection.vendor
+        how = RUN_BY_HAND.get(vendor, "one session")
+        return (
+            f"-- {command} --sql: {plural(count, 'migration')} for database {self.using!r} ({vendor}).\n"
+            f"-- Run it in one session and stop at the first error ({how}).\n"
+            "-- Unlike sqlmigrate it takes no lock: make sure no other runner works on this database.\n"
+        )
+
+    def _migration(self, migration: Migration, section: Section, history_sql: str) -> str:
+        body = self._terminated(section)
+        if migration.transactional:
+            timeouts = self.backend.timeout_statements(migration, self.timeouts, local=True)
+            lines = [
+                f"-- {migration.id}",
+                "BEGIN;",
+                *(f"{sql};" for sql in timeouts),
+                f"{history_sql};",
+                body,
+                "COMMIT;",
+            ]
+        else:
+            timeouts = self.backend.timeout_statements(migration, self.timeouts, local=False)
+            resets = [f"SET {sql.split()[1]} TO DEFAULT;" for sql in timeouts]
+            lines = [
+                f"-- {migration.id} (no-transaction: each statement on its own, outside a transaction)",
+                *(f"{sql};" for sql in timeouts),
+                body,
+                f"{history_sql};",
+                *resets,
+            ]
+        return "\n".join(lines) + "\n"
+
+    def _terminated(self, section: Section) -> str:
+        """The section, ending in a semicolon on a line of its own when its last statement has
+        none, so the script's next line is not read as part of that statement."""
+        sql = section.sql.strip()
+        statements = self.backend.split(section)
+        return sql + "\n;" if statements and not statements[-1].sql.rstrip().endswith(";") else sql
