@@ -353,17 +353,8 @@ def _parse(directory: Path, migration_id: str, text: str) -> Migration:
         raise _Malformed("no -- UP marker", 1)
     # The first SQL line of the file is not before -- UP (that raised above), so the UP section
     # has SQL when that line comes before -- DOWN: no second search through the section.
-    up_has_sql = first_sql is not None and first_sql.start() < down_line_start
-    if not up_has_sql and not options.get("empty"):
-        raise _Malformed(
-            "the -- UP section is empty: write its SQL, or add '-- sqlmigrate: empty' before -- UP "
-            "if it is empty on purpose",
-            up_marker,
-            EmptyMigration,
-        )
-    if up_has_sql and options.get("empty"):
-        assert first_sql is not None
-        raise _Malformed("'-- sqlmigrate: empty' but the -- UP section holds SQL", line_of(text, first_sql.start()))
+    first_up_sql = first_sql.start() if first_sql is not None and first_sql.start() < down_line_start else None
+    _check_emptiness(text, first_up_sql, up_marker, bool(options.get("empty")))
     # Slices of the text, exactly what joining the lines between the markers would give.
     up_sql, up_line = text[up_start : down_line_start - 1], up_marker + 1
     down_sql, down_line = (text[down_start:], down_marker + 1) if down_marker is not None else ("", 0)
@@ -377,6 +368,19 @@ def _parse(directory: Path, migration_id: str, text: str) -> Migration:
         down_line,
         **options,  # type: ignore[arg-type]
     )
+
+
+def _check_emptiness(text: str, first_up_sql: int | None, up_marker: int, meant_empty: bool) -> None:
+    """Raise when the UP section is empty (``first_up_sql``, the offset of its first SQL line, is
+    None) and no ``empty`` directive says it is meant to be, or holds SQL when one does."""
+    if first_up_sql is None and not meant_empty:
+        message = (
+            "the -- UP section is empty: write its SQL, or add '-- sqlmigrate: empty' before -- UP "
+            "if it is empty on purpose"
+        )
+        raise _Malformed(message, up_marker, EmptyMigration)
+    if first_up_sql is not None and meant_empty:
+        raise _Malformed("'-- sqlmigrate: empty' but the -- UP section holds SQL", line_of(text, first_up_sql))
 
 
 def _check_marker(kind: str, line_no: int, up_marker: int | None, down_marker: int | None) -> None:
