@@ -148,5 +148,10 @@ class CleanRecord:
 def _rules() -> str:
     """What a clean record depends on besides the files: the version, and the modules holding the
     rules (so an edited rule, even within a version, invalidates the record)."""
-    stamps = (os.stat(module.__file__ or "").st_mtime_ns for module in (files, statements))
-    return ":".join([__version__, *map(str, stamps)])
+    stamps = [__version__]
+    for module in (files, statements):
+        try:
+            stamps.append(str(os.stat(module.__file__ or "").st_mtime_ns))
+        except OSError:  # no source file to stat (a frozen or zipped install): the version alone
+            stamps.append("-")
+    return ":".join(stamps)
