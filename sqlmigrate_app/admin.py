@@ -1,9 +1,10 @@
 """A read-only admin page: every SQL migration of a database, with its state, and its SQL.
 
-The data comes from :meth:`MigrationRunner.status` (which never writes; a missing history table
-reads as "everything pending"), not from the ORM: :class:`SqlMigration` is an unmanaged model that
-only gives the page a URL and its ``view_sqlmigration`` permission. There is no add, change or
-delete: those URLs answer 403, and the two pages answer only GET.
+The data comes from :meth:`MigrationRunner.status_table` and :meth:`~MigrationRunner.status_of`
+(which never write; a missing history table reads as "everything pending"), not from the ORM:
+:class:`SqlMigration` is an unmanaged model that only gives the page a URL and its
+``view_sqlmigration`` permission. There is no add, change or delete: those URLs answer 403, and
+the two pages answer only GET.
 
 Built for thousands of migrations: the list is paginated as a changelist is (the filter, the
 search and the counts still cover every migration), its files come through the process's
