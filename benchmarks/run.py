@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark sqlmigrate against raw psql on a real PostgreSQL.
 
-    python benchmarks/run.py [--quick] [--out FILE]
+    python benchmarks/run.py [--quick] [--only WORKLOAD ...] [--out FILE]
 
 Each measurement is a whole process (``python manage.py ...`` of the demo project, or ``psql``),
 timed by wall clock, with its peak RSS taken from ``wait4()``'s rusage of that very process.
@@ -34,12 +34,17 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
+from sqlmigrate_app.cache import RACY_NS  # noqa: E402
 from sqlmigrate_app.files import Migration, load_directory  # noqa: E402
 from tests.postgres_server import postgres_url  # noqa: E402
 
 PSQL = shutil.which("psql") or "/usr/bin/psql"
 TABLE = "schema_migrations"
 SIZES = (100, 1_000, 10_000)
+WORKLOADS = ("tables", "big", "plpgsql", "check", "admin")
+SCALE_SIZES = (1_000, 10_000)  # the check and the admin page
+CHECK_ROUNDS = {1_000: 6, 10_000: 6}  # each: the floor, a cold check and a warm one
+ADMIN_ROUNDS = 10  # timed requests of each admin page, in one server process
 RUNS = {100: 6, 1_000: 6, 10_000: 2}  # fresh-up rounds per size, even: each order runs as often
 NOOP_ROUNDS = {100: 1, 1_000: 1, 10_000: 2}  # extra no-op rounds inside each fresh-up round
 BIG_ROWS = 50_000
@@ -187,6 +192,7 @@ class Bench:
         self.counter = 0
         self.samples: dict[str, list[Sample]] = {}
         self.last_deletion = time.monotonic()  # whatever ran before us may have deleted files
+        self.html_bytes: dict[int, dict[str, int]] = {}
 
     def database(self) -> str:
         """A fresh empty database; returns its URL."""
@@ -218,10 +224,10 @@ class Bench:
             row = conn.execute(sql).fetchone()
         return row[0] if row else None
 
-    def run(self, key: str, command: list[str], url: str) -> Sample:
+    def run(self, key: str, command: list[str], url: str, env: dict[str, str] | None = None) -> Sample:
         """Run one process to the end; its wall time and its own peak RSS, both taken by
-        ``measure.py`` (see there why not from here)."""
-        env = {**os.environ, "DATABASE_URL": url, "DJANGO_DEBUG": "0", "PYTHONUNBUFFERED": "1"}
+        ``measure.py`` (see there why not from here). ``env`` adds to the environment."""
+        env = {**os.environ, "DATABASE_URL": url, "DJANGO_DEBUG": "0", "PYTHONUNBUFFERED": "1", **(env or {})}
         # Flush what the previous command dirtied, or its checkpoint and the kernel's
         # write-back land on this one.
         self.admin.execute("CHECKPOINT")
@@ -246,8 +252,8 @@ class Bench:
         self.samples.setdefault(key, []).append(sample)
         return sample
 
-    def manage(self, key: str, url: str, *args: str) -> Sample:
-        return self.run(key, [sys.executable, "manage.py", *args], url)
+    def manage(self, key: str, url: str, *args: str, env: dict[str, str] | None = None) -> Sample:
+        return self.run(key, [sys.executable, "manage.py", *args], url, env)
 
     def psql(self, key: str, url: str, script: Path) -> Sample:
         return self.run(key, [PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", str(script)], url)
@@ -270,6 +276,9 @@ def bench_tables(bench: Bench, size: int, log: Callable[[str], None]) -> None:
     down = psql_down_script(migrations, bench.workdir / f"tables_{size}_down.psql")
     d = str(directory)
     k = f"{size}:"
+    (bench.workdir / "check_none").mkdir(exist_ok=True)
+    # The reference: Django's start-up and system checks, with no SQL migration files.
+    no_sql_files = demo_settings(bench.workdir / "check_none", bench.workdir / "check_cache_none")
     bench.settle(log)
     pairs = []
     for _ in range(WARM_UP_ROUNDS[size]):
@@ -291,7 +300,7 @@ def bench_tables(bench: Bench, size: int, log: Callable[[str], None]) -> None:
         for noop_round in range(NOOP_ROUNDS[size]):
             interleaved(
                 round_no + noop_round,
-                partial(bench.manage, k + "django_check", our_db, "check"),
+                partial(bench.manage, k + "django_check", our_db, "check", env=no_sql_files),
                 partial(bench.manage, k + "up_noop", our_db, "sqlmigrate_up", "--dir", d),
                 partial(bench.manage, k + "status", our_db, "sqlmigrate_status", "--dir", d),
                 partial(bench.manage, k + "validate", our_db, "sqlmigrate_validate", "--dir", d),
@@ -340,6 +349,72 @@ def bench_single(
         assert bench.scalar(our_db, f"SELECT count(*) FROM {TABLE}") == len(migrations)
         log(f"  {name}, round {round_no + 1}/{runs}: {brief(bench, k)}")
     bench.drop(*databases)
+
+
+def older_than_racy() -> None:
+    """Wait until files just written are older than ``cache.RACY_NS``, as a project's files are:
+    younger ones are read on every check and every admin request, by design."""
+    time.sleep(RACY_NS / 1e9 + 0.5)
+
+
+def demo_settings(directory: Path, cache_home: Path) -> dict[str, str]:
+    """The demo project pointed at ``directory`` (``tests.settings_demo``), with the system
+    check's record of clean files kept in ``cache_home`` instead of the user's cache."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "tests.settings_demo",
+        "SQLMIGRATE_TEST_DIR": str(directory),
+        "XDG_CACHE_HOME": str(cache_home),
+    }
+
+
+def bench_check(bench: Bench, size: int, log: Callable[[str], None]) -> None:
+    """``manage.py check`` (the demo project) with ``size`` migration files, against the same
+    with none (the floor), in each round: once with no record of clean files (a first check:
+    every file read), then once with the record the first one left (the usual check: a
+    ``runserver`` reload with nothing changed). The check connects to no database."""
+    directory, empty = bench.workdir / f"check_{size}", bench.workdir / "check_none"
+    directory.mkdir()
+    empty.mkdir(exist_ok=True)
+    write_tables(directory, size)
+    cache_home = bench.workdir / f"check_cache_{size}"
+    url = bench.server_url  # never connected to
+    k = f"{size}:"
+    bench.settle(log)
+    older_than_racy()
+    floor = partial(bench.manage, k + "check_floor", url, "check", env=demo_settings(empty, cache_home))
+    checks = demo_settings(directory, cache_home)
+
+    def cold_then_warm() -> None:
+        shutil.rmtree(cache_home, ignore_errors=True)
+        bench.manage(k + "check_cold", url, "check", env=checks)
+        bench.manage(k + "check", url, "check", env=checks)
+
+    for round_no in range(CHECK_ROUNDS[size]):
+        interleaved(round_no, floor, cold_then_warm)
+        log(f"  check, {size} files, round {round_no + 1}/{CHECK_ROUNDS[size]}: {brief(bench, k, 'check')}")
+
+
+def bench_admin(bench: Bench, size: int, log: Callable[[str], None]) -> None:
+    """The admin pages, server-side, with ``size`` migrations applied (tables, indexes, rows:
+    as many relations as a real project's catalog), timed by ``admin_requests.py`` in one
+    process: the first list request, then ADMIN_ROUNDS of each page."""
+    directory = bench.workdir / f"admin_{size}"
+    directory.mkdir()
+    write_tables(directory, size)
+    bench.settle(log)
+    older_than_racy()
+    db = bench.database()
+    bench.manage(f"{size}:admin_setup_up", db, "sqlmigrate_up", "--dir", str(directory))
+    out = bench.workdir / f"admin_{size}.json"
+    env = demo_settings(directory, bench.workdir / "admin_cache")
+    script = [sys.executable, str(ROOT / "benchmarks" / "admin_requests.py"), "--rounds", str(ADMIN_ROUNDS)]
+    process = bench.run(f"{size}:admin_process", [*script, "--out", str(out)], db, env)
+    timed = json.loads(out.read_text())
+    for page, seconds in timed["seconds"].items():
+        bench.samples.setdefault(f"{size}:admin_{page}", []).extend(Sample(s, process.rss_mb) for s in seconds)
+    bench.html_bytes[size] = timed["html_bytes"]
+    log(f"  admin, {size} migrations: {brief(bench, f'{size}:admin_')}")
+    bench.drop(db)
 
 
 def brief(bench: Bench, prefix: str, containing: str = "") -> str:
@@ -405,7 +480,7 @@ def targets(bench: Bench, sizes: tuple[int, ...]) -> list[dict[str, object]]:
         0.15,
         "x psql",
     )
-    for size, margin in ((1_000, 0.15), (10_000, 1.0)):
+    for size, margin in ((1_000, 0.15), (10_000, 0.25)):
         startup = median(bench, f"{size}:django_check") if size in sizes else None
         for command in ("up_noop", "status", "validate"):
             value = median(bench, f"{size}:{command}") if size in sizes else None
@@ -413,6 +488,13 @@ def targets(bench: Bench, sizes: tuple[int, ...]) -> list[dict[str, object]]:
     rss_10k = peak_rss(bench, [f"10000:{c}" for c in OURS]) if 10_000 in sizes else None
     check("peak RSS at 10,000 <= 80 MB", rss_10k, 80.0, "MB")
     check("peak RSS of the 50,000-INSERT migration <= 80 MB", peak_rss(bench, ["big:up_fresh"]), 80.0, "MB")
+    for size in SCALE_SIZES:
+        floor = median(bench, f"{size}:check_floor") if size in sizes else None
+        value = median(bench, f"{size}:check") if size in sizes else None
+        check(f"manage.py check at {size:,} files <= no files + 0.1 s", value, plus(floor, 0.1), "s")
+    for page, limit in (("list", 0.150), ("detail", 0.050)):
+        value = median(bench, f"10000:admin_{page}") if 10_000 in sizes else None
+        check(f"admin {page} page at 10,000, server-side <= {limit * 1000:.0f} ms", value, limit, "s")
     return checks
 
 
@@ -428,6 +510,38 @@ ROWS = (
     ("down_all", "sqlmigrate_down N"),
     ("down_ratio", "  ratio to psql"),
 )
+
+
+SCALE_ROWS = (
+    ("check_floor", "manage.py check, no SQL files"),
+    ("check_cold", "manage.py check, first (no record)"),
+    ("check", "manage.py check, files recorded"),
+    ("admin_list_cold", "admin list, first request"),
+    ("admin_list", "admin list"),
+    ("admin_list_page_2", "admin list, page 2"),
+    ("admin_list_pending", "admin list, state=pending"),
+    ("admin_search_one", "admin search, one row"),
+    ("admin_detail", "admin detail"),
+    ("admin_detail_404", "admin detail, unknown id"),
+)
+
+
+def scale_table(bench: Bench, sizes: tuple[int, ...]) -> str:
+    """The check and the admin page: median seconds (peak RSS MB of the process; the admin
+    pages all share the one server process)."""
+    shown = [size for size in SCALE_SIZES if size in sizes]
+    width = 36
+    lines = [f"{'median seconds (peak RSS MB)':<{width}}" + "".join(f"{f'N = {s:,}':>22}" for s in shown)]
+    for key, label in SCALE_ROWS:
+        cells = []
+        for size in shown:
+            value = median(bench, f"{size}:{key}")
+            rss = peak_rss(bench, [f"{size}:{key}"])
+            cells.append(f"{value:.4f} ({rss:.0f})" if value is not None and rss is not None else "-")
+        lines.append(f"{label:<{width}}" + "".join(f"{c:>22}" for c in cells))
+    html = [bench.html_bytes.get(size, {}).get("list") for size in shown]
+    lines.append(f"{'admin list, HTML bytes':<{width}}" + "".join(f"{h or '-':>22}" for h in html))
+    return "\n".join(lines)
 
 
 def table(bench: Bench, sizes: tuple[int, ...]) -> str:
@@ -486,10 +600,17 @@ def machine(server_url: str) -> dict[str, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="skip the 10,000-migration workload")
+    parser.add_argument("--quick", action="store_true", help="skip the 10,000-migration workloads")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=WORKLOADS,
+        help="run only this workload (repeatable); e.g. --only check --only admin",
+    )
     parser.add_argument("--out", type=Path, help="JSON result file (default: benchmarks/results/DATE[-quick].json)")
     args = parser.parse_args()
     sizes = SIZES[:2] if args.quick else SIZES
+    only = set(args.only or WORKLOADS)
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -501,31 +622,46 @@ def main() -> int:
             return 2
         log(f"PostgreSQL: {how}")
         bench = Bench(server_url, Path(workdir))
-        for size in sizes:
+        for size in sizes if "tables" in only else ():
             log(f"{size:,} migrations ({RUNS[size]} rounds)...")
             bench_tables(bench, size, log)
-        log("50,000 INSERTs in one migration...")
-        bench_single(bench, "big", write_big, BIG_RUNS, log)
-        log("20 plpgsql migrations...")
-        bench_single(bench, "plpgsql", write_plpgsql, PLPGSQL_RUNS, log)
+        if "big" in only:
+            log("50,000 INSERTs in one migration...")
+            bench_single(bench, "big", write_big, BIG_RUNS, log)
+        if "plpgsql" in only:
+            log("20 plpgsql migrations...")
+            bench_single(bench, "plpgsql", write_plpgsql, PLPGSQL_RUNS, log)
+        for size in [size for size in SCALE_SIZES if size in sizes] if "check" in only else ():
+            log(f"manage.py check, {size:,} files ({CHECK_ROUNDS[size]} rounds)...")
+            bench_check(bench, size, log)
+        for size in [size for size in SCALE_SIZES if size in sizes] if "admin" in only else ():
+            log(f"admin pages, {size:,} migrations...")
+            bench_admin(bench, size, log)
         info = machine(server_url)
         bench.admin.close()
     checks = targets(bench, sizes)
-    print(table(bench, sizes))
-    print()
+    if only & {"tables", "big", "plpgsql"}:
+        print(table(bench, sizes))
+        print()
+    if only & {"check", "admin"}:
+        print(scale_table(bench, sizes))
+        print()
     for item in checks:
         value = "-" if item["value"] is None else f"{item['value']:.3f} {item['unit']} (limit {item['limit']:.3f})"
         print(f"{item['result']:<8}{item['target']}: {value}")
     elapsed = time.perf_counter() - started
     print(f"\n{info['postgresql']}; {info['cpus']} CPUs, {info['memory']}; took {elapsed:.0f} s")
     now = datetime.now(timezone.utc)
-    out = args.out or ROOT / "benchmarks" / "results" / f"{now:%Y-%m-%d}{'-quick' if args.quick else ''}.json"
+    suffix = ("-quick" if args.quick else "") + ("-only-" + "-".join(sorted(only)) if args.only else "")
+    out = args.out or ROOT / "benchmarks" / "results" / f"{now:%Y-%m-%d}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             {
                 "date": now.isoformat(timespec="seconds"),
                 "quick": args.quick,
+                "only": sorted(only),
+                "load_average": os.getloadavg(),
                 "machine": info,
                 "seconds_total": round(elapsed, 1),
                 "targets": checks,

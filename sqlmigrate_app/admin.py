@@ -1,30 +1,41 @@
 """A read-only admin page: every SQL migration of a database, with its state, and its SQL.
 
-The data comes from :meth:`MigrationRunner.status` (which never writes; a missing history table
-reads as "everything pending"), not from the ORM: :class:`SqlMigration` is an unmanaged model that
-only gives the page a URL and its ``view_sqlmigration`` permission. There is no add, change or
-delete: those URLs answer 403, and the two pages answer only GET.
+The data comes from :meth:`MigrationRunner.status_table` and :meth:`~MigrationRunner.status_of`
+(which never write; a missing history table reads as "everything pending"), not from the ORM:
+:class:`SqlMigration` is an unmanaged model that only gives the page a URL and its
+``view_sqlmigration`` permission. There is no add, change or delete: those URLs answer 403, and
+the two pages answer only GET.
+
+Built for thousands of migrations: the list is paginated as a changelist is (the filter, the
+search and the counts still cover every migration), its files come through the process's
+:mod:`.cache` (only new or changed files are read), and the detail page reads its own file and
+its one history row.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
-from django.contrib.admin.views.main import ERROR_FLAG
+from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Page, Paginator
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.views.decorators.http import require_safe
 
+from .cache import load_cached
 from .errors import SqlMigrateError
+from .files import MigrationSet
 from .models import SqlMigration
 from .runner import MigrationRunner
-from .state import MigrationStatus, State
+from .state import State, StatusTable
 
 STATES = tuple(State)
 SHORT_CHECKSUM = 12
@@ -37,6 +48,16 @@ class Choice:
     label: str
     query: str
     selected: bool
+
+
+@dataclass(frozen=True)
+class PageLink:
+    """One entry of the paginator: a page number (None for the "…" between), and its link."""
+
+    number: int | None
+    query: str
+    current: bool
+    last: bool
 
 
 if TYPE_CHECKING:
@@ -96,21 +117,34 @@ class SqlMigrationAdmin(ModelAdmin):
             return self._unknown_alias(request)
         state, query = request.GET.get("state", ""), request.GET.get("q", "").strip()
         if state and state not in STATES:
-            return self._unknown_state(request, alias, state)
-        rows, error, directory = self._status_rows(alias)
-        counts = {name: sum(1 for row in rows if row.state == name) for name in STATES}
-        shown = [row for row in reversed(rows) if (not state or row.state == state) and _matches(row, query)]
+            return self._bad_lookup(request, alias, f"unknown state {state!r} (one of: {', '.join(STATES)})")
+        table, error, directory = self._status_table(alias)
+        newest_first = table.ids[::-1]
+        states = [table.state(migration_id) for migration_id in newest_first]
+        counts = Counter(states)
+        shown = [
+            migration_id
+            for migration_id, its_state in zip(newest_first, states, strict=True)
+            if (not state or its_state == state) and (not query or _matches(table, migration_id, query.lower()))
+        ]
+        paginator = Paginator(shown, self.list_per_page)
+        number = _page_number(request)
+        if not 1 <= number <= paginator.num_pages:
+            return self._bad_lookup(request, alias, f"no page {number} (pages 1 to {paginator.num_pages})")
+        page = paginator.page(number)
         context = {
             **self._context(request, alias),
             "title": "SQL migrations",
-            "rows": shown,
+            "rows": [table.row(migration_id) for migration_id in page.object_list],
+            "result_count": len(shown),
+            "page_links": _page_links(page, _list_query(alias, state, query)),
             "database_query": _database_query(alias),
-            "total": len(rows),
+            "total": len(newest_first),
             "error": error,
             "directory": directory,
             "query": query,
             "state": state,
-            "state_choices": self._state_choices(alias, query, state, counts, len(rows)),
+            "state_choices": self._state_choices(alias, query, state, counts, len(newest_first)),
             "alias_choices": self._alias_choices(alias),
         }
         return TemplateResponse(request, "sqlmigrate_app/admin/status_list.html", context)
@@ -120,12 +154,13 @@ class SqlMigrationAdmin(ModelAdmin):
         alias = self._alias(request)
         if alias is None:
             return self._unknown_alias(request)
-        rows, error, directory = self._status_rows(alias)
-        if error:
-            raise Http404(error)
-        row = next((row for row in rows if row.id == object_id), None)
+        try:
+            runner = MigrationRunner(using=alias)
+            row = runner.status_of(object_id)
+        except SqlMigrateError as exc:
+            raise Http404(str(exc)) from exc
         if row is None:
-            raise Http404(f"no migration {object_id!r} in {directory} or in the history of database {alias!r}")
+            raise Http404(f"no migration {object_id!r} in {runner.directory} or in the history of database {alias!r}")
         context = {
             **self._context(request, alias),
             "title": row.id,
@@ -155,24 +190,23 @@ class SqlMigrationAdmin(ModelAdmin):
         return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
 
     @staticmethod
-    def _unknown_state(request: HttpRequest, alias: str, state: str) -> HttpResponse:
-        """What Django's changelist does with a filter it does not know: back to the unfiltered
-        list with ``?e=1`` (keeping the chosen database); a bad filter with ``e`` already there
-        is an error rather than a redirect loop."""
+    def _bad_lookup(request: HttpRequest, alias: str, message: str) -> HttpResponse:
+        """What Django's changelist does with a filter it does not know or a page that is not
+        there: back to the unfiltered list with ``?e=1`` (keeping the chosen database); a bad
+        lookup with ``e`` already there is an error rather than a redirect loop."""
         if ERROR_FLAG in request.GET:
-            message = f"unknown state {state!r} (one of: {', '.join(STATES)})"
             return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
         params = {"database": alias} if alias != DEFAULT_DB_ALIAS else {}
         return HttpResponseRedirect(request.path + "?" + urlencode({**params, ERROR_FLAG: "1"}))
 
     @staticmethod
-    def _status_rows(alias: str) -> tuple[list[MigrationStatus], str | None, str]:
-        """The runner's status rows, or the one-line reason they cannot be had."""
+    def _status_table(alias: str) -> tuple[StatusTable, str | None, str]:
+        """The runner's status table, or an empty one and the one-line reason."""
         try:
-            runner = MigrationRunner(using=alias)
-            return runner.status(), None, str(runner.directory)
+            runner = MigrationRunner(using=alias, loader=load_cached)
+            return runner.status_table(), None, str(runner.directory)
         except SqlMigrateError as exc:
-            return [], str(exc), ""
+            return StatusTable(MigrationSet(Path()), {}), str(exc), ""
 
     def _context(self, request: HttpRequest, alias: str) -> dict[str, Any]:
         return {
@@ -184,14 +218,11 @@ class SqlMigrationAdmin(ModelAdmin):
         }
 
     @staticmethod
-    def _state_choices(alias: str, query: str, selected: str, counts: dict[State, int], total: int) -> list[Choice]:
-        def link(state: str) -> str:
-            params = {"database": alias if alias != DEFAULT_DB_ALIAS else "", "state": state, "q": query}
-            return "?" + urlencode({key: value for key, value in params.items() if value})
-
-        choices = [Choice(f"All ({total})", link(""), not selected)]
+    def _state_choices(alias: str, query: str, selected: str, counts: Counter[State], total: int) -> list[Choice]:
+        choices = [Choice(f"All ({total})", _list_query(alias, "", query), not selected)]
         return choices + [
-            Choice(f"{state.capitalize()} ({counts[state]})", link(state), selected == state) for state in STATES
+            Choice(f"{state.capitalize()} ({counts[state]})", _list_query(alias, state, query), selected == state)
+            for state in STATES
         ]
 
     @staticmethod
@@ -207,6 +238,35 @@ def _database_query(alias: str) -> str:
     return "?" + urlencode({"database": alias}) if alias != DEFAULT_DB_ALIAS else ""
 
 
-def _matches(row: MigrationStatus, query: str) -> bool:
-    needle = query.lower()
-    return not needle or needle in row.id.lower() or needle in row.name.lower()
+def _list_query(alias: str, state: str, query: str) -> str:
+    """``?database=...&state=...&q=...``, leaving out what is the default; ``?`` alone for the
+    default list."""
+    params = {"database": alias if alias != DEFAULT_DB_ALIAS else "", "state": state, "q": query}
+    return "?" + urlencode({key: value for key, value in params.items() if value})
+
+
+def _page_number(request: HttpRequest) -> int:
+    """The ``?p=`` page, counted from 1; 1 when absent or not a number, as in a changelist."""
+    try:
+        return int(request.GET.get(PAGE_VAR, 1))
+    except ValueError:
+        return 1
+
+
+def _page_links(page: Page[str], list_query: str) -> list[PageLink]:
+    """The paginator's links, elided as a changelist's are; none for a single page."""
+    paginator = page.paginator
+    if paginator.num_pages == 1:
+        return []
+    join = "&" if list_query != "?" else ""
+    return [
+        PageLink(number, f"{list_query}{join}{PAGE_VAR}={number}", number == page.number, number == paginator.num_pages)
+        if isinstance(number, int)
+        else PageLink(None, "", False, False)  # the ellipsis
+        for number in paginator.get_elided_page_range(page.number)
+    ]
+
+
+def _matches(table: StatusTable, migration_id: str, needle: str) -> bool:
+    """Whether the lower-case ``needle`` is in the migration's id or name, in any case."""
+    return needle in migration_id.lower() or needle in table.name(migration_id).lower()

@@ -20,7 +20,14 @@ from .conf import TABLE_NAME_RE, TABLE_NAME_RULE
 from .errors import HistoryTableError
 
 COLUMNS = ("id", "name", "executed_at", "checksum")
+# The kinds of relation Django's introspection calls tables: table, partitioned table, view,
+# materialized view, foreign table.
+POSTGRES_EXISTS = (
+    "SELECT 1 FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass(%s) AND relkind IN ('r', 'p', 'v', 'm', 'f')"
+)
+SQLITE_EXISTS = "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = %s"
 PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_ ]*")
+ROWS_PER_FETCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +67,21 @@ class HistoryTable:
         self.quoted = f"{quote(schema)}.{quote(self.table)}" if schema else quote(self.table)
 
     def exists(self) -> bool:
-        """Whether the table is there (a missing one reads as an empty history)."""
+        """Whether the table is there (a missing one reads as an empty history).
+
+        One catalog lookup of this one name, not a list of every table: a database with 10,000
+        migrations may hold 10,000 tables. On PostgreSQL the name resolves as the queries'
+        do, through ``search_path`` or in the schema :meth:`pin` gave it.
+        """
+        vendor = self.connection.vendor
         with self.connection.cursor() as cursor:
-            return self.table in self.connection.introspection.table_names(cursor)
+            if vendor == "postgresql":
+                cursor.execute(POSTGRES_EXISTS, [self.quoted])
+            elif vendor == "sqlite":
+                cursor.execute(SQLITE_EXISTS, [self.table])
+            else:
+                return self.table in self.connection.introspection.table_names(cursor)
+            return cursor.fetchone() is not None
 
     def _check_columns(self, names: list[str]) -> None:
         columns = sorted(name.lower() for name in names)
@@ -84,7 +103,9 @@ class HistoryTable:
         )
 
     def create(self) -> None:
-        """Create the table (see :meth:`create_sql`)."""
+        """Create the table (see :meth:`create_sql`), unless it exists."""
+        if self.exists():  # spares PostgreSQL's "relation already exists" notice
+            return
         with self.connection.cursor() as cursor:
             cursor.execute(self.create_sql())
 
@@ -97,25 +118,40 @@ class HistoryTable:
             if not create:
                 return {}
             self.create()
+        applied = self._select("")
+        applied.sort(key=attrgetter("id"))
+        return {migration.id: migration for migration in applied}
+
+    def read_one(self, migration_id: str) -> AppliedMigration | None:
+        """The row of one migration, or None (also when there is no table): for a page that
+        shows one migration and must not read 10,000 rows to do it. Never writes."""
+        if not self.exists():
+            return None
+        self._select(" WHERE 1 = 0")  # the shape first: another tool's table may have no id column
+        rows = self._select(" WHERE id = %s", [migration_id])
+        return rows[0] if rows else None
+
+    def _select(self, where: str, params: list[str] | None = None) -> list[AppliedMigration]:
         with self.connection.cursor() as cursor:
             # SELECT * so that one query both checks the table's shape and reads it.
-            cursor.execute(f"SELECT * FROM {self.quoted}")
+            cursor.execute(f"SELECT * FROM {self.quoted}{where}", params)
             names = [column[0].lower() for column in cursor.description]
             self._check_columns(names)
             at = [names.index(column) for column in COLUMNS]
-            # Row by row, straight into AppliedMigration: no list of every row as tuples or dicts.
+            # 1,000 rows at a time, straight into AppliedMigration: no list of every row as tuples,
+            # and not the driver's and Django's Python code once per row.
+            i, n, e, c = at
             zone = self._written_in()
-            applied = [
-                AppliedMigration(row[at[0]], row[at[1]], _as_utc(row[at[2]], zone), row[at[3]]) for row in cursor
-            ]
-        applied.sort(key=attrgetter("id"))
-        return {migration.id: migration for migration in applied}
+            applied: list[AppliedMigration] = []
+            while rows := cursor.fetchmany(ROWS_PER_FETCH):
+                applied += [AppliedMigration(row[i], row[n], _as_utc(row[e], zone), row[c]) for row in rows]
+            return applied
 
     def _written_in(self) -> tzinfo:
         """The zone ``CURRENT_TIMESTAMP`` fills ``executed_at`` in: UTC on SQLite; elsewhere the
         session's, which Django sets to UTC with ``USE_TZ`` and to ``TIME_ZONE`` without it."""
-        if self.connection.vendor == "sqlite":
-            return timezone.utc
+        if self.connection.vendor == "sqlite" or self.connection.timezone_name == "UTC":
+            return timezone.utc  # the same zone as ZoneInfo("UTC"); converting to it is free
         return zoneinfo.ZoneInfo(self.connection.timezone_name)
 
     def insert_sql(self, migration_id: str, name: str, checksum: str) -> str:

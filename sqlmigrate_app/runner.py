@@ -21,12 +21,12 @@ from . import conf
 from .backends import backend_for, driver_error
 from .errors import SqlMigrateError
 from .executor import Executor, Reporter, Result, describe
-from .files import Migration, MigrationSet, load_directory
+from .files import Migration, MigrationSet, check_statements, load_directory, load_one, with_statements_checked
 from .history import HistoryTable
 from .planner import Repair, plan_down, plan_redo, plan_repair, plan_up
 from .requirements import check_requirements, unknown_requirements
 from .script import Script
-from .state import MigrationStatus, Problem, State, problems, statuses
+from .state import MigrationStatus, Problem, State, StatusTable, problems, statuses
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,6 +55,7 @@ class MigrationRunner:
         lock_wait_timeout: float | None = None,
         reporter: Reporter | None = None,
         retries: int | None = None,
+        loader: Callable[[Path], MigrationSet] = load_directory,
     ) -> None:
         self.using = conf.check_alias(using)
         self.connection = connections[using]
@@ -63,6 +64,7 @@ class MigrationRunner:
         self.backend = backend_for(self.connection)
         self.lock_wait_timeout = lock_wait_timeout
         self.reporter = reporter or Reporter()
+        self.loader = loader  # how the files are read: the admin page passes cache.load_cached
         timeouts = {"lock_timeout": conf.lock_timeout(), "statement_timeout": conf.statement_timeout()}
         retries = conf.retries() if retries is None else retries
         self.executor = Executor(self.backend, self.history, self.reporter, timeouts, retries)
@@ -70,18 +72,42 @@ class MigrationRunner:
     # Reading ----------------------------------------------------------------------------------
 
     def load(self) -> list[Migration]:
-        """Every migration file, parsed; the first bad file raises."""
-        return self._files().migrations
+        """Every migration file, parsed and its statements checked; the first bad file raises."""
+        found = with_statements_checked(self.loader(self.directory))
+        found.raise_first_error()
+        return found.migrations
 
     def _files(self) -> MigrationSet:
-        found = load_directory(self.directory)
+        """Every file's sections and checksum; the first bad one raises. Statements are checked
+        only in the migrations a run executes (:func:`~.files.check_statements`)."""
+        found = self.loader(self.directory)
         found.raise_first_error()
         return found
 
     @_reports_database_errors
     def status(self) -> list[MigrationStatus]:
-        """Every migration known from files or history, in id order. Never writes."""
-        return statuses(self._files(), self.history.read())
+        """Every migration known from files or history, in id order. Never writes.
+
+        A file whose only problem is a statement that cannot run (say ``CREATE INDEX
+        CONCURRENTLY`` without ``no-transaction``) shows in its state: ``validate``, ``up`` and
+        ``manage.py check`` report that statement."""
+        return self.status_table().rows()
+
+    @_reports_database_errors
+    def status_table(self) -> StatusTable:
+        """:meth:`status`, its rows made only when asked for (see :class:`~.state.StatusTable`)."""
+        return StatusTable(self._files(), self.history.read())
+
+    @_reports_database_errors
+    def status_of(self, migration_id: str) -> MigrationStatus | None:
+        """One migration's status from its own file and its one history row (None when neither
+        is there), for a page about one migration among thousands. Never writes. Its file's
+        timestamp is not compared with the others': :meth:`status` does that."""
+        found = load_one(self.directory, migration_id)
+        found.raise_first_error()
+        record = self.history.read_one(migration_id)
+        rows = statuses(found, {migration_id: record} if record else {})
+        return rows[0] if rows else None
 
     def pending(self) -> list[Migration]:
         """The migrations not applied yet, in order. Never writes."""
@@ -90,25 +116,31 @@ class MigrationRunner:
     @_reports_database_errors
     def validate(self) -> list[Problem]:
         """Every problem with files and history; an empty list means all is well. Never writes."""
-        found = load_directory(self.directory)
+        found = self.loader(self.directory)
         unknown = [Problem.of(error) for error in unknown_requirements(found.migrations)]
-        return problems(found, self.history.read) + unknown
+        return problems(with_statements_checked(found), self.history.read) + unknown
 
     # Applying and rolling back ------------------------------------------------------------------
 
     @_reports_database_errors
     def plan(self, to: str | None = None, allow_out_of_order: bool = False) -> list[Migration]:
         """What :meth:`migrate` would apply, in order. Never writes."""
-        return plan_up(self._files(), self.history.read(), to, allow_out_of_order)
+        plan = plan_up(self._files(), self.history.read(), to, allow_out_of_order)
+        check_statements(plan)
+        return plan
 
     @_reports_database_errors
     def migrate(self, to: str | None = None, fake: bool = False, allow_out_of_order: bool = False) -> list[Result]:
         """Apply every pending migration (up to and including ``to``), each in its own transaction."""
         found = self._files()
         with self._locked():
-            plan = plan_up(found, self.history.read(create=True), to, allow_out_of_order)
+            applied = self.history.read()
+            plan = plan_up(found, applied, to, allow_out_of_order)
+            check_statements(plan)  # before anything is written, even the history table
             if not fake:
                 check_requirements(self.connection, plan)
+            if not applied:
+                self.history.create()
             run = self.executor.fake if fake else self.executor.apply
             return [run(migration) for migration in plan]
 
@@ -117,7 +149,9 @@ class MigrationRunner:
         self, steps: int | None = None, to: str | None = None, everything: bool = False
     ) -> list[Migration]:
         """What :meth:`rollback` would undo, newest first. Never writes."""
-        return plan_down(self._files(), self.history.read(), steps, to, everything)
+        plan = plan_down(self._files(), self.history.read(), steps, to, everything)
+        check_statements(plan)
+        return plan
 
     @_reports_database_errors
     def rollback(self, steps: int | None = None, to: str | None = None, everything: bool = False) -> list[Result]:
@@ -125,6 +159,7 @@ class MigrationRunner:
         found = self._files()
         with self._locked():
             plan = plan_down(found, self.history.read(create=True), steps, to, everything)
+            check_statements(plan)
             return [self.executor.revert(migration) for migration in plan]
 
     @_reports_database_errors
@@ -134,6 +169,7 @@ class MigrationRunner:
         found = self._files()
         with self._locked():
             plan = plan_redo(found, self.history.read(create=True), steps)
+            check_statements(plan)
             results = [self.executor.revert(migration) for migration in plan]
             return results + [self.executor.apply(migration) for migration in reversed(plan)]
 
@@ -171,12 +207,15 @@ class MigrationRunner:
     def up_script(self, to: str | None = None, allow_out_of_order: bool = False) -> str:
         """The SQL :meth:`migrate` would run, as a script to run by hand. Never writes."""
         plan = plan_up(self._files(), self.history.read(), to, allow_out_of_order)
+        check_statements(plan)
         return self._script().up(plan, create_history=not self.history.exists())
 
     @_reports_database_errors
     def down_script(self, steps: int | None = None, to: str | None = None, everything: bool = False) -> str:
         """The SQL :meth:`rollback` would run, as a script to run by hand. Never writes."""
-        return self._script().down(plan_down(self._files(), self.history.read(), steps, to, everything))
+        plan = plan_down(self._files(), self.history.read(), steps, to, everything)
+        check_statements(plan)
+        return self._script().down(plan)
 
     def _script(self) -> Script:
         return Script(self.backend, self.history, self.executor.timeouts, self.using)

@@ -31,6 +31,19 @@ ALIAS = "target"
 _numbers = itertools.count()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def check_records_in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``manage.py check`` records the files it found clean in the user's cache directory
+    (``sqlmigrate_app.cache.CleanRecord``); the tests', and their subprocesses', go here."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if before is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     with postgres_url() as (url, how):

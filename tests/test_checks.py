@@ -5,12 +5,18 @@ These tests are not marked ``django_db``: pytest-django fails any test that touc
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 from django.core.checks import run_checks
+
+from sqlmigrate_app import cache
+from sqlmigrate_app.cache import CleanRecord, signatures
+from sqlmigrate_app.checks import check_files
+from sqlmigrate_app.files import load_directory, with_statements_checked
 
 from .conftest import ROOT
 
@@ -116,3 +122,125 @@ def test_manage_py_check_reports_without_connecting_to_the_database(tmp_path):
         in done.stderr
     )
     assert "connection" not in done.stderr.lower()
+
+
+# Reading only what changed (sqlmigrate_app.cache.CleanRecord) ---------------------------------
+
+BAD_FILES = {
+    "20240102000000_no_marker.sql": "CREATE TABLE t (id INTEGER);\n",
+    "20240103000000_vacuum.sql": "-- UP\nVACUUM;\n",
+    "20240103000000_same_second.sql": GOOD,
+    "20240104000000_same_second_as_a_refused_one.sql": GOOD,
+    "20240104000000_begin.sql": "-- UP\nBEGIN;\nSELECT 1;\n",
+    "not-a-migration.sql": GOOD,
+}
+
+
+@pytest.fixture
+def trusting(monkeypatch):
+    """Trust a file's signature at once: the files of a test are younger than RACY_NS."""
+    monkeypatch.setattr(cache, "RACY_NS", 0)
+
+
+def write_files(directory, files):
+    for name, text in files.items():
+        (directory / name).write_text(text)
+
+
+def errors_of(directory):
+    errors, _ = check_files(directory)
+    return errors
+
+
+def validate_says(directory):
+    return [str(error) for error in with_statements_checked(load_directory(directory)).errors]
+
+
+@pytest.mark.usefixtures("trusting")
+def test_the_check_reports_what_validate_reports_of_the_files_on_every_run(tmp_path):
+    (tmp_path / "20240101000000_good.sql").write_text(GOOD)
+    write_files(tmp_path, BAD_FILES)
+
+    first = [str(error) for error in errors_of(tmp_path)]
+    second = [str(error) for error in errors_of(tmp_path)]
+
+    assert first == second == validate_says(tmp_path)
+    assert len(first) == 5
+    assert CleanRecord(tmp_path).read() == {
+        CleanRecord.key(name, signature)
+        for name, signature in signatures(tmp_path).items()
+        if name in ("20240101000000_good.sql", "20240103000000_same_second.sql")
+    }
+
+
+@pytest.mark.usefixtures("trusting")
+def test_a_file_recorded_clean_is_not_read_again_until_its_signature_changes(tmp_path):
+    path = tmp_path / "20240101000000_good.sql"
+    path.write_text(GOOD)
+    assert errors_of(tmp_path) == []
+    record = CleanRecord(tmp_path)
+    [key] = record.read()
+
+    path.write_text("nonsense\n")  # a new signature: read, and reported
+    assert [error.message for error in errors_of(tmp_path)] == ["SQL before the -- UP marker"]
+    assert record.read() == set()
+
+    [(name, signature)] = signatures(tmp_path).items()
+    record.write({CleanRecord.key(name, signature)})  # as if the nonsense had been found clean
+    assert errors_of(tmp_path) == []
+
+
+@pytest.mark.usefixtures("trusting")
+def test_a_record_of_other_rules_or_another_directory_is_ignored(tmp_path):
+    path = tmp_path / "20240101000000_bad.sql"
+    path.write_text("nonsense\n")
+    record = CleanRecord(tmp_path)
+    [(name, signature)] = signatures(tmp_path).items()
+    record.write({CleanRecord.key(name, signature)})
+    data = json.loads(record.path.read_text())
+
+    record.path.write_text(json.dumps({**data, "rules": "0.0.0:1:2"}))
+    assert len(errors_of(tmp_path)) == 1
+    record.path.write_text(json.dumps({**data, "directory": "/elsewhere"}))
+    assert len(errors_of(tmp_path)) == 1
+    record.path.write_text("{not json")
+    assert len(errors_of(tmp_path)) == 1
+
+
+def test_a_file_changed_within_racy_ns_is_read_every_time_and_not_recorded(tmp_path):
+    (tmp_path / "20240101000000_good.sql").write_text(GOOD)
+
+    assert errors_of(tmp_path) == []
+    assert CleanRecord(tmp_path).read() == set()
+
+
+@pytest.mark.usefixtures("trusting")
+def test_without_a_writable_cache_directory_every_file_is_read(tmp_path, monkeypatch):
+    (tmp_path / "not-a-directory").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-directory"))
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "20240101000000_good.sql").write_text(GOOD)
+    (migrations / "20240102000000_bad.sql").write_text("-- UP\nCOMMIT;\n")
+
+    assert [error.line for error in errors_of(migrations)] == [2]
+    assert [error.line for error in errors_of(migrations)] == [2]
+
+
+def test_a_refused_statement_is_an_e003(settings, tmp_path):
+    (tmp_path / "20240101000000_index.sql").write_text("-- UP\nCREATE INDEX CONCURRENTLY i ON t (n);\n")
+    settings.SQLMIGRATE_DIR = tmp_path
+    [(message_id, message)] = messages()
+    assert message_id == "sqlmigrate.E003"
+    assert message.startswith(f"{tmp_path / '20240101000000_index.sql'}:2: 'CREATE INDEX CONCURRENTLY ...' cannot run")
+
+
+@pytest.mark.usefixtures("trusting")
+def test_files_with_requires_or_an_empty_up_are_read_by_every_check(settings, tmp_path):
+    (tmp_path / "20240101000000_needs.sql").write_text("-- sqlmigrate: requires=auth.0099_nothing\n-- UP\nSELECT 1;\n")
+    (tmp_path / "20240101000001_fresh.sql").write_text("-- UP\n-- nothing yet\n")
+    settings.SQLMIGRATE_DIR = tmp_path
+
+    assert ids() == ["sqlmigrate.E007", "sqlmigrate.W002"]
+    assert ids() == ["sqlmigrate.E007", "sqlmigrate.W002"]
+    assert CleanRecord(tmp_path).read() == set()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import sys
 from argparse import ArgumentParser
+from collections import Counter
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
@@ -11,6 +12,7 @@ from ...errors import ProblemKind, SqlMigrateError, plural
 from ...state import MigrationStatus, State, not_up_to_date
 from ..base import EXIT_CODES, EXIT_CODES_HELP, SqlMigrateCommand, can_print, exit_code
 
+LINES_PER_WRITE = 1000
 MARKS = {
     State.APPLIED: "✅ Executed",
     State.PENDING: "⏳ Pending ",
@@ -86,10 +88,21 @@ class Command(SqlMigrateCommand):
             State.MISSING: self.style.ERROR,
         }
         marks = MARKS if can_print(self.stdout, "".join(MARKS.values())) else ASCII_MARKS
-        for row in rows:
-            when = f" | {row.executed_at:%Y-%m-%d %H:%M:%S}" if row.executed_at else ""
-            irreversible = " (irreversible)" if row.migration and not row.migration.reversible else ""
-            self.say(f"{styles[row.state](marks[row.state])} | {row.id} | {row.name}{irreversible}{when}", level=0)
-        counts = [f"{sum(1 for row in rows if row.state == state)} {state}" for state in State]
-        shown = [count for count in counts if not count.startswith("0 ") or count.endswith(("applied", "pending"))]
-        self.say(f"{plural(len(rows), 'migration')}: {', '.join(shown)}")
+        shown = {state: styles[state](marks[state]) for state in State}
+        # A write per 1,000 lines: one per line (flushed) is slow at 10,000 migrations, one for
+        # the whole table holds it all in memory.
+        for start in range(0, len(rows), LINES_PER_WRITE):
+            part = rows[start : start + LINES_PER_WRITE]
+            self.say("\n".join(f"{shown[row.state]} | {row.id} | {row.name}{_notes(row)}" for row in part), level=0)
+        counts = Counter(row.state for row in rows)
+        summary = [
+            f"{counts[state]} {state}" for state in State if counts[state] or state in (State.APPLIED, State.PENDING)
+        ]
+        self.say(f"{plural(len(rows), 'migration')}: {', '.join(summary)}")
+
+
+def _notes(row: MigrationStatus) -> str:
+    """`` (irreversible)`` and `` | 2024-12-01 10:00:00`` (when it ran), as they apply. The date
+    by isoformat, not strftime: a fifth of the time, 10,000 times."""
+    irreversible = " (irreversible)" if row.migration and not row.migration.reversible else ""
+    return f"{irreversible} | {row.executed_at.isoformat(' ', 'seconds')[:19]}" if row.executed_at else irreversible
