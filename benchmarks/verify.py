@@ -8,7 +8,10 @@ Two targets (issue #11):
 - a snapshot of a 1,000-table schema in under a second (in this process, median of 7 full reads;
   the re-read verify does after a migration is timed too);
 - ``sqlmigrate_verify`` of the 5 newest migrations on top of 1,000 applied ones in at most
-  1.5 x the time of a plain ``sqlmigrate_up`` of those 1,000 into an empty database.
+  1.5 x the time of a plain ``sqlmigrate_up`` of those 1,000 into an empty database: the median,
+  over the rounds, of each round's verify over its own plain up, the two run back to back (this
+  VM's speed at creating files drifts by 2x within minutes, more than the two commands differ;
+  a ratio of two runs minutes apart measures the drift). The ratio of the medians is reported too.
 
 The workload is run.py's (a table, an index and three rows per migration, with a DOWN), and so
 is the timing: each command is a whole ``manage.py`` process started by ``measure.py``, after a
@@ -181,7 +184,7 @@ def bench_verify(bench: Bench, every: Path, first: Path, rounds: int, log: Calla
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default 6)")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds (default 8)")
     parser.add_argument("--out", type=Path, help="JSON result file (default: benchmarks/results/DATE-verify.json)")
     args = parser.parse_args()
 
@@ -206,6 +209,9 @@ def main() -> int:
         bench.admin.close()
     up = statistics.median(s.seconds for s in bench.samples["up_1000"])
     ver = statistics.median(s.seconds for s in bench.samples["verify_5_on_1000"])
+    pairs = zip(bench.samples["up_1000"], bench.samples["verify_5_on_1000"], strict=True)
+    ratios = [verified.seconds / plain.seconds for plain, verified in pairs]
+    ratio = statistics.median(ratios)
     checks = [
         {
             "target": "snapshot of a 1,000-table schema < 1 s",
@@ -214,17 +220,15 @@ def main() -> int:
             "result": "PASS" if snap["full_read_s"] < SNAPSHOT_LIMIT_S else "FAIL",
         },
         {
-            "target": "verify 5 on top of 1,000 <= 1.5 x plain up of 1,000",
-            "value": round(ver / up, 4),
+            "target": "verify 5 on top of 1,000 <= 1.5 x plain up of 1,000 (median of the rounds' ratios)",
+            "value": round(ratio, 4),
             "limit": RATIO_LIMIT,
-            "result": "PASS" if ver / up <= RATIO_LIMIT else "FAIL",
+            "result": "PASS" if ratio <= RATIO_LIMIT else "FAIL",
         },
     ]
-    pairs = zip(bench.samples["up_1000"], bench.samples["verify_5_on_1000"], strict=True)
-    ratios = [verified.seconds / plain.seconds for plain, verified in pairs]
     print(f"plain sqlmigrate_up of {APPLIED:,}:             median {up:.3f} s")
     print(f"sqlmigrate_verify of {NEW} on top of {APPLIED:,}:  median {ver:.3f} s ({ver / up:.2f} x)")
-    print(f"ratio per round: {', '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f})")
+    print(f"ratio per round: {', '.join(f'{r:.2f}' for r in ratios)} (median {ratio:.2f})")
     print("verify in process: " + ", ".join(f"{key} {value:.3f} s" for key, value in breakdown.items()))
     print(
         f"snapshot of {snap['tables_and_sequences']} tables and sequences ({snap['objects']} objects): "
@@ -246,7 +250,7 @@ def main() -> int:
         "machine": {**info, "load_average_at_end": [round(x, 2) for x in load]},
         "seconds_total": round(elapsed, 1),
         "targets": checks,
-        "medians": {"up_1000": up, "verify_5_on_1000": ver},
+        "medians": {"up_1000": up, "verify_5_on_1000": ver, "ratio_of_medians": ver / up},
         "ratio_per_round": [round(r, 4) for r in ratios],
         "verify_in_process": breakdown,
         "snapshot": snap,
