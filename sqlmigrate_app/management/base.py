@@ -3,6 +3,7 @@ one-line ``CommandError``s."""
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 from argparse import SUPPRESS, ArgumentParser
@@ -48,6 +49,26 @@ EXIT_CODES_HELP = (
 def exit_code(kinds: Iterable[ProblemKind]) -> int:
     """The exit code for a set of problem kinds: 0 when there are none."""
     return max((EXIT_CODES[kind] for kind in kinds), default=0)
+
+
+@contextmanager
+def start_up_frozen() -> Iterator[None]:
+    """Keep the cycle collector off the objects Django's start-up made while a command runs.
+
+    Loading 10,000 files makes enough objects to set off full collections, each walking every
+    object of the process, most of them Django's own (``gc.freeze``: 40 to 90 ms less for a
+    status, validate or no-op up at 10,000, benchmarks/README.md). They are handed back
+    afterwards, for a process that goes on (``call_command``); a process that froze objects
+    itself (a pre-forking server) is left as it is.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextmanager
@@ -122,7 +143,7 @@ class SqlMigrateCommand(BaseCommand):
     def execute(self, *args: Any, **options: Any) -> Any:
         """Run the command; a SqlMigrateError or an interrupt becomes a one-line CommandError."""
         try:
-            with sigterm_as_interrupt():
+            with sigterm_as_interrupt(), start_up_frozen():
                 return super().execute(*args, **options)
         except SqlMigrateError as exc:
             raise CommandError(str(exc)) from exc
