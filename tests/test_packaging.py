@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import sqlmigrate_app
+
 from .conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -64,6 +66,7 @@ def test_wheel_and_sdist_hold_every_package_file(dist):
     assert sdist_top <= {"sqlmigrate_app", "django_sqlmigrate.egg-info"} | metadata_files, sorted(sdist_top)
     for line in [
         "Name: django-sqlmigrate",  # the PyPI name; the import package stays sqlmigrate_app
+        f"Version: {sqlmigrate_app.__version__}",  # one place for it: the package's
         "Requires-Python: >=3.10",
         "Requires-Dist: django>=5.2",
         "Classifier: Framework :: Django :: 5.2",
