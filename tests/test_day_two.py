@@ -293,3 +293,10 @@ def test_version_and_help_say_what_they_should(target):
         assert "3 pending; 4 out of order; 5 modified; 6 missing; 7 bad file; 8 history table" in text
         assert "130 Ctrl-C, 143 SIGTERM" in text
     assert "Only picks the directory" in create_help
+    for command, code in (
+        ("verify", "9 a round trip did not match"),
+        ("lint", "10 squawk found"),
+        ("dump", "11 --check"),
+    ):
+        text = " ".join(target.manage(f"sqlmigrate_{command}", "--help").stdout.split())
+        assert "Exit codes: 0 " in text and code in text and "130 Ctrl-C, 143 SIGTERM" in text, command

@@ -13,7 +13,7 @@ from time import perf_counter
 from typing import Any
 
 import django
-from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from .. import __version__, schema_file
 from ..errors import MigrationInterrupted, ProblemKind, SqlMigrateError, Terminated, plural
@@ -39,10 +39,21 @@ EXIT_CODES = {
 EXIT_ROUND_TRIP, EXIT_SCHEMA_FILE = 9, 11
 # Exit codes of a run stopped by a signal, as a shell reports them: 128 + the signal's number.
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
-EXIT_CODES_HELP = (
-    "Exit codes: 0 up to date / valid; 1 error (bad arguments, database unreachable); 2 usage; "
-    + "; ".join(f"{code} {kind.value.replace('_', ' ')}" for kind, code in EXIT_CODES.items())
-    + f"; {EXIT_INTERRUPTED} Ctrl-C, {EXIT_TERMINATED} SIGTERM. With several problems the highest code wins."
+
+
+def exit_codes_line(success: str, own: Iterable[tuple[int, str]], after: str = "") -> str:
+    """The line of exit codes ``--help`` ends with: 0 (``success``), 1 and 2, the command's
+    ``own``, the signals'."""
+    codes = [f"0 {success}", "1 error (bad arguments, database unreachable)", "2 usage"]
+    codes += [f"{code} {meaning}" for code, meaning in own]
+    return f"Exit codes: {'; '.join(codes)}; {EXIT_INTERRUPTED} Ctrl-C, {EXIT_TERMINATED} SIGTERM.{after}"
+
+
+# status and validate: a code per kind of problem.
+EXIT_CODES_HELP = exit_codes_line(
+    "up to date / valid",
+    ((code, kind.value.replace("_", " ")) for kind, code in EXIT_CODES.items()),
+    " With several problems the highest code wins.",
 )
 
 
@@ -132,6 +143,15 @@ class SqlMigrateCommand(BaseCommand):
     requires_migrations_checks = False
     requires_system_checks: list[str] = []
     database_help = "Database alias to use (default: 'default')."
+    # The command's exit codes, shown at the end of ``--help``; None for a command that has
+    # only 0 and 1 (and 130/143 when stopped).
+    exit_codes_help: str | None = None
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        """The parser, with the command's exit codes at the end of ``--help``."""
+        if self.exit_codes_help:
+            kwargs.setdefault("epilog", self.exit_codes_help)
+        return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """``--database`` and ``--dir``, common to every command."""

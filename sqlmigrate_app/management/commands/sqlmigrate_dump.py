@@ -8,7 +8,7 @@ from django.core.management.base import CommandError
 
 from ... import conf
 from ...schema_file import differences, render, write
-from ..base import EXIT_SCHEMA_FILE, SqlMigrateCommand
+from ..base import EXIT_SCHEMA_FILE, SqlMigrateCommand, exit_codes_line
 
 
 class Command(SqlMigrateCommand):
@@ -17,6 +17,9 @@ class Command(SqlMigrateCommand):
     help = (
         "Write the database schema and the applied migrations to SQLMIGRATE_SCHEMA_FILE (or --output), "
         "or with --check fail when that file differs from the database."
+    )
+    exit_codes_help = exit_codes_line(
+        "written (--check: the file matches the database)", [(EXIT_SCHEMA_FILE, "--check: the file differs")]
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:

@@ -10,7 +10,7 @@ from django.db import connections
 from ... import conf
 from ...errors import ProblemKind, plural
 from ...lint import applies_to, lint_selected
-from ..base import EXIT_CODES, SqlMigrateCommand
+from ..base import EXIT_CODES, SqlMigrateCommand, exit_codes_line
 
 
 class Command(SqlMigrateCommand):
@@ -19,6 +19,9 @@ class Command(SqlMigrateCommand):
     help = (
         "Lint migrations with squawk (locks, rewrites, unsafe changes), knowing their transactions and timeouts. "
         "Default: the migrations pending on the database. PostgreSQL only."
+    )
+    exit_codes_help = exit_codes_line(
+        "no findings (or not PostgreSQL)", [(EXIT_CODES[ProblemKind.LINT], "squawk found something")]
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:

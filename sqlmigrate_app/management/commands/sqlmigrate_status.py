@@ -6,7 +6,7 @@ from argparse import ArgumentParser
 from collections import Counter
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandError
 
 from ...errors import ProblemKind, SqlMigrateError, plural
 from ...state import MigrationStatus, State, not_up_to_date
@@ -32,10 +32,7 @@ class Command(SqlMigrateCommand):
     """``sqlmigrate_status``: every migration and its state."""
 
     help = "List every SQL migration with its state: applied, pending, modified or missing."
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        """The parser, with the exit codes in ``--help``."""
-        return super().create_parser(prog_name, subcommand, epilog=EXIT_CODES_HELP, **kwargs)
+    exit_codes_help = EXIT_CODES_HELP
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """The command's own options, after the common ones."""

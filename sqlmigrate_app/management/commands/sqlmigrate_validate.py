@@ -4,7 +4,7 @@ import json
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandError
 
 from ...errors import ProblemKind, plural
 from ...lint import applies_to, lint_pending
@@ -17,10 +17,7 @@ class Command(SqlMigrateCommand):
     """``sqlmigrate_validate``: every problem of files and history."""
 
     help = "Check migration files and history: checksums, missing files, bad files, order."
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        """The parser, with the exit codes in ``--help``."""
-        return super().create_parser(prog_name, subcommand, epilog=EXIT_CODES_HELP, **kwargs)
+    exit_codes_help = EXIT_CODES_HELP
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """The command's own options, after the common ones."""

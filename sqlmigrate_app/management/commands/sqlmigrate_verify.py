@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from ...errors import plural
 from ...files import Migration
 from ...verify import Outcome, RoundTrip, VerifyReporter, verify
-from ..base import EXIT_ROUND_TRIP, SqlMigrateCommand
+from ..base import EXIT_ROUND_TRIP, SqlMigrateCommand, exit_codes_line
 
 # Lines of diff shown per object below -v 2.
 SHOWN_LINES = 30
@@ -28,6 +28,9 @@ class Command(SqlMigrateCommand):
     help = (
         "Apply, roll back and re-apply migrations in a throwaway database, checking that DOWN restores the schema "
         "and UP is repeatable. Default: the migrations pending on the database."
+    )
+    exit_codes_help = exit_codes_line(
+        "every round trip matches", [(EXIT_ROUND_TRIP, "a round trip did not match or one of its steps failed")]
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
