@@ -292,6 +292,7 @@ def test_version_and_help_say_what_they_should(target):
     for text in (status_help, validate_help):
         assert "3 pending; 4 out of order; 5 modified; 6 missing; 7 bad file; 8 history table" in text
         assert "130 Ctrl-C, 143 SIGTERM" in text
+    assert "10 lint" in validate_help and "10 lint" not in status_help  # only validate --lint finds it
     assert "Only picks the directory" in create_help
     for command, code in (
         ("verify", "9 a round trip did not match"),

@@ -49,12 +49,10 @@ def exit_codes_line(success: str, own: Iterable[tuple[int, str]], after: str = "
     return f"Exit codes: {'; '.join(codes)}; {EXIT_INTERRUPTED} Ctrl-C, {EXIT_TERMINATED} SIGTERM.{after}"
 
 
-# status and validate: a code per kind of problem.
-EXIT_CODES_HELP = exit_codes_line(
-    "up to date / valid",
-    ((code, kind.value.replace("_", " ")) for kind, code in EXIT_CODES.items()),
-    " With several problems the highest code wins.",
-)
+def problem_codes_line(success: str, kinds: Iterable[ProblemKind] = EXIT_CODES) -> str:
+    """status's and validate's line: a code per kind of problem they can find."""
+    own = [(EXIT_CODES[kind], kind.value.replace("_", " ")) for kind in kinds]
+    return exit_codes_line(success, own, " With several problems the highest code wins.")
 
 
 def exit_code(kinds: Iterable[ProblemKind]) -> int:

@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 
 from ...errors import ProblemKind, SqlMigrateError, plural
 from ...state import MigrationStatus, State, not_up_to_date
-from ..base import EXIT_CODES, EXIT_CODES_HELP, SqlMigrateCommand, can_print, exit_code
+from ..base import EXIT_CODES, SqlMigrateCommand, can_print, exit_code, problem_codes_line
 
 LINES_PER_WRITE = 1000
 MARKS = {
@@ -32,7 +32,7 @@ class Command(SqlMigrateCommand):
     """``sqlmigrate_status``: every migration and its state."""
 
     help = "List every SQL migration with its state: applied, pending, modified or missing."
-    exit_codes_help = EXIT_CODES_HELP
+    exit_codes_help = problem_codes_line("up to date", [kind for kind in EXIT_CODES if kind != ProblemKind.LINT])
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """The command's own options, after the common ones."""
