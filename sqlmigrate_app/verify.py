@@ -131,11 +131,7 @@ class _FilesReadOnce(MigrationRunner):
     thousand of them again for each of its steps would cost more than the steps."""
 
     def __init__(self, found: MigrationSet, **kwargs: Any) -> None:
-        super().__init__(directory=found.directory, **kwargs)
-        self._found = found
-
-    def _files(self) -> MigrationSet:
-        return self._found
+        super().__init__(directory=found.directory, loader=lambda directory: found, **kwargs)
 
     # A round trip's steps, once a ``migrate`` has set the history table up: the executor's, as
     # up and down run them, without planning again (verify knows what comes next; each plan
