@@ -6,10 +6,12 @@ database, so ``validate``, ``status``, the system checks and the admin can all s
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,12 +30,14 @@ HEAD_RE = re.compile(
 REQUIREMENT_RE = re.compile(r"(?P<app_label>[A-Za-z_][A-Za-z0-9_]*)\.(?P<name>[A-Za-z0-9_]+)")
 DURATION_RE = re.compile(r"^\d+(\.\d+)?(ms|s|min|h|d)?$")
 BOM = "\ufeff"
-UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# What Windows editors call "Unicode": checked longest first, UTF-32 LE's starts like UTF-16 LE's.
+OTHER_ENCODINGS = (("UTF-32", (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")), ("UTF-16", (b"\xff\xfe", b"\xfe\xff")))
 # The id must fit the history table's VARCHAR(255) and the file name the usual 255-byte limit.
 MAX_SLUG = 200
 # Most migrations fit one read of this size; a bigger one is read on in 1 MB pieces.
 READ_SIZE = 1 << 16
-READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)  # no newline translation on Windows
+# No newline translation on Windows; never waiting for a writer to a named pipe.
+READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
 # A line holding something besides whitespace that is not a ``--`` comment.
 SQL_LINE_RE = re.compile(r"^[^\S\n]*(?!--)\S", re.MULTILINE)
 
@@ -163,7 +167,11 @@ def has_sql(text: str) -> bool:
 
 
 def checksum(text: str) -> str:
-    """SHA-256 of the UTF-8 text, encoded a megabyte at a time so a big file is not copied whole."""
+    """SHA-256 of the UTF-8 text with every line ending read as ``\\n``, so a file checked out
+    with CRLF line ends (git on Windows) keeps its checksum. Encoded a megabyte at a time, so a
+    big file is not copied whole."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     if len(text) <= 1 << 20:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
     digest = hashlib.sha256()
@@ -173,10 +181,22 @@ def checksum(text: str) -> str:
 
 
 def decode(path: Path, data: bytes) -> str:
-    """UTF-8 text with a leading BOM dropped and every line ending turned into ``\\n``."""
-    if data.startswith(UTF16_BOMS):  # what Windows editors call "Unicode"
-        message = "is UTF-16 (it starts with a UTF-16 byte-order mark), not UTF-8: save it as UTF-8"
-        raise MigrationFileError(path, message)
+    """The file's text as it will run: UTF-8 with a leading BOM dropped, nothing else changed
+    (CRLF line ends stay in the SQL, as psql would send them; a file of classic Mac CR line ends
+    alone has them read as LF). Refuses what no database would
+    run as written: another encoding, and a NUL byte, where libpq stops reading the SQL (the
+    rest of the migration would be lost) and SQLite's driver refuses it."""
+    for encoding, boms in OTHER_ENCODINGS:
+        if data.startswith(boms):
+            message = f"is {encoding} (it starts with a {encoding} byte-order mark), not UTF-8: save it as UTF-8"
+            raise MigrationFileError(path, message)
+    nul = data.find(b"\0")
+    if nul != -1:
+        message = (
+            f"holds a NUL byte (byte {nul}), which no database takes in SQL (PostgreSQL's client library would "
+            "stop reading the migration there): remove it"
+        )
+        raise MigrationFileError(path, message, data.count(b"\n", 0, nul) + 1)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -184,8 +204,9 @@ def decode(path: Path, data: bytes) -> str:
         raise MigrationFileError(path, f"is not valid UTF-8 (byte {exc.start})", line) from None
     if text.startswith(BOM):
         text = text[1:]
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text and "\n" not in text:
+        # Classic Mac line ends, the only kind neither psql nor the markers read as lines.
+        text = text.replace("\r", "\n")
     return text
 
 
@@ -277,10 +298,17 @@ def line_of(text: str, offset: int) -> int:
 
 def read_file(path: str | Path, dir_fd: int | None = None) -> bytes:
     """The bytes of a file (``path`` relative to ``dir_fd`` if given): ``os.read`` into a buffer
-    of about the right size, a third of the time ``Path.read_bytes`` takes on small files."""
+    of about the right size, a third of the time ``Path.read_bytes`` takes on small files.
+
+    Opened without blocking and checked to be a regular file whenever a read comes back empty or
+    full, so a named pipe never hangs a command and a device is never read without end."""
     fd = os.open(path, READ_FLAGS, dir_fd=dir_fd)
     try:
         data = os.read(fd, READ_SIZE)
+        if 0 < len(data) < READ_SIZE:
+            return data
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         if len(data) < READ_SIZE:
             return data
         parts = [data]
@@ -289,6 +317,23 @@ def read_file(path: str | Path, dir_fd: int | None = None) -> bytes:
         return b"".join(parts)
     finally:
         os.close(fd)
+
+
+def unreadable(path: Path, error: OSError) -> str:
+    """Why the file at ``path`` could not be read, for its error message: what it is when it is
+    not a regular file (nothing named like a migration is skipped without a word)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+        return "cannot be read: it is gone"
+    except OSError:
+        mode = stat.S_IFREG
+    kinds = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFSOCK: "a socket"}
+    if not stat.S_ISREG(mode):
+        return f"is {kinds.get(stat.S_IFMT(mode), 'a device')}, not a regular file: move it out of the directory"
+    return f"cannot be read: {error.strerror or error}"
 
 
 def parse_migration(path: Path, data: bytes) -> Migration:
@@ -356,7 +401,10 @@ def _parse(directory: Path, migration_id: str, text: str) -> Migration:
     first_up_sql = first_sql.start() if first_sql is not None and first_sql.start() < down_line_start else None
     _check_emptiness(text, first_up_sql, up_marker, bool(options.get("empty")))
     # Slices of the text, exactly what joining the lines between the markers would give.
-    up_sql, up_line = text[up_start : down_line_start - 1], up_marker + 1
+    up_end = down_line_start - 1
+    if text[up_end - 1 : up_end] == "\r" and up_end > up_start:
+        up_end -= 1  # the CR of the CRLF before -- DOWN
+    up_sql, up_line = text[up_start:up_end], up_marker + 1
     down_sql, down_line = (text[down_start:], down_marker + 1) if down_marker is not None else ("", 0)
     return Migration(
         migration_id,
@@ -444,12 +492,11 @@ def directory_problem(directory: Path) -> str | None:
 
 
 def sql_file_entries(directory: Path) -> list[os.DirEntry[str]]:
-    """The ``*.sql`` files of ``directory``, sorted by name (subdirectories are ignored).
-
-    scandir knows file types without a stat per file; sorting names beats sorting Paths 5x.
-    """
+    """The entries named ``*.sql`` of ``directory``, sorted by name (sorting names beats sorting
+    Paths 5x). Whatever else is there is ignored; one of these that is not a regular file (a
+    directory, a named pipe, a broken link) is listed, to be reported when it is read."""
     with os.scandir(directory) as entries:
-        found = [entry for entry in entries if entry.name.lower().endswith(".sql") and entry.is_file()]
+        found = [entry for entry in entries if entry.name.lower().endswith(".sql")]
     found.sort(key=lambda entry: entry.name)
     return found
 
@@ -469,9 +516,10 @@ def load_file(directory: Path, name: str, dir_fd: int | None = None) -> Migratio
     try:
         data = read_file(name, dir_fd) if dir_fd is not None else read_file(os.path.join(directory, name))
     except OSError as exc:
-        raise MigrationFileError(directory / name, f"cannot be read: {exc.strerror or exc}") from None
-    # Plain ASCII with LF line ends, as most files are, needs none of decode()'s care.
-    text = data.decode("ascii") if data.isascii() and b"\r" not in data else decode(directory / name, data)
+        raise MigrationFileError(directory / name, unreadable(directory / name, exc)) from None
+    # Plain ASCII, as most files are, needs none of decode()'s care: a memchr or two.
+    plain = data.isascii() and b"\0" not in data and (b"\r" not in data or b"\n" in data)
+    text = data.decode("ascii") if plain else decode(directory / name, data)
     del data
     return parse_text(directory, name[:-4], text)
 

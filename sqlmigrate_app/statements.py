@@ -73,24 +73,31 @@ ANY_HEAD_RE = re.compile(f"{_REFUSED_HEAD}|{_CONTROL_HEAD}", re.IGNORECASE)
 META_COMMAND_RE = re.compile(r"\\(?:[A-Za-z]+|\S)?")
 # Enough words for the longest head looked at (CREATE SUBSCRIPTION's WITH list, COPY (query) TO).
 WORDS_LOOKED_AT = 256
-# The only statements whose top-level semicolons may not end them, and what nests in them:
-# - routine: SQL-standard function bodies, BEGIN ATOMIC ... END (CASE ... END inside), and
-#   parentheses: psql's heuristic;
-# - rule: multi-action rules, DO (...; ...): parentheses only, as psql tracks them;
-# - trigger: SQLite's CREATE [TEMP] TRIGGER ... BEGIN ...; END, and parentheses. PostgreSQL's
-#   triggers have no body, and a trigger or table named begin is no body: a BEGIN counts only
-#   when a statement follows it (TRIGGER_BODY_RE).
-# Elsewhere PostgreSQL itself would refuse a semicolon inside parentheses.
+# The only statements whose top-level semicolons may not end them, and what nests in them, as
+# PostgreSQL's grammar (and SQLite's) has it:
+# - routine: the SQL-standard body of CREATE [OR REPLACE] FUNCTION / PROCEDURE, BEGIN ATOMIC
+#   ... END: it opens at the two words BEGIN ATOMIC outside parentheses (nothing else in a
+#   routine's head is those two words), and it closes at an END right after a semicolon (or
+#   right after BEGIN ATOMIC): each statement of the body ends in a semicolon, and an END
+#   anywhere else closes a CASE or is a column label (``SELECT 1 end`` is valid SQL);
+# - rule: multi-action rules, DO (...; ...): parentheses;
+# - trigger: SQLite's CREATE [TEMP] TRIGGER ... BEGIN ...; END, whose BEGIN is followed by a
+#   statement (TRIGGER_BODY_RE) and whose END, like a routine's, follows a semicolon.
+# Elsewhere PostgreSQL refuses a semicolon inside parentheses: a syntax error, so the server runs
+# nothing of the section. psql's own heuristic (any BEGIN in a routine opens a body) is not
+# followed: ``CREATE FUNCTION f(begin int) ... RETURN begin; ROLLBACK`` is two statements.
 _NOISE = r"(?:\s|--[^\n]*|/\*.*?\*/)+"
 NESTING_RE = re.compile(
     rf"create{_NOISE}(?:(?:or{_NOISE}replace{_NOISE})?(?:(?P<routine>function|procedure)|(?P<rule>rule))"
     rf"|(?:temp(?:orary)?{_NOISE})?(?P<trigger>trigger))(?![\w$])",
     re.IGNORECASE | re.DOTALL,
 )
-NESTING_TOKEN_RE = re.compile(r"(?<![\w$])(?:begin|case|end)(?![\w$])|[()]", re.IGNORECASE)
+NESTING_TOKEN_RE = re.compile(r"(?<![\w$])[\w$]+|[^\s\w$]")
 TRIGGER_BODY_RE = re.compile(
     rf"{_NOISE}(?:insert|update|delete|select|replace|values|with)(?![\w$])", re.IGNORECASE | re.DOTALL
 )
+# The last token of a nesting statement when it is one of these (any other token: "").
+_BODY_OPENED, _SEMICOLON = "begin atomic", ";"
 
 
 @dataclass(frozen=True)
@@ -151,9 +158,9 @@ def _skip(sql: str, at: int) -> int:
 def _spans(sql: str) -> Iterator[tuple[int, int]]:
     """``(start, end)`` of each statement, from its first token (past whitespace and comments) to
     just after its top-level ``;`` or the end of the text. Top level: outside quotes and comments
-    (and, in a few statements, parentheses and routine bodies: see NESTING_RE)."""
-    head, pos, parens, body = -1, 0, 0, 0
-    nesting: str | None = None
+    (and, in a few statements, parentheses and bodies: see NESTING_RE)."""
+    head, pos = -1, 0
+    nesting: _Nesting | None = None
     search, find, length = SPECIAL_RE.search, sql.find, len(sql)
     while True:
         match = search(sql, pos)
@@ -163,50 +170,71 @@ def _spans(sql: str) -> Iterator[tuple[int, int]]:
             if first is not None:
                 head = first.start()
                 kind = NESTING_RE.match(sql, head)
-                nesting = kind.lastgroup if kind else None
-        if nesting:
-            parens, body = _depths(sql, pos, at, parens, body, nesting)
+                nesting = _Nesting(kind.lastgroup) if kind and kind.lastgroup else None
+        if nesting is not None:
+            nesting.read(sql, pos, at)
         if match is None:
-            break
+            if head >= 0:
+                yield head, length
+            return
         char = sql[at]
         if char == ";":
             pos = at + 1
-            if head >= 0 and parens <= 0 and body == 0:
+            if head >= 0 and (nesting is None or nesting.ends_at_semicolon()):
                 yield head, pos
-                head, parens, nesting = -1, 0, None
-        elif char == "'" and sql[at - 1] not in "eE":  # the common case, inline: a plain string
+                head, nesting = -1, None
+            continue
+        if char == "'" and sql[at - 1] not in "eE":  # the common case, inline: a plain string
             close = find("'", at + 1)
             pos = length if close == -1 else close + 1
-            if head < 0:
-                head = at
         elif char in "-/" and sql.startswith("--" if char == "-" else "/*", at):
             pos = _skip(sql, at)  # a comment
-        else:
-            if head < 0:
-                head = at
-            pos = _skip(sql, at) if char != "-" and char != "/" else at + 1
-    if head >= 0:
-        yield head, length
-
-
-def _depths(sql: str, start: int, end: int, parens: int, body: int, nesting: str) -> tuple[int, int]:
-    """Parenthesis and BEGIN ... END depths after the plain SQL text ``sql[start:end]`` of a
-    statement of the ``nesting`` kind (see NESTING_RE)."""
-    for match in NESTING_TOKEN_RE.finditer(sql, start, end):
-        token = match[0].lower()
-        if match.end() == end and end < len(sql) and _is_identifier_char(sql[end]):
-            continue  # end$x: one identifier, cut by the scanner at $
-        if token == "(" or token == ")":
-            parens = parens + 1 if token == "(" else max(0, parens - 1)
-        elif parens or nesting == "rule":
             continue
-        elif token == "begin" and (nesting == "routine" or TRIGGER_BODY_RE.match(sql, match.end())):
-            body += 1
-        elif token == "case":
-            body += 1 if body else 0  # CASE ... END only counts inside a body
-        elif token == "end":
-            body = max(0, body - 1)
-    return parens, body
+        else:
+            pos = _skip(sql, at) if char != "-" and char != "/" else at + 1
+        if head < 0:
+            head = at
+        if nesting is not None:
+            nesting.last = ""  # a quoted text or an operator: a token
+
+
+class _Nesting:
+    """Where the scanner is in a statement of a kind that may hold semicolons (see NESTING_RE):
+    its parenthesis depth, whether it is inside its body, and its last token when that is one
+    that opens or may close a body (``_BODY_OPENED``, ``_SEMICOLON``, ``"begin"``)."""
+
+    __slots__ = ("kind", "parens", "body", "last")
+
+    def __init__(self, kind: str) -> None:
+        self.kind, self.parens, self.body, self.last = kind, 0, False, ""
+
+    def read(self, sql: str, start: int, end: int) -> None:
+        """Follow the plain SQL text ``sql[start:end]`` (no quotes, comments or semicolons)."""
+        for match in NESTING_TOKEN_RE.finditer(sql, start, end):
+            token = match[0].lower()
+            if match.end() == end and end < len(sql) and _is_identifier_char(sql[end]):
+                token = ""  # end$x: one identifier, cut by the scanner at $
+            last, self.last = self.last, ""
+            if token == "(" or token == ")":
+                self.parens = self.parens + 1 if token == "(" else max(0, self.parens - 1)
+            elif self.parens or self.kind == "rule":
+                continue
+            elif self.body:
+                self.body = not (token == "end" and last in (_SEMICOLON, _BODY_OPENED))
+            elif self.kind == "routine" and token == "begin":
+                self.last = "begin"
+            elif self.kind == "routine" and token == "atomic" and last == "begin":
+                self.body, self.last = True, _BODY_OPENED
+            elif self.kind == "trigger" and token == "begin" and TRIGGER_BODY_RE.match(sql, match.end()):
+                self.body = True
+
+    def ends_at_semicolon(self) -> bool:
+        """Whether a top-level semicolon here ends the statement: not inside parentheses (rule
+        actions) or a body."""
+        if self.parens:
+            return False
+        self.last = _SEMICOLON
+        return not self.body
 
 
 def _leading_words(sql: str, start: int, end: int, count: int = 12) -> list[str]:

@@ -188,7 +188,8 @@ def test_load_directory_orders_by_id_and_reports_every_bad_file(tmp_path):
     found = load_directory(tmp_path)
     assert [m.id for m in found.migrations] == ["20240101000000_first", "20240102000000_second"]
     messages = sorted(str(error) for error in found.errors)
-    assert len(messages) == 3
+    assert len(messages) == 4
+    assert any("20240104000000_subdir.sql: is a directory, not a regular file" in m for m in messages)
     assert any(
         "20240102000000_zz_same_second.sql" in m and "also used by 20240102000000_second.sql" in m for m in messages
     )
