@@ -62,15 +62,17 @@ REFUSED_PAIRS = {
 # a line break or a comment. One regex for each, so that the regex engine can jump from one
 # literal ; or line break to the next (one regex for all is slower: benchmarks/README.md).
 CONTROL_WORDS = (
-    "begin", "start", "commit", "end", "rollback", "abort", "prepare", "savepoint", "release", "copy", "\\",
+    "begin", "start", "commit", "end", "rollback", "abort", "prepare", "savepoint", "release", "copy",
 )  # fmt: skip
-_CONTROL_HEAD = r"(?:begin|start|commit|end|rollback|abort|prepare|savepoint|release|copy)(?![\w$])|\\"
+_CONTROL_HEAD = r"(?:begin|start|commit|end|rollback|abort|prepare|savepoint|release|copy)(?![\w$])"
 CONTROL_HEAD_RE = re.compile(_CONTROL_HEAD, re.IGNORECASE)
 CONTROL_AFTER_RES = tuple(re.compile(rf"{after}\s*(?:{_CONTROL_HEAD})", re.IGNORECASE) for after in (";", "\n", r"\*/"))
 CONTROL_AT_START_RE = re.compile(rf"\s*(?:{_CONTROL_HEAD})", re.IGNORECASE)
-ALL_HINTS = NON_TRANSACTIONAL_HINTS + CONTROL_WORDS
+# A psql meta-command can start anywhere outside quotes: a backslash is its one hint.
+ALL_HINTS = (*NON_TRANSACTIONAL_HINTS, *CONTROL_WORDS, "\\")
 ANY_HEAD_RE = re.compile(f"{_REFUSED_HEAD}|{_CONTROL_HEAD}", re.IGNORECASE)
 META_COMMAND_RE = re.compile(r"\\(?:[A-Za-z]+|\S)?")
+BACKSLASH_OR_QUOTE_RE = re.compile(r"""[\\'"$]|--|/\*""")
 # Enough words for the longest head looked at (CREATE SUBSCRIPTION's WITH list, COPY (query) TO).
 WORDS_LOOKED_AT = 256
 # The only statements whose top-level semicolons may not end them, and what nests in them, as
@@ -445,10 +447,6 @@ def _shown(statement: Statement) -> str:
 
 def _never_runs(statement: Statement, words: list[str]) -> str | None:
     """Why no migration, transactional or not, can run this statement, or None."""
-    if statement.sql.startswith("\\"):
-        meta = META_COMMAND_RE.match(statement.sql)
-        command = meta[0] if meta else statement.sql[0]
-        return f"psql meta-command '{command}' is not SQL; remove it"
     copy = _copy_with_client(words)
     if copy == "FROM stdin":
         return (
@@ -527,10 +525,37 @@ def first_non_transactional(sql: str, first_line: int = 1) -> Statement | None:
     return None
 
 
+def _meta_command(sql: str, first_line: int) -> Refusal | None:
+    """A backslash outside quotes, comments and dollar quotes, where psql would run the rest of
+    the line as one of its own commands (``\\! rm -rf``, ``\\connect``) and the server, which has
+    no backslash operator, reports a syntax error: refused, so that ``up --sql | psql`` never
+    does what ``up`` cannot."""
+    if "\\" not in sql:
+        return None
+    pos = 0
+    while (match := BACKSLASH_OR_QUOTE_RE.search(sql, pos)) is not None:
+        at = match.start()
+        if sql[at] == "\\":
+            meta = META_COMMAND_RE.match(sql, at)
+            command = meta[0] if meta else "\\"
+            return Refusal(first_line + sql.count("\n", 0, at), f"psql meta-command '{command}' is not SQL; remove it")
+        pos = _skip(sql, at)
+    return None
+
+
+def _earliest(*refusals: Refusal | None) -> Refusal | None:
+    """The refusal on the first line, of those found."""
+    return min((refusal for refusal in refusals if refusal is not None), key=lambda r: r.line, default=None)
+
+
 def refusal_in_transaction(sql: str, first_line: int = 1) -> Refusal | None:
     """The first statement of a section that cannot run inside the migration's transaction:
     transaction control (it would end or nest that transaction), a statement PostgreSQL refuses
-    in a transaction block, or one no migration can run; None when there is none."""
+    in a transaction block, or what no migration can run; None when there is none."""
+    return _earliest(_meta_command(sql, first_line), _statement_in_transaction(sql, first_line))
+
+
+def _statement_in_transaction(sql: str, first_line: int) -> Refusal | None:
     for statement, words in _checked(sql, first_line):
         message = _never_runs(statement, words)
         control = _control(words)
@@ -548,6 +573,10 @@ def refusal_without_transaction(sql: str, first_line: int = 1) -> Refusal | None
     """The first statement of a ``no-transaction`` section that cannot run as written: what no
     migration can run, or a BEGIN ... COMMIT group that is not well formed (see
     :func:`transaction_control` for what that promises the runner); None when there is none."""
+    return _earliest(_meta_command(sql, first_line), _statement_without_transaction(sql, first_line))
+
+
+def _statement_without_transaction(sql: str, first_line: int) -> Refusal | None:
     group: Statement | None = None  # the BEGIN of the open group
     for statement, words in _checked(sql, first_line):
         control = _control(words)
