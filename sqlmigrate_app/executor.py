@@ -19,7 +19,7 @@ from typing import Any
 from django.db import Error as DjangoDatabaseError
 from django.db import IntegrityError, transaction
 
-from .backends import Backend, StatementError, driver_error
+from .backends import Backend, StatementError, TransactionEnded, driver_error
 from .errors import MigrationFailed, MigrationInterrupted, SqlMigrateError, Terminated
 from .files import Migration, Section
 from .history import HistoryTable
@@ -242,42 +242,52 @@ class Executor:
         a failing COMMIT as such. When the server has gone, Django's own rollback fails too:
         the statement's error is the one kept.
         """
-        failed: list[StatementError] = []
+        failed: list[StatementError | TransactionEnded] = []
         try:
             with transaction.atomic(using=self.connection.alias):
                 try:
                     self._section_with_history(step)
-                except StatementError as exc:
+                except (StatementError, TransactionEnded) as exc:
                     failed.append(exc)
                     raise
         except KeyboardInterrupt as exc:
             raise self._interrupted(step.migration, exc, self._outcome_of_interrupted(step)) from exc
-        except (StatementError, DjangoDatabaseError, driver_error(self.connection)) as exc:
+        except (StatementError, TransactionEnded, DjangoDatabaseError, driver_error(self.connection)) as exc:
             raise self._transaction_failure(step.migration, failed[0] if failed else exc) from exc
 
     def _section_with_history(self, step: Step) -> None:
-        """The history statement first, then the section: on PostgreSQL the BEGIN, timeouts,
-        history row and section make one round trip, with the COMMIT too when the step may
-        commit and ours is the outermost atomic block. A history statement that touches no row
-        means another runner was first: the transaction is rolled back."""
+        """The section, then the history statement: on PostgreSQL the BEGIN, timeouts, section
+        and history row make one round trip, with the COMMIT too when the step may commit and
+        ours is the outermost atomic block. The history statement comes last, so that it commits
+        only with the whole section (the backend checks the section did not end the transaction
+        itself); when it touches no row, another runner was first: the transaction is rolled back."""
         timeouts = self.backend.timeout_statements(step.migration, self.timeouts, local=True)
         outermost = len(self.connection.atomic_blocks) == 1
+        record = [step.history_sql]
+        if self._session is not None and may_change_session(step.section.sql):
+            record[:0] = self.backend.identity_statements(self._session)  # a SET ROLE in the section
         rows = self.backend.run_section(
-            self.backend.raw_cursor(), step.section, [*timeouts, step.history_sql], step.may_commit and outermost
+            self.backend.raw_cursor(), step.section, timeouts, record, step.may_commit and outermost
         )
-        if rows[-1] == 0:
+        if rows == 0:
             raise _AlreadyDone
 
     def _transaction_failure(self, migration: Migration, error: Exception) -> BaseException:
-        """What to raise for a transactional migration that failed (it was rolled back)."""
+        """What to raise for a transactional migration that failed (it was rolled back, but for
+        what its own SQL may have committed)."""
+        if isinstance(error, TransactionEnded):
+            where = f"{migration.path}:{error.ending.line}" if error.ending.line else str(migration.path)
+            return MigrationFailed(migration, f"{where}: {migration.id} failed: {error.ending.outcome()}")
         if not isinstance(error, StatementError):
             outcome = LOST_BEFORE_COMMIT if self.backend.connection_lost(error) else NOTHING_APPLIED
             return self._failure(migration, error, None, outcome)
-        if not error.in_prelude:
-            return self._failure(migration, error.error, error.line, NOTHING_APPLIED)
-        if isinstance(error.error, self.connection.Database.IntegrityError):  # type: ignore[attr-defined]
-            return _AlreadyDone()  # another runner's history row, written first
-        return error.error
+        integrity = self.connection.Database.IntegrityError  # type: ignore[attr-defined]
+        if error.part == "record" and error.ended is None and isinstance(error.error, integrity):
+            return _AlreadyDone()  # another runner's history row, committed first
+        if error.part == "prelude":
+            return error.error
+        outcome = error.ended.outcome() if error.ended else NOTHING_APPLIED
+        return self._failure(migration, error.error, error.line, outcome, retryable=error.ended is None)
 
     # Without a transaction --------------------------------------------------------------------
 
@@ -321,12 +331,14 @@ class Executor:
 
     # Reports ------------------------------------------------------------------------------------
 
-    def _failure(self, migration: Migration, error: Exception, line: int | None, outcome: str) -> MigrationFailed:
+    def _failure(
+        self, migration: Migration, error: Exception, line: int | None, outcome: str, retryable: bool = True
+    ) -> MigrationFailed:
         where = f"{migration.path}:{line}" if line else str(migration.path)
         message = describe(error)
         if self.backend.connection_lost(error):
             message = f"lost the connection to database {self.connection.alias!r} ({message})"
-        sqlstate = getattr(error, "sqlstate", None)
+        sqlstate = getattr(error, "sqlstate", None) if retryable else None
         return MigrationFailed(migration, f"{where}: {migration.id} failed: {message} [{outcome}]", sqlstate)
 
     @staticmethod

@@ -8,14 +8,14 @@ refused and never written to.
 from __future__ import annotations
 
 import re
-import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, timezone
 from operator import attrgetter
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from .backends import backend_for
 from .conf import TABLE_NAME_RE, TABLE_NAME_RULE
 from .errors import HistoryTableError
 
@@ -40,14 +40,14 @@ class AppliedMigration:
     checksum: str
 
 
-def _as_utc(value: Any, written_in: tzinfo) -> datetime | None:
-    """A stored ``executed_at`` as an aware UTC datetime. The column has no time zone: a value
-    is in the zone of the session that wrote it (``written_in``)."""
+def _as_utc(value: Any) -> datetime | None:
+    """A stored ``executed_at`` as an aware UTC datetime: the column has no time zone, and
+    sqlmigrate writes it in UTC (:attr:`HistoryTable.utc_now`), whatever the session's zone."""
     if value is None:
         return None
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=written_in)
+        return moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc)
 
 
@@ -60,6 +60,9 @@ class HistoryTable:
         self.connection = connection
         self.table = table
         self.quoted = connection.ops.quote_name(table)
+        # executed_at is written in UTC, not left to the column's default: the session's zone is
+        # Django's TIME_ZONE without USE_TZ, and a psql session's own for an ``up --sql`` script.
+        self.utc_now = backend_for(connection).utc_now_sql
 
     def pin(self, schema: str | None) -> None:
         """Name the table with its schema from now on, whatever ``search_path`` a migration sets."""
@@ -141,23 +144,16 @@ class HistoryTable:
             # 1,000 rows at a time, straight into AppliedMigration: no list of every row as tuples,
             # and not the driver's and Django's Python code once per row.
             i, n, e, c = at
-            zone = self._written_in()
             applied: list[AppliedMigration] = []
             while rows := cursor.fetchmany(ROWS_PER_FETCH):
-                applied += [AppliedMigration(row[i], row[n], _as_utc(row[e], zone), row[c]) for row in rows]
+                applied += [AppliedMigration(row[i], row[n], _as_utc(row[e]), row[c]) for row in rows]
             return applied
-
-    def _written_in(self) -> tzinfo:
-        """The zone ``CURRENT_TIMESTAMP`` fills ``executed_at`` in: UTC on SQLite; elsewhere the
-        session's, which Django sets to UTC with ``USE_TZ`` and to ``TIME_ZONE`` without it."""
-        if self.connection.vendor == "sqlite" or self.connection.timezone_name == "UTC":
-            return timezone.utc  # the same zone as ZoneInfo("UTC"); converting to it is free
-        return zoneinfo.ZoneInfo(self.connection.timezone_name)
 
     def insert_sql(self, migration_id: str, name: str, checksum: str) -> str:
         """The history INSERT as one literal statement, to travel with a section in its round
         trip. Only for values that need no escaping (as file names and hex checksums give)."""
-        return f"INSERT INTO {self.quoted} (id, name, checksum) VALUES ({_literals(migration_id, name, checksum)})"
+        values = f"{_literals(migration_id, name, checksum)}, {self.utc_now}"
+        return f"INSERT INTO {self.quoted} (id, name, checksum, executed_at) VALUES ({values})"
 
     def delete_sql(self, migration_id: str) -> str:
         """The history DELETE as one literal statement (see :meth:`insert_sql`)."""
@@ -167,7 +163,7 @@ class HistoryTable:
         """Record a migration as applied (values are bound parameters)."""
         with self.connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {self.quoted} (id, name, checksum) VALUES (%s, %s, %s)",
+                f"INSERT INTO {self.quoted} (id, name, checksum, executed_at) VALUES (%s, %s, %s, {self.utc_now})",
                 [migration_id, name, checksum],
             )
 

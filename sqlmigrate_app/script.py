@@ -1,8 +1,9 @@
 """The SQL ``up --sql`` and ``down --sql`` print: what the runner would send, as a script a DBA
 can read and run by hand (``psql -v ON_ERROR_STOP=1 -f``), in order, without sqlmigrate.
 
-Each transactional migration is a ``BEGIN ... COMMIT`` block holding its timeouts, its history
-row and its SQL, as the runner sends it; a ``no-transaction`` one is its statements one by one,
+Each transactional migration is a ``BEGIN ... COMMIT`` block holding its timeouts, its SQL, the
+guard that the SQL did not end the transaction (PostgreSQL) and its history row, as the runner
+sends it; a ``no-transaction`` one is its statements one by one,
 its history row after the last.
 """
 
@@ -56,12 +57,14 @@ class Script:
         body = self._terminated(section)
         if migration.transactional:
             timeouts = self.backend.timeout_statements(migration, self.timeouts, local=True)
+            # The history row last, after the guard that the section did not end the transaction.
+            mark, guard = self.backend.guard(migration.checksum[:16]) or ("", "")
             lines = [
                 f"-- {migration.id}",
                 "BEGIN;",
-                *(f"{sql};" for sql in timeouts),
-                f"{history_sql};",
+                *(f"{sql};" for sql in [*timeouts, mark] if sql),
                 body,
+                *(f"{sql};" for sql in [guard, history_sql] if sql),
                 "COMMIT;",
             ]
         else:

@@ -54,7 +54,7 @@ class MigrationStatus:
             "id": self.id,
             "name": self.name,
             "state": self.state.value,
-            "executed_at": self.executed_at.isoformat() if self.executed_at else None,
+            "executed_at": self.executed_at.isoformat(timespec="seconds") if self.executed_at else None,
             "checksum": self.checksum,
             "stored_checksum": self.stored_checksum,
             "file": str(self.migration.path) if self.migration else None,

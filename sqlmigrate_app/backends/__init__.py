@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .base import Backend, GenericBackend, StatementError, driver_error
+from .base import Backend, GenericBackend, StatementError, TransactionEnded, driver_error
 from .postgresql import PostgresBackend
 from .sqlite import SQLiteBackend
 
-__all__ = ["Backend", "StatementError", "backend_for", "driver_error"]
+__all__ = ["Backend", "StatementError", "TransactionEnded", "backend_for", "driver_error"]
 
 BACKENDS: dict[str, Callable[[BaseDatabaseWrapper], Backend]] = {
     "postgresql": PostgresBackend,

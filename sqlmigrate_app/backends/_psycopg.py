@@ -3,7 +3,8 @@ whose results are read one at a time, COPY refused, the BEGIN psycopg would send
 
 from __future__ import annotations
 
-from typing import Any
+from collections import deque
+from typing import Any, NamedTuple
 
 
 def literal(value: str) -> str:
@@ -11,18 +12,27 @@ def literal(value: str) -> str:
     return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def simple_query(conn: Any, sql: str, counted: int = 0) -> tuple[Exception | None, int, list[int]]:
+class Outcome(NamedTuple):
+    """What one simple-query message did: its first error (the server runs nothing after it),
+    how many results came before that error, the rows touched by each of its last ``kept``
+    statements (when it ran to the end), and the index and tag of every result that ended a transaction (``COMMIT``,
+    ``ROLLBACK``, ``PREPARE TRANSACTION``: a ``ROLLBACK TO`` savepoint is tagged ``ROLLBACK`` too)."""
+
+    error: Exception | None
+    failed_at: int
+    rows: list[int]
+    ends: list[tuple[int, str]]
+
+
+def simple_query(conn: Any, sql: str, kept: int = 0) -> Outcome:
     """Send ``sql`` in one simple-query message and read its results one at a time, dropping
-    each (``cursor.execute`` would hold one per statement until the last arrived); return
-    the first error, how many results came before it and the rows touched by each of the
-    first ``counted`` statements. Call with ``conn.lock`` held.
+    each (``cursor.execute`` would hold one per statement until the last arrived). Call with
+    ``conn.lock`` held.
 
     The I/O goes through ``Connection.wait``, which cancels the query on Ctrl-C.
     """
     encoding = conn.info.encoding
-    outcome: tuple[Exception | None, int, list[int]] = conn.wait(
-        _simple_query_gen(conn.pgconn, sql.encode(encoding), encoding, counted)
-    )
+    outcome: Outcome = conn.wait(_simple_query_gen(conn.pgconn, sql.encode(encoding), encoding, kept))
     return outcome
 
 
@@ -41,13 +51,11 @@ def begin_statements(conn: Any) -> list[str]:
     return [" ".join(parts)]
 
 
-def _simple_query_gen(pgconn: Any, query: bytes, encoding: str, counted: int) -> Any:
-    """psycopg's ``execute`` generator, reading results one by one instead of into a list.
-
-    Returns the first error (the server skips the rest of the query after it), the number of
-    results before it, and the row counts of the first ``counted`` results. It reads on to the
-    end either way, so the connection is ready for the ROLLBACK. COPY to or from the client is
-    refused: sqlmigrate has no data to send nor anywhere to put what comes back.
+def _simple_query_gen(pgconn: Any, query: bytes, encoding: str, kept: int) -> Any:
+    """psycopg's ``execute`` generator, reading results one by one instead of into a list; the
+    :class:`Outcome`. It reads on to the end either way, so the connection is ready for the
+    ROLLBACK. COPY to or from the client is refused: sqlmigrate has no data to send nor anywhere
+    to put what comes back.
     """
     from psycopg import ProgrammingError, errors, generators, pq
 
@@ -55,17 +63,18 @@ def _simple_query_gen(pgconn: Any, query: bytes, encoding: str, counted: int) ->
     pgconn.send_query(query)
     yield from generators.send(pgconn)
     first_error, failed_at, count = None, 0, 0
-    rows: list[int] = []
+    rows: deque[int] = deque(maxlen=kept)
+    ends: list[tuple[int, str]] = []
     while True:
         try:
             result = yield from generators.fetch(pgconn)
         except errors.DatabaseError:
             if first_error is None:
                 raise
-            return first_error, failed_at, rows  # the server closed the connection after saying why
+            result = None  # the server closed the connection after saying why
         if result is None:
-            return first_error, failed_at, rows
-        if count < counted:
+            return Outcome(first_error, failed_at, list(rows), ends)
+        if kept:
             rows.append(result.command_tuples or 0)
         status, error = result.status, None
         if status == pq.ExecStatus.FATAL_ERROR:
@@ -73,11 +82,15 @@ def _simple_query_gen(pgconn: Any, query: bytes, encoding: str, counted: int) ->
         elif status in copy_states:
             yield from _leave_copy(pgconn, pq.ExecStatus(status))
             error = ProgrammingError(COPY_REFUSED[pq.ExecStatus(status).name])
+        elif result.command_status in TRANSACTION_ENDS:
+            ends.append((count, result.command_status.decode()))
         if error is not None and first_error is None:
             first_error, failed_at = error, count
         count += 1
 
 
+# The command tags of the statements that end a transaction block.
+TRANSACTION_ENDS = frozenset((b"COMMIT", b"ROLLBACK", b"PREPARE TRANSACTION"))
 COPY_REFUSED = {
     "COPY_IN": "COPY ... FROM STDIN cannot run in a migration: there is no input to read; "
     "use INSERT, or COPY from a file on the server",

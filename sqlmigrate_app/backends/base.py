@@ -10,12 +10,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..files import Migration, Section
-from ..statements import Statement, split
+from ..statements import Statement, split, transaction_control
 
 
 def driver_error(connection: BaseDatabaseWrapper) -> type[Exception]:
@@ -24,22 +25,92 @@ def driver_error(connection: BaseDatabaseWrapper) -> type[Exception]:
     return error
 
 
-class StatementError(Exception):
-    """A database error while running a section, with the file line it came from (if known).
+@dataclass(frozen=True)
+class Ending:
+    """The migration's SQL ended its own transaction (a ``COMMIT`` or ``ROLLBACK`` the checks at
+    load did not see): the statement that did, on ``line``, and the file lines of the statements
+    that were committed with it, without the history row. The history row is written last, after
+    a check that the transaction is still the migration's own, so it is never committed with
+    part of the SQL."""
 
-    ``in_prelude`` when one of the statements sent ahead of the section failed, not the section.
+    line: int | None
+    statement: str
+    committed: tuple[int, ...]
+
+    def outcome(self) -> str:
+        """What became of the migration, for its error message."""
+        where = f" on line {self.line}" if self.line else ""
+        if not self.committed:
+            return (
+                f"its own '{self.statement}'{where} ended the migration's transaction; nothing of it was committed "
+                "or recorded"
+            )
+        return (
+            f"its own '{self.statement}'{where} ended the migration's transaction and committed the statements of "
+            f"{_lines(self.committed)} without a history row; the rest was rolled back and it is not recorded as "
+            "applied: check what those statements did before running it again"
+        )
+
+
+def _lines(lines: tuple[int, ...]) -> str:
+    """``line 3`` or ``lines 3-5, 8``."""
+    runs: list[list[int]] = []
+    for line in sorted(set(lines)):
+        if runs and line == runs[-1][-1] + 1:
+            runs[-1].append(line)
+        else:
+            runs.append([line])
+    text = ", ".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs)
+    return f"line {text}" if len(lines) == 1 else f"lines {text}"
+
+
+class TransactionEnded(Exception):
+    """The section ended the migration's transaction and nothing else failed (see :class:`Ending`)."""
+
+    def __init__(self, ending: Ending) -> None:
+        super().__init__(ending.outcome())
+        self.ending = ending
+
+
+class StatementError(Exception):
+    """A database error while running a step, with the file line it came from (if known).
+
+    ``part`` says which of the step's statements failed: the ``prelude`` sent ahead of the
+    section (its timeouts), the ``section`` (the migration's SQL) or the ``record`` (the history
+    change, sent after it). ``ended`` when the section had ended its transaction before failing.
     """
 
-    def __init__(self, error: Exception, line: int | None, in_prelude: bool = False) -> None:
+    def __init__(
+        self,
+        error: Exception,
+        line: int | None,
+        part: Literal["prelude", "section", "record"] = "section",
+        ended: Ending | None = None,
+    ) -> None:
         super().__init__(str(error))
         self.error = error
         self.line = line
-        self.in_prelude = in_prelude
+        self.part = part
+        self.ended = ended
+
+
+def ended_by(statement: Statement, ran: list[Statement]) -> Ending:
+    """How ``statement``, the last of ``ran``, ended the migration's transaction, run one by one:
+    a ``COMMIT`` committed every statement that ran, a ``ROLLBACK`` none."""
+    name = " ".join(statement.sql.split()[:2]).rstrip(";")
+    committed = tuple(s.line for s in ran) if transaction_control(statement.sql) == "commit" else ()
+    return Ending(statement.line, name, committed)
 
 
 class Backend(ABC):
     """What sqlmigrate needs of a database. The concrete methods run any DB-API database
     statement by statement; a subclass overrides what its database does better."""
+
+    # The current time in UTC as a value of the history's executed_at column (a time without zone).
+    utc_now_sql = "CURRENT_TIMESTAMP"
+    # Whether :meth:`in_transaction` is true to the server, so a section that ends its own
+    # transaction is caught statement by statement (a driver that cannot tell: no).
+    tells_transaction_state = False
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
@@ -70,15 +141,43 @@ class Backend(ABC):
         """The section's statements, each with its file line, as this database reads them."""
 
     def run_section(
-        self, cursor: Any, section: Section, prelude: Sequence[str] = (), may_commit: bool = False
-    ) -> list[int]:
-        """Run the ``prelude`` statements, then the section, inside the current transaction,
-        statement by statement; return the rows each prelude statement touched. With
-        ``may_commit`` nothing else will run in this transaction, so a backend may commit it
-        (Django's own commit then finds nothing to do). Raises :class:`StatementError`."""
-        rows = self.run_prelude(cursor, prelude)
-        self.run_statements(cursor, self.split(section))
-        return rows
+        self,
+        cursor: Any,
+        section: Section,
+        prelude: Sequence[str] = (),
+        record: Sequence[str] = (),
+        may_commit: bool = False,
+    ) -> int:
+        """Run the ``prelude`` statements, the section statement by statement, then the
+        ``record`` statements (the history change last), inside the current transaction; return
+        the rows the history change touched. With ``may_commit`` nothing else will run in this transaction,
+        so a backend may commit it (Django's own commit then finds nothing to do). Raises
+        :class:`StatementError`, or :class:`TransactionEnded` when the section ended the
+        transaction itself (where the backend can tell: :attr:`tells_transaction_state`)."""
+        self.run_prelude(cursor, prelude)
+        ran: list[Statement] = []
+        for statement in self.split(section):
+            self.run_statements(cursor, [statement], ran)
+            if self.tells_transaction_state and not self.in_transaction():
+                raise TransactionEnded(ended_by(statement, ran))
+        try:
+            for sql in record:
+                cursor.execute(sql)
+        except driver_error(self.connection) as exc:
+            raise StatementError(exc, None, part="record") from exc
+        return int(cursor.rowcount)
+
+    def identity_statements(self, state: Any) -> list[str]:
+        """Statements that give the rest of the transaction the user and role of ``state`` (see
+        :meth:`session_state`), so that a section that changed them does not record its own
+        history row as another user; none where there are no roles."""
+        return []
+
+    def guard(self, token: str) -> tuple[str, str] | None:
+        """Statements that catch a section ending its own transaction in a backend that sends it
+        whole: one marking the transaction with ``token`` before the section, one failing after
+        it unless the transaction is still that one; None where statements run one by one."""
+        return None
 
     def execute(self, cursor: Any, sql: str) -> None:
         """Run ``sql`` on its own; raise the driver's error."""
@@ -91,7 +190,7 @@ class Backend(ABC):
             try:
                 cursor.execute(sql)
             except driver_error(self.connection) as exc:
-                raise StatementError(exc, None, in_prelude=True) from exc
+                raise StatementError(exc, None, part="prelude") from exc
             rows.append(cursor.rowcount)
         return rows
 

@@ -4,18 +4,27 @@ server's position or from counting its results, session settings put back from `
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from ..errors import ConfigurationError, LockTimeout
 from ..files import Migration, Section
-from ..statements import Statement, mentions, split
+from ..statements import Statement, mentions, split, transaction_control
 from . import _psycopg
-from .base import Backend, StatementError, driver_error
+from .base import Backend, Ending, StatementError, TransactionEnded, driver_error
 
-# Sections longer than this (characters) travel in a round trip of their own.
-ALONE_ABOVE = 1 << 20
+# The guard after a section: it fails, with GUARD_MARK in its message, unless the transaction is
+# still the one whose transaction-local setting holds this run's token (after a COMMIT or ROLLBACK
+# in the section the setting is gone). A CASE whose ELSE is a text: no constant folding raises
+# the error before the condition is evaluated.
+GUARD_SETTING = "sqlmigrate.migration"
+GUARD_MARK = "sqlmigrate: the migration ended its own transaction"
+GUARD_SQL = (
+    "SELECT CAST(CASE WHEN pg_catalog.current_setting('{setting}', true) = '{token}' THEN '0' "
+    f"ELSE '{GUARD_MARK}' END AS integer)"
+)
 
 
 class SessionState(NamedTuple):
@@ -34,6 +43,8 @@ def advisory_lock_key(schema: str, table: str) -> int:
 
 class PostgresBackend(Backend):
     """PostgreSQL through psycopg 3 (psycopg2 works, with fewer round trips saved)."""
+
+    utc_now_sql = "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
 
     def history_schema(self) -> str:
         """The connection's current schema when the run starts: the history table is named with
@@ -103,50 +114,107 @@ class PostgresBackend(Backend):
         return split(section.sql, section.line)
 
     def run_section(
-        self, cursor: Any, section: Section, prelude: Sequence[str] = (), may_commit: bool = False
-    ) -> list[int]:
-        """The prelude and the whole section in one round trip: the server parses it, as psql
-        would. When the transaction has not begun yet, its BEGIN travels with them too, and
-        if it ``may_commit``, so does its COMMIT: one round trip for the whole migration."""
+        self,
+        cursor: Any,
+        section: Section,
+        prelude: Sequence[str] = (),
+        record: Sequence[str] = (),
+        may_commit: bool = False,
+    ) -> int:
+        """The prelude, the whole section and the record in one round trip: the server parses
+        the section, as psql would. When the transaction has not begun yet, its BEGIN travels
+        with them too, and if it ``may_commit``, so does its COMMIT: one round trip for the
+        whole migration.
+
+        Between the section and the record stands a guard: a statement that fails unless the
+        transaction is still the one the prelude marked (a transaction-local setting holding a
+        token of this run). Should the section end its own transaction anyway, the guard fails,
+        what ran after the end is rolled back with it, and the record never commits."""
         conn = self._psycopg_connection()
+        mark, guard = self.guard(secrets.token_hex(8))
+        marked = [*prelude, mark]
         if conn is None:  # psycopg2: no libpq access; its execute() keeps only the last result
-            rows = self.run_prelude(cursor, prelude)
+            self.run_prelude(cursor, marked)
             try:
-                cursor.execute(section.sql)
+                cursor.execute(";\n".join([f"{section.sql}\n", guard, *record]))
             except driver_error(self.connection) as exc:
-                raise StatementError(exc, self._error_line(exc, section)) from exc
-            return rows
+                raise self._psycopg2_error(exc, section) from exc
+            return int(cursor.rowcount)
         with conn.lock:
             begin = _psycopg.begin_statements(conn)
-            head = [*begin, *prelude]
-            text = "".join(f"{sql};\n" for sql in head)
-            rows = []
-            commit = ""
-            if len(section.sql) > ALONE_ABOVE:
-                # Gluing BEGIN and the rest to a big section would copy it once more; one round
-                # trip saved is nothing next to its run time. The section goes alone.
-                if text:
-                    error, _, rows = _psycopg.simple_query(conn, text, counted=len(head))
-                    if error is not None:
-                        raise StatementError(error, None, in_prelude=True) from error
-                head, text = [], ""
-            elif begin and may_commit and not mentions(section.sql, ("copy",)):
+            head = [*begin, *marked]
+            tail = [guard, *record]
+            if begin and may_commit and not mentions(section.sql, ("copy",)):
                 # COPY is the one statement the server completes that we then fail (see
                 # COPY_REFUSED): its transaction must not be committed in the same round trip.
-                commit = "\n;\nCOMMIT"
-            error, failed_at, head_rows = _psycopg.simple_query(conn, text + section.sql + commit, counted=len(head))
-            rows += head_rows
-        if error is None:
-            return rows[len(begin) :]
-        # A syntax error stops the server before it runs anything, so where it is comes from its
-        # position; any other error is placed by counting the results before it, one per
-        # statement: the section is never run a second time to find the line.
-        position = int(getattr(getattr(error, "diag", None), "statement_position", None) or 0)
-        if (position <= len(text)) if position else (failed_at < len(head)):
-            raise StatementError(error, None, in_prelude=True) from error
-        if position:
-            raise StatementError(error, self._error_line(error, section, len(text))) from error
-        raise StatementError(error, self._line_of_statement(section, failed_at - len(head))) from error
+                tail.append("COMMIT")
+            text = "".join(f"{sql};\n" for sql in head)
+            kept = 2 if tail[-1] == "COMMIT" else 1  # the history change's rows, and COMMIT's
+            outcome = _psycopg.simple_query(conn, f"{text}{section.sql}\n;\n{';'.join(tail)}", kept=kept)
+        if outcome.error is None:
+            return outcome.rows[0]
+        raise self._located(outcome, section, text, len(head), len(record)) from outcome.error
+
+    def guard(self, token: str) -> tuple[str, str]:
+        """The statement that marks the migration's transaction with ``token`` (sent ahead of
+        the section) and the guard that fails unless the transaction is still that one (sent
+        after it, ahead of the history change)."""
+        mark = f"SELECT pg_catalog.set_config('{GUARD_SETTING}', '{token}', true)"
+        return mark, GUARD_SQL.format(setting=GUARD_SETTING, token=token)
+
+    def _located(
+        self, outcome: _psycopg.Outcome, section: Section, head_text: str, head: int, record: int
+    ) -> Exception:
+        """The error of a failed round trip, placed in the prelude, the section (at its file
+        line) or the record, with what the section committed if it had ended its transaction
+        before. Where the server gives a position (a syntax error, which stops it before it runs
+        anything, or a name it cannot resolve), the line comes from it; any other error is
+        placed by counting the results before it, one per statement: the section is never run
+        a second time to find the line."""
+        error = outcome.error
+        assert error is not None
+        index = outcome.failed_at - head
+        if index < 0:
+            return StatementError(error, None, part="prelude")
+        statements = self.split(section)
+        ended = self._ending(outcome, statements, head, min(index, len(statements)))
+        if index == len(statements) and GUARD_MARK in str(error):
+            return TransactionEnded(ended or Ending(None, "COMMIT or ROLLBACK", ()))
+        if len(statements) < index <= len(statements) + record:
+            return StatementError(error, None, part="record", ended=ended)
+        if getattr(getattr(error, "diag", None), "statement_position", None):
+            if int(error.diag.statement_position) <= len(head_text):  # type: ignore[attr-defined]
+                return StatementError(error, None, part="prelude")
+            return StatementError(error, self._error_line(error, section, len(head_text)), ended=ended)
+        line = statements[index].line if index < len(statements) else None  # past them: an error at COMMIT
+        return StatementError(error, line, ended=ended)
+
+    @staticmethod
+    def _ending(outcome: _psycopg.Outcome, statements: list[Statement], head: int, stop: int) -> Ending | None:
+        """Whether the section's first ``stop`` statements ended the migration's transaction (by
+        the results' tags), and which of them were committed: those before each COMMIT, back to
+        the previous end; the ones after the last end were rolled back by the failure."""
+        ends = {index - head: tag for index, tag in outcome.ends if 0 <= index - head < stop}
+        first: Ending | None = None
+        committed: list[int] = []
+        pending: list[int] = []
+        for index, statement in enumerate(statements[:stop]):
+            pending.append(statement.line)
+            tag = ends.get(index)
+            if tag is None or (tag == "ROLLBACK" and transaction_control(statement.sql) != "rollback"):
+                continue  # not an end (ROLLBACK TO a savepoint is tagged ROLLBACK too)
+            if tag != "ROLLBACK":
+                committed += pending
+            pending = []
+            first = first or Ending(statement.line, " ".join(statement.sql.split()[:2]).rstrip(";"), ())
+        return Ending(first.line, first.statement, tuple(committed)) if first else None
+
+    def _psycopg2_error(self, exc: Exception, section: Section) -> Exception:
+        """psycopg2 keeps no results but the last: a failed guard says the section ended its
+        transaction, without telling what was committed."""
+        if GUARD_MARK in str(exc):
+            return TransactionEnded(Ending(None, "COMMIT or ROLLBACK", ()))
+        return StatementError(exc, self._error_line(exc, section))
 
     def in_transaction(self) -> bool:
         """Whether the server session is inside a transaction block."""
@@ -196,6 +264,15 @@ class PostgresBackend(Backend):
         )
         return SessionState(user, role, tuple(cursor.fetchall()))
 
+    def identity_statements(self, state: SessionState) -> list[str]:
+        """The run's user, then its role (setting the user resets the role), for the rest of the
+        transaction only: :meth:`restore_session` puts the session's own back after it."""
+        user, role = _psycopg.literal(state.user), _psycopg.literal(state.role)
+        return [
+            f"SELECT pg_catalog.set_config('session_authorization', {user}, true)",
+            f"SELECT pg_catalog.set_config('role', {role}, true)",
+        ]
+
     def restore_session(self, state: SessionState) -> None:
         """One round trip: user first (it resets the role), then role, then every setting that
         differs from the run's: back to the run's value, or to what RESET gives (the server's,
@@ -227,6 +304,6 @@ class PostgresBackend(Backend):
             return
         with conn.lock:
             begin = "".join(f"{statement};\n" for statement in _psycopg.begin_statements(conn))
-            error, _, _ = _psycopg.simple_query(conn, begin + sql)
+            error = _psycopg.simple_query(conn, begin + sql).error
         if error is not None:
             raise error

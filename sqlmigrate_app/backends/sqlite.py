@@ -36,6 +36,9 @@ SESSION_PRAGMAS = (
 class SQLiteBackend(Backend):
     """SQLite through Python's ``sqlite3``, one statement per call."""
 
+    tells_transaction_state = True  # sqlite3's in_transaction asks SQLite itself
+    utc_now_sql = "CURRENT_TIMESTAMP"  # SQLite's is UTC
+
     @contextmanager
     def lock(
         self, schema: str | None, table: str, timeout: float | None, on_wait: Callable[[], None]
