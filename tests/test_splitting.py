@@ -15,10 +15,11 @@ the final semicolon left out) and the line its first token is on.
 
 Disagreements found: rule actions tracked BEGIN ... END (``CREATE RULE ... DO ALSO SELECT
 begin FROM t; SELECT 2;`` was one statement); fixed, as psql tracks only parentheses in rules.
-Inherent, so never generated here: psql's heuristic, which we follow, counts BEGIN/CASE/END in
-any CREATE FUNCTION/PROCEDURE, so an unquoted column or function named ``begin`` outside its
-parentheses (``CREATE FUNCTION f() RETURNS SETOF t LANGUAGE sql RETURN begin``) opens a body
-the server would not see; and where the server reports a syntax error, the split may differ.
+psql's heuristic for routines (any BEGIN outside parentheses opens a body, CASE and END counted)
+read ``CREATE FUNCTION f(begin int) ... RETURN x + begin; ROLLBACK;`` as one statement, so the
+ROLLBACK escaped the check at load (issue 18); replaced by the grammar's rule (a body is
+``BEGIN ATOMIC`` ... an END right after a semicolon), and such names are generated here. Where
+the server reports a syntax error, the split may differ: it runs nothing of such a section.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def select(draw):
 @st.composite
 def statement(draw):
     value = draw(LITERALS)
-    kind = draw(st.sampled_from(["select", "case", "atomic", "rule", "rule_begin", "do", "plpgsql"]))
+    kind = draw(st.sampled_from(["select", "case", "atomic", "named", "labels", "rule", "rule_begin", "do", "plpgsql"]))
     if kind == "select":
         return draw(select())
     if kind == "case":
@@ -150,6 +151,16 @@ def statement(draw):
         return (
             f"CREATE FUNCTION f() RETURNS int LANGUAGE sql{draw(GAPS)}BEGIN ATOMIC{draw(GAPS)}"
             f"SELECT CASE WHEN {value} IS NULL THEN 1 END;{draw(GAPS)}{draw(select())};{draw(GAPS)}END"
+        )
+    if kind == "named":  # names that psql's heuristic took for a body
+        return (
+            f"CREATE FUNCTION f(begin int, x int) RETURNS int LANGUAGE sql{draw(GAPS)}RETURN x + begin"
+            f"{draw(GAPS)}+ CASE WHEN {value} IS NULL THEN 1 END"
+        )
+    if kind == "labels":  # END and CASE as column labels inside a body
+        return (
+            f"CREATE PROCEDURE p(begin int) LANGUAGE sql BEGIN{draw(GAPS)}ATOMIC SELECT 1 end;{draw(GAPS)}"
+            f"SELECT {value} AS case; SELECT begin atomic FROM t;{draw(GAPS)}END"
         )
     if kind == "rule":
         return f"CREATE RULE r AS ON INSERT TO t DO ALSO ({draw(select())};{draw(GAPS)}NOTIFY n; SELECT ({value}))"
