@@ -306,9 +306,10 @@ def test_version_and_help_say_what_they_should(target):
     create_help = " ".join(target.manage("sqlmigrate_create", "--help").stdout.split())
 
     assert version.startswith(f"django-sqlmigrate {__version__} (Django ")
-    for text in (status_help, validate_help):
-        assert "3 pending; 4 out of order; 5 modified; 6 missing; 7 bad file; 8 history table" in text
-        assert "130 Ctrl-C, 143 SIGTERM" in text
+    assert "2 usage; 3 pending; 4 out of order; 5 modified; 6 missing; 7 bad file; 8 history table" in status_help
+    assert "2 usage; 4 out of order; 5 modified; 6 missing; 7 bad file; 8 history table" in validate_help
+    assert "3 pending" not in validate_help  # validate never exits 3
+    assert "130 Ctrl-C, 143 SIGTERM" in status_help and "130 Ctrl-C, 143 SIGTERM" in validate_help
     assert "10 lint" in validate_help and "10 lint" not in status_help  # only validate --lint finds it
     assert "Only picks the directory" in create_help
     for command, code in (
