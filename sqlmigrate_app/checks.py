@@ -18,7 +18,6 @@ from typing import Any
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
-from django.db import DEFAULT_DB_ALIAS
 
 from . import conf
 from .cache import CleanRecord, signatures
@@ -97,31 +96,13 @@ def _directories() -> tuple[list[CheckMessage], list[tuple[str, Path]]]:
 
 def _check_directories() -> list[CheckMessage]:
     messages, named = _directories()
-    if not any(
-        name == "SQLMIGRATE_DIR" or name.startswith(f"SQLMIGRATE_DIRS[{DEFAULT_DB_ALIAS!r}") for name, _ in named
-    ):
-        default = conf.default_dir()
-        if not default.exists():
-            messages.append(
-                Warning(
-                    f"No SQL migrations directory: {default} does not exist.",
-                    hint="Create it with 'manage.py sqlmigrate_create NAME', or set SQLMIGRATE_DIR.",
-                    id="sqlmigrate.W001",
-                )
-            )
-        else:
-            named.append(("the default directory", default))
+    if not conf.dir_is_explicit() and not any(conf.is_default_dir(directory) for _, directory in named):
+        named.append(("the default directory", conf.default_dir()))
     checked: set[Path] = set()
     for setting, directory in named:
         problem = directory_problem(directory)
         if problem is not None:
-            messages.append(
-                Error(
-                    f"{setting} {directory} {problem}.",
-                    hint="Create the directory, or point the setting at the one that holds your .sql migrations.",
-                    id="sqlmigrate.E001",
-                )
-            )
+            messages.append(_directory_message(setting, directory, problem))
         elif directory.resolve() not in checked:
             checked.add(directory.resolve())
             errors, read = check_files(directory)
@@ -135,6 +116,22 @@ def _check_directories() -> list[CheckMessage]:
                 for error in unknown_requirements(read)
             ]
     return messages
+
+
+def _directory_message(setting: str, directory: Path, problem: str) -> CheckMessage:
+    """E001, but only the W001 warning for the default directory not made yet, whether a setting
+    names it or not: adding the app, or the README's settings, must not stop ``runserver``."""
+    if conf.is_default_dir(directory) and not directory.exists():
+        return Warning(
+            f"No SQL migrations directory: {directory} does not exist.",
+            hint="Create it with 'manage.py sqlmigrate_create NAME', or set SQLMIGRATE_DIR.",
+            id="sqlmigrate.W001",
+        )
+    return Error(
+        f"{setting} {directory} {problem}.",
+        hint="Create the directory, or point the setting at the one that holds your .sql migrations.",
+        id="sqlmigrate.E001",
+    )
 
 
 def check_files(directory: Path) -> tuple[list[MigrationFileError], list[Migration]]:

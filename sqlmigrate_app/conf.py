@@ -42,9 +42,16 @@ def migrations_dir(using: str = DEFAULT_DB_ALIAS) -> Path:
     return default_dir()
 
 
+def is_default_dir(directory: Path) -> bool:
+    """True when ``directory`` is :func:`default_dir`, however it is spelled."""
+    return Path(directory).resolve() == default_dir().resolve()
+
+
 def dir_is_explicit(using: str = DEFAULT_DB_ALIAS) -> bool:
-    """True when a setting names the directory of ``using`` (False: the implicit default)."""
-    return using in (getattr(settings, "SQLMIGRATE_DIRS", {}) or {}) or bool(getattr(settings, "SQLMIGRATE_DIR", None))
+    """True when a setting names a directory of ``using`` other than the default one (False: the
+    default, set or not: ``SQLMIGRATE_DIR = BASE_DIR / "migrations_sql"`` means what leaving it
+    out means, so a missing one is only the W001 warning)."""
+    return not is_default_dir(migrations_dir(using))
 
 
 def migrated_aliases() -> list[str]:

@@ -86,7 +86,8 @@ class ModifiedMigration(SqlMigrateError):
     def __init__(self, migration: Migration, recorded: str, doing: str = "") -> None:
         super().__init__(
             f"{migration.path}: {doing}changed since it was applied (checksum {migration.checksum[:12]}, "
-            f"recorded {recorded[:12]}); restore it and put the change in a new migration"
+            f"recorded {recorded[:12]}); restore it and put the change in a new migration, or if the edit "
+            f"was reviewed and the schema is right, record it with 'manage.py sqlmigrate_repair {migration.id}'"
         )
         self.migration = migration
 

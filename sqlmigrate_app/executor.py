@@ -321,8 +321,8 @@ class Executor:
                 self.backend.raw_cursor().execute("ROLLBACK")
         kept = ran if group is None else ran[:group]
         if kept:
-            lines = ", ".join(str(statement.line) for statement in kept)
-            outcome = f"no-transaction: {len(kept)} of {len(statements)} statements had already run (lines {lines})"
+            lines = f"line{'s' if len(kept) > 1 else ''} " + ", ".join(str(statement.line) for statement in kept)
+            outcome = f"no-transaction: {len(kept)} of {len(statements)} statements had already run ({lines})"
         else:
             outcome = f"no-transaction: none of its {len(statements)} statements had run"
         if group is not None:

@@ -8,7 +8,7 @@ migration that cannot be rolled back.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import (
@@ -90,12 +90,29 @@ def resolve(given: str, known: Mapping[str, object], where: str, option: str = "
     wanted = given.removesuffix(".sql")
     if wanted in known:
         return wanted
-    if len(wanted) == 14 and wanted.isdigit():
-        stamped = [migration_id for migration_id in known if migration_id.startswith(wanted + "_")]
-        if len(stamped) == 1:
-            return stamped[0]
-    closest = difflib.get_close_matches(wanted, list(known), n=1, cutoff=0.6)
-    raise UnknownMigration(given, where, option, closest[0] if closest else None)
+    stamp, name = _stamp_and_name(wanted)
+    same_stamp = [migration_id for migration_id in known if stamp and _stamp_and_name(migration_id)[0] == stamp]
+    if not name and len(same_stamp) == 1:
+        return same_stamp[0]
+    raise UnknownMigration(given, where, option, _closest(wanted, same_stamp, known))
+
+
+def _stamp_and_name(migration_id: str) -> tuple[str, str]:
+    """``("20240105000000", "add_email")``; ``("", migration_id)`` without a 14-digit timestamp."""
+    stamp, _, name = migration_id.partition("_")
+    return (stamp, name) if len(stamp) == 14 and stamp.isdigit() else ("", migration_id)
+
+
+def _closest(wanted: str, same_stamp: list[str], known: Collection[str]) -> str | None:
+    """The known id a mistyped ``wanted`` most likely means: the only one with its timestamp (the
+    timestamp decides where ``--to`` cuts, so the suggestion rolls back what the user meant), else
+    the only one with its name, else the nearest spelling among those with its timestamp, or all."""
+    name = _stamp_and_name(wanted)[1]
+    same_name = [migration_id for migration_id in known if name and _stamp_and_name(migration_id)[1] == name]
+    if len(same_stamp) == 1 or (not same_stamp and len(same_name) == 1):
+        return (same_stamp or same_name)[0]
+    nearest = difflib.get_close_matches(wanted, same_stamp or list(known), n=1, cutoff=0.6)
+    return nearest[0] if nearest else None
 
 
 def _rollback_count(steps: int | None, applied: int) -> int:

@@ -25,11 +25,20 @@ TEMPLATE = """\
 
 
 def normalise_name(name: str) -> str:
-    """``"Add User Preferences-Table"`` -> ``add_user_preferences_table``; refuse paths and empties."""
+    """``"Add User Preferences-Table"`` -> ``add_user_preferences_table``; refuse paths, empties
+    and letters that have no ASCII form once accents are dropped (``Café`` is ``cafe``, but
+    ``таблица`` is refused, not dropped: a guessed transliteration is not the name the author
+    meant, and dropping it would leave another name or none)."""
     if "/" in name or "\\" in name or ".." in name:
         raise ConfigurationError(f"migration name {name!r} must not contain a path")
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-    slug = re.sub(r"[^a-z0-9]+", "_", ascii_name.strip().lower()).strip("_")
+    folded = "".join(char for char in unicodedata.normalize("NFKD", name) if not unicodedata.combining(char))
+    lost = [char for char in folded if char.isalnum() and not char.isascii()]
+    if lost:
+        raise ConfigurationError(
+            f"migration name {name!r} has a letter with no ASCII form ({lost[0]!r}): file names take a-z, "
+            "0-9 and _ (accents are dropped: Café is cafe); write it in ASCII, e.g. add_users_table"
+        )
+    slug = re.sub(r"[^a-z0-9]+", "_", folded.strip().lower()).strip("_")
     if not slug:
         raise ConfigurationError(f"migration name {name!r} is empty: give letters or digits, e.g. add_users_table")
     if len(slug) > MAX_SLUG:

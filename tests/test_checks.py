@@ -54,6 +54,27 @@ def test_no_settings_and_no_default_dir_is_only_a_warning(no_sqlmigrate_settings
     assert ids() == []
 
 
+@pytest.mark.parametrize(
+    "setting",
+    [
+        lambda base: ("SQLMIGRATE_DIR", base / "migrations_sql"),  # the README's line
+        lambda base: ("SQLMIGRATE_DIR", f"{base}/./migrations_sql/"),
+        lambda base: ("SQLMIGRATE_DIRS", {"default": base / "migrations_sql"}),
+    ],
+)
+def test_setting_the_default_dir_explicitly_is_the_same_as_leaving_it_out(no_sqlmigrate_settings, tmp_path, setting):
+    name, value = setting(tmp_path)
+    setattr(no_sqlmigrate_settings, name, value)
+
+    assert messages() == [
+        ("sqlmigrate.W001", f"No SQL migrations directory: {tmp_path / 'migrations_sql'} does not exist.")
+    ]
+    (tmp_path / "migrations_sql").mkdir()
+    assert ids() == []
+    no_sqlmigrate_settings.SQLMIGRATE_DIR = tmp_path / "migrations-sql"  # not the default: a typo
+    assert ids() == ["sqlmigrate.E001"]
+
+
 @pytest.mark.parametrize("table", ["1abc", "schema-migrations", "a" * 64, "x; DROP TABLE y", 42])
 def test_invalid_table_is_e002(settings, tmp_path, table):
     settings.SQLMIGRATE_DIR = tmp_path

@@ -109,6 +109,25 @@ def test_readme_quick_start_in_a_copy_of_the_demo_project(tmp_path):
 
 
 @pytest.mark.parametrize("target", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("locale", "mark"),
+    [
+        ({"LANG": "C"}, "✅ Executed"),  # Python 3.7+ writes UTF-8 under the C locale (PEP 538, 540)
+        ({"LC_ALL": "C", "PYTHONUTF8": "0"}, "[x] Executed"),  # unless told not to: then ASCII
+    ],
+)
+def test_under_lang_c_status_keeps_its_symbols_as_docs_commands_md_says(target, locale, mark):
+    target.env.update({"LANG": "", "LC_ALL": "", "LC_CTYPE": "", "PYTHONIOENCODING": "", "PYTHONUTF8": "", **locale})
+    target.migration("20240101000000_create_a", "CREATE TABLE a (id INTEGER);", "DROP TABLE a;")
+    assert target.manage("sqlmigrate_up").returncode == 0
+
+    status = target.manage("sqlmigrate_status")
+
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith(f"{mark} | 20240101000000_create_a | Create A | ")
+
+
+@pytest.mark.parametrize("target", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("encoding", ["cp1252", "ascii"])
 def test_a_console_that_cannot_show_the_symbols_gets_readable_ascii(target, encoding):
     target.env["PYTHONIOENCODING"] = encoding

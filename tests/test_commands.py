@@ -214,6 +214,25 @@ def test_down_refuses_missing_modified_or_irreversible_migrations_before_anythin
     assert target.history() == [FIRST, SECOND, THIRD] and "c" in target.tables()
 
 
+def test_a_modified_migration_stops_up_and_its_own_rollback_and_the_message_names_repair(target):
+    three(target)
+    ok(target.call("sqlmigrate_up"))
+    first = target.directory / f"{FIRST}.sql"
+    first.write_text(first.read_text() + "-- a comment fix\n")
+
+    up = target.call("sqlmigrate_up")
+    newer = target.call("sqlmigrate_down", "2")
+    own = target.call("sqlmigrate_down", everything=True)
+
+    repair = (
+        f"or if the edit was reviewed and the schema is right, record it with 'manage.py sqlmigrate_repair {FIRST}'"
+    )
+    assert up.code == 1 and up.err.endswith(f"new migration, {repair}")
+    assert newer.code == 0, newer.err  # rolling back newer migrations does not run its DOWN
+    assert own.code == 1 and f"cannot roll back {FIRST}: changed since it was applied" in own.err and repair in own.err
+    assert target.history() == [FIRST]
+
+
 # status -------------------------------------------------------------------------------------
 
 
@@ -376,6 +395,18 @@ def test_create_normalises_accents_and_refuses_very_long_names(target):
     ok(target.call("sqlmigrate_create", "Café Menü"))
     assert [path.name[15:] for path in target.directory.iterdir()] == ["cafe_menu.sql"]
     assert "too long" in target.call("sqlmigrate_create", "x" * 300).err
+
+
+@pytest.mark.parametrize(
+    ("name", "letter"), [("таблица", "т"), ("add таблица users", "т"), ("日本語", "日"), ("straße", "ß")]
+)
+def test_create_refuses_letters_with_no_ascii_form_and_says_so(target, name, letter):
+    result = target.call("sqlmigrate_create", name)
+
+    assert result.code == 1
+    assert f"migration name {name!r} has a letter with no ASCII form ({letter!r}): file names take a-z" in result.err
+    assert "is empty" not in result.err
+    assert list(target.directory.iterdir()) == []  # not add_users, not a name the author did not write
 
 
 # history table ------------------------------------------------------------------------------

@@ -255,6 +255,23 @@ def test_to_takes_a_timestamp_or_a_file_name_and_an_unknown_one_suggests_the_clo
     assert target.history() == [FIRST]
 
 
+def test_did_you_mean_names_the_migration_with_the_given_timestamp_so_following_it_cuts_there(target):
+    ids = [f"2024010{day}000000_add_column_{day}" for day in range(1, 10)]
+    ids[4] = "20240105000000_add_email"  # the slug the user misremembers as add_column_5
+    for number, migration_id in enumerate(ids):
+        target.migration(migration_id, f"CREATE TABLE t{number} (id INTEGER);", f"DROP TABLE t{number};")
+    target.call("sqlmigrate_up")
+
+    wrong = target.call("sqlmigrate_down", to="20240105000000_add_column_5")
+    suggested = wrong.err.rsplit("did you mean ", 1)[1].rstrip("?")
+    followed = target.call("sqlmigrate_down", to=suggested)
+
+    assert wrong.code == 1 and suggested == ids[4]
+    assert followed.code == 0 and target.history() == ids[:5]
+    assert target.call("sqlmigrate_down", to="20240150000000_add_email").err.endswith(f"did you mean {ids[4]}?")
+    assert target.call("sqlmigrate_up", to="add_column_7").err.endswith(f"did you mean {ids[6]}?")
+
+
 def test_status_json_says_whether_a_migration_can_be_rolled_back_and_when_it_ran_in_utc(target):
     three(target, down_for_second="")
     target.call("sqlmigrate_up", to=SECOND)
@@ -289,9 +306,10 @@ def test_version_and_help_say_what_they_should(target):
     create_help = " ".join(target.manage("sqlmigrate_create", "--help").stdout.split())
 
     assert version.startswith(f"django-sqlmigrate {__version__} (Django ")
-    for text in (status_help, validate_help):
-        assert "3 pending; 4 out of order; 5 modified; 6 missing; 7 bad file; 8 history table" in text
-        assert "130 Ctrl-C, 143 SIGTERM" in text
+    assert "2 usage; 3 pending; 4 out of order; 5 modified; 6 missing; 7 bad file; 8 history table" in status_help
+    assert "2 usage; 4 out of order; 5 modified; 6 missing; 7 bad file; 8 history table" in validate_help
+    assert "3 pending" not in validate_help  # validate never exits 3
+    assert "130 Ctrl-C, 143 SIGTERM" in status_help and "130 Ctrl-C, 143 SIGTERM" in validate_help
     assert "10 lint" in validate_help and "10 lint" not in status_help  # only validate --lint finds it
     assert "Only picks the directory" in create_help
     for command, code in (

@@ -95,7 +95,7 @@ def test_ctrl_c_in_a_no_transaction_migration_says_which_statements_had_run(targ
     assert runner.returncode == 130
     assert err.strip().splitlines() == [
         f"CommandError: {target.directory / SLOW}.sql: {SLOW} interrupted (Ctrl-C) "
-        "[no-transaction: 1 of 3 statements had already run (lines 3); it was not recorded]"
+        "[no-transaction: 1 of 3 statements had already run (line 3); it was not recorded]"
     ]
     assert target.history() == [FIRST]
     assert {"a", "b", "c"} & target.tables() == {"a", "b"}

@@ -9,6 +9,8 @@ Slow-ish (about 20 s): builds in an isolated environment from PyPI, then makes a
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -116,3 +118,42 @@ def test_fresh_project_installs_the_wheel_and_runs_every_command(dist, tmp_path)
         cwd=site,
     )
     assert "schema_migrations" in tables and "'notes'" not in tables
+
+
+def readme_blocks(heading: str) -> list[str]:
+    """The fenced code blocks of the README's section ``## heading``, in order."""
+    section = (ROOT / "README.md").read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```\w*\n(.*?)^```$", section, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_the_readme_commands_work_as_written(tmp_path):
+    """Quick start in a copy of the checkout; then "Install in your project" in a fresh
+    ``startproject`` with the README's settings lines as they are (the default directory set
+    explicitly and not made yet must not stop ``check`` or ``migrate``)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DATABASE_URL", "PYTHON"))}
+    checkout = tmp_path / "django-sqlmigrate"
+    ignored = shutil.ignore_patterns(".*", "__pycache__", "*.egg-info", "build", "db.sqlite3*", "site")
+    shutil.copytree(ROOT, checkout, ignore=ignored)
+    [quick_start, _tests] = readme_blocks("Quick start")
+    assert "Applied 5 migrations" in sh("bash", "-c", quick_start, cwd=checkout, env=env)
+
+    [install, settings_lines, commands] = readme_blocks("Install in your project")
+    venv = checkout / ".venv" / "bin"
+    env["PATH"] = f"{venv}{os.pathsep}{env['PATH']}"
+    sh("bash", "-c", install.replace("/path/to/django-sqlmigrate", str(checkout)), cwd=tmp_path, env=env)
+    site = tmp_path / "site"
+    site.mkdir()
+    sh("django-admin", "startproject", "mysite", site, cwd=tmp_path, env=env)
+    settings = site / "mysite" / "settings.py"
+    [installed_apps, setting] = settings_lines.strip().splitlines()[1:]
+    assert installed_apps == 'INSTALLED_APPS = [..., "sqlmigrate_app"]'
+    settings.write_text(settings.read_text() + f'\nINSTALLED_APPS += ["sqlmigrate_app"]\n{setting}\n')
+
+    check = subprocess.run(["python", "manage.py", "check"], cwd=site, env=env, capture_output=True, text=True)
+    assert check.returncode == 0 and "sqlmigrate.W001" in check.stderr, check.stderr
+    sh("python", "manage.py", "migrate", cwd=site, env=env)
+    create, up = [line.split("#")[0] for line in commands.strip().splitlines()]
+    sh("bash", "-c", create, cwd=site, env=env)
+    [path] = (site / "migrations_sql").glob("*_add_users_table.sql")
+    path.write_text("-- UP\nCREATE TABLE users (id INTEGER PRIMARY KEY);\n-- DOWN\nDROP TABLE users;\n")
+    assert "Applied 1 migration" in sh("bash", "-c", up, cwd=site, env=env)

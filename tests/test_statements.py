@@ -127,6 +127,14 @@ def test_failing_no_transaction_statement_says_what_already_ran(target):
     assert "no-transaction: 2 of 4 statements had already run (lines 3, 4)" in error
     assert {"one", "two"} <= target.tables() and "three" not in target.tables()
     assert target.history() == []  # written only after the last statement succeeds
+    (target.directory / "20240101000000_steps.sql").unlink()
+    target.migration(
+        "20240101000001_one_step",
+        "CREATE TABLE four (id INTEGER);\nINSERT INTO nowhere VALUES (1);",
+        header="-- sqlmigrate: no-transaction\n",
+    )
+    one = target.call("sqlmigrate_up")
+    assert "no-transaction: 1 of 2 statements had already run (line 3);" in one.err  # not "(lines 3)"
 
 
 REFUSED = [

@@ -123,6 +123,9 @@ def test_which_test_databases_get_sql_migrations(target, settings, tmp_path):
     assert migrate_test_database(target.alias, verbosity=0) == 0  # already up to date
     assert target.history() == ["20240101000000_create_things"]
 
+    settings.BASE_DIR = tmp_path
+    settings.SQLMIGRATE_DIRS = {target.alias: tmp_path / "migrations_sql"}  # the default, not made yet
+    assert migrate_test_database(target.alias) == 0  # left alone, as when it is not set (W001 says so)
     settings.SQLMIGRATE_DIRS = {target.alias: tmp_path / "typo"}  # set explicitly but missing: an error
     with pytest.raises(SqlMigrateError, match="cannot apply the SQL migrations to test database"):
         migrate_test_database(target.alias)

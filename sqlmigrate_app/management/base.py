@@ -110,7 +110,7 @@ def interruption(exc: KeyboardInterrupt) -> CommandError:
 
 @contextmanager
 def escaping_unencodable(*wrappers: OutputWrapper) -> Iterator[None]:
-    """Print what a console's encoding (cp1252, ASCII under LANG=C) cannot show as escapes
+    """Print what a console's encoding (cp1252, or ASCII with PYTHONIOENCODING=ascii) cannot show as escapes
     instead of failing with UnicodeEncodeError: SQL, paths and names may hold any character."""
     changed: list[Any] = []  # io.TextIOWrapper streams (sys.stdout), not a StringIO
     for wrapper in wrappers:

@@ -19,7 +19,7 @@ MARKS = {
     State.MODIFIED: "⚠️  Modified",
     State.MISSING: "❌ Missing ",
 }
-# For a console that cannot show the symbols (cp1252, ASCII under LANG=C).
+# For a console that cannot show the symbols (cp1252; ASCII only when asked for: LANG=C is UTF-8, PEP 538).
 ASCII_MARKS = {
     State.APPLIED: "[x] Executed",
     State.PENDING: "[ ] Pending ",

@@ -10,14 +10,15 @@ from ...errors import ProblemKind, plural
 from ...lint import applies_to, lint_pending
 from ...runner import MigrationRunner
 from ...state import Problem
-from ..base import SqlMigrateCommand, exit_code, problem_codes_line
+from ..base import EXIT_CODES, SqlMigrateCommand, exit_code, problem_codes_line
 
 
 class Command(SqlMigrateCommand):
     """``sqlmigrate_validate``: every problem of files and history."""
 
     help = "Check migration files and history: checksums, missing files, bad files, order."
-    exit_codes_help = problem_codes_line("valid")
+    # Every kind but pending: a migration not applied yet is no problem of the files or the history.
+    exit_codes_help = problem_codes_line("valid", [kind for kind in EXIT_CODES if kind != ProblemKind.PENDING])
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """The command's own options, after the common ones."""
