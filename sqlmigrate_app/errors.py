@@ -20,6 +20,16 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+def printable(text: str) -> str:
+    """``text`` with each character a terminal would act on rather than show (a newline, a tab,
+    an escape, a bidirectional override) written as a Python string literal writes it (``\\n``,
+    ``\\x1b``, ``\\u202e``): text sqlmigrate did not write (a history row of another tool,
+    squawk's output) cannot fake a line of output or recolour the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 class ProblemKind(str, Enum):
     """What keeps a database from being up to date, or its files from being valid."""
 
@@ -169,6 +179,10 @@ class ThrowawayDatabaseError(SqlMigrateError):
 
 class LintUnavailable(SqlMigrateError):
     """squawk, which ``sqlmigrate_lint`` runs, is not installed or cannot run."""
+
+
+class LintFailed(SqlMigrateError):
+    """squawk ran but gave no report: it failed, printed something else, or did not finish in time."""
 
 
 class Terminated(KeyboardInterrupt):

@@ -148,6 +148,15 @@ def test_history_table_name_is_validated_and_quoted(target, settings):
     assert result.code == 1 and "is not a valid table name" in result.err
     assert target.tables() == set()
 
+    settings.SQLMIGRATE_TABLE = "nl_table\n"  # a $ in the rule's regex would match before the newline
+    result = target.call("sqlmigrate_up")
+    assert result.code == 1, result.text
+    assert result.err == (
+        "SQLMIGRATE_TABLE 'nl_table\\n' is not a valid table name "
+        "(letters, digits and _, not starting with a digit, at most 63 characters)"
+    )
+    assert target.tables() == set()
+
     settings.SQLMIGRATE_TABLE = "Order"  # a reserved word, mixed case: works only quoted
     assert target.call("sqlmigrate_up").code == 0, target.call("sqlmigrate_up").text
     assert target.query('SELECT id, name FROM "Order"') == [(GOOD, "Good")]
