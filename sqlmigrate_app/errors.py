@@ -198,3 +198,22 @@ class MigrationInterrupted(KeyboardInterrupt):
         super().__init__(message)
         self.migration = migration
         self.terminated = terminated
+
+
+def redo_stopped(error: BaseException, left: list[Migration]) -> BaseException:
+    """The error that stopped a redo part way, its message followed by the migrations the redo
+    rolled back and did not apply again (``left``, oldest first) and how to finish. It stays the
+    error it was (a failure, an interrupt), so its exit code does too; an interrupt between two
+    migrations becomes a :class:`MigrationInterrupted` to carry the message."""
+    ids = ", ".join(migration.id for migration in left)
+    note = (
+        f"; redo left {plural(len(left), 'migration')} rolled back and not applied again: {ids} "
+        f"(run sqlmigrate_up to apply {'it' if len(left) == 1 else 'them'})"
+    )
+    if isinstance(error, KeyboardInterrupt) and not isinstance(error, MigrationInterrupted):
+        terminated = isinstance(error, Terminated)
+        return MigrationInterrupted(
+            left[0], f"redo interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}){note}", terminated
+        )
+    error.args = (f"{error}{note}",)
+    return error
