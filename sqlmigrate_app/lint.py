@@ -120,7 +120,7 @@ def lint(
     executable = executable or squawk()
     settings = conf.lint_settings()
     exclude = tuple(exclude)
-    check_options(executable, exclude, settings)
+    _check_options(executable, exclude, settings)
     defaults = {"lock_timeout": conf.lock_timeout(), "statement_timeout": conf.statement_timeout()}
     excluded = {*settings.exclude, *exclude}
     findings = []
@@ -132,7 +132,7 @@ def lint(
     return findings
 
 
-def check_options(executable: str, exclude: tuple[str, ...], settings: conf.LintSettings) -> None:
+def _check_options(executable: str, exclude: tuple[str, ...], settings: conf.LintSettings) -> None:
     """Have squawk check the rules and version sqlmigrate passes on, before any migration: a rule
     it does not know is the mistake of the option or setting that names it, not of a file."""
     version = [f"--pg-version={settings.pg_version}"] if settings.pg_version else []
@@ -248,6 +248,7 @@ def _reports(output: str) -> list[dict[str, Any]] | None:
 
 
 def _is_report(report: object) -> bool:
+    """Whether one item of squawk's JSON is a finding with the keys (and types) :func:`lint` reads."""
     return (
         isinstance(report, dict)
         and all(type(report.get(key)) is int for key in ("line", "column"))
