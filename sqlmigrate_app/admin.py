@@ -27,7 +27,7 @@ from django.core.paginator import Page, Paginator
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, re_path
 from django.views.decorators.http import require_safe
 
 from .cache import load_cached
@@ -39,6 +39,10 @@ from .state import State, StatusTable
 
 STATES = tuple(State)
 SHORT_CHECKSUM = 12
+# A migration's id in its page's URL, as ``<path:object_id>`` but any text at all: a history row
+# written by another tool may hold a newline, which ``path``'s ``.+`` stops at, or be empty (the
+# list page answered 500: its link could not be made). Django quotes it in the URL (``%0A``).
+OBJECT_ID = r"(?P<object_id>(?s:.*))"
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,9 @@ class SqlMigrationAdmin(ModelAdmin):
         return [
             path("", wrap(self.status_list_view), name=f"{name}_changelist"),
             path("add/", wrap(self.refuse), name=f"{name}_add"),
-            path("<path:object_id>/change/", wrap(self.status_detail_view), name=f"{name}_change"),
-            path("<path:object_id>/delete/", wrap(self.refuse), name=f"{name}_delete"),
-            path("<path:object_id>/history/", wrap(self.refuse), name=f"{name}_history"),
+            re_path(rf"^{OBJECT_ID}/change/\Z", wrap(self.status_detail_view), name=f"{name}_change"),
+            re_path(rf"^{OBJECT_ID}/delete/\Z", wrap(self.refuse), name=f"{name}_delete"),
+            re_path(rf"^{OBJECT_ID}/history/\Z", wrap(self.refuse), name=f"{name}_history"),
         ]
 
     def refuse(self, request: HttpRequest, object_id: str | None = None) -> HttpResponse:

@@ -39,12 +39,12 @@ TAG = "sqlmigrate"
 @register(TAG)
 def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
     """The settings, the directories and every migration file in them."""
-    return [*_check_table(), *_check_timeouts(), *_check_directories()]
+    return [*_check_table(), *_check_timeouts(), *_check_lint(), *_check_directories()]
 
 
 def _check_table() -> list[CheckMessage]:
     table = getattr(settings, "SQLMIGRATE_TABLE", None)
-    if table is None or (isinstance(table, str) and conf.TABLE_NAME_RE.match(table)):
+    if table is None or conf.is_table_name(table):
         return []
     return [
         Error(
@@ -63,6 +63,15 @@ def _check_timeouts() -> list[CheckMessage]:
         except SqlMigrateError as exc:
             errors.append(Error(str(exc) + ".", hint="Examples: '500ms', '5s', '2min'.", id="sqlmigrate.E005"))
     return errors
+
+
+def _check_lint() -> list[CheckMessage]:
+    try:
+        conf.lint_settings()
+    except SqlMigrateError as exc:
+        hint = 'E.g. SQLMIGRATE_LINT = {"exclude": ["prefer-robust-stmts"], "pg_version": "16", "timeout": 60}.'
+        return [Error(str(exc) + ".", hint=hint, id="sqlmigrate.E008")]
+    return []
 
 
 def _directories() -> tuple[list[CheckMessage], list[tuple[str, Path]]]:

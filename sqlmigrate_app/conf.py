@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -13,8 +14,15 @@ from .errors import ConfigurationError
 from .files import parse_duration
 
 DEFAULT_TABLE = "schema_migrations"
-TABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+TABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 TABLE_NAME_RULE = "letters, digits and _, not starting with a digit, at most 63 characters"
+DEFAULT_LINT_TIMEOUT = 60.0  # seconds squawk may take over one section
+
+
+def is_table_name(value: object) -> bool:
+    """Whether ``value`` is a history table name sqlmigrate accepts (:data:`TABLE_NAME_RULE`):
+    the whole of it, so not ``"name\\n"``, which a ``$`` would let through."""
+    return isinstance(value, str) and TABLE_NAME_RE.fullmatch(value) is not None
 
 
 def check_alias(using: str) -> str:
@@ -110,22 +118,28 @@ def schema_file(using: str = DEFAULT_DB_ALIAS) -> Path | None:
 
 
 class LintSettings(NamedTuple):
-    """``SQLMIGRATE_LINT``: squawk rules never to report, and the PostgreSQL version to assume."""
+    """``SQLMIGRATE_LINT``: squawk rules never to report, the PostgreSQL version to assume, and
+    how many seconds squawk may take over one section before it is stopped."""
 
     exclude: tuple[str, ...] = ()
     pg_version: str | None = None
+    timeout: float = DEFAULT_LINT_TIMEOUT
 
 
 def lint_settings() -> LintSettings:
-    """``SQLMIGRATE_LINT``, e.g. ``{"exclude": ["prefer-robust-stmts"], "pg_version": "15"}``."""
+    """``SQLMIGRATE_LINT``, e.g. ``{"exclude": ["prefer-robust-stmts"], "pg_version": "15", "timeout": 60}``."""
     value = getattr(settings, "SQLMIGRATE_LINT", None) or {}
     unknown = set(value) - set(LintSettings._fields) if isinstance(value, dict) else {"(not a dict)"}
     if unknown:
         raise ConfigurationError(
-            f"SQLMIGRATE_LINT {value!r}: unknown keys {', '.join(sorted(unknown))} (known: exclude, pg_version)"
+            f"SQLMIGRATE_LINT {value!r}: unknown keys {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(LintSettings._fields)})"
         )
     exclude = value.get("exclude") or ()
     if isinstance(exclude, str) or not all(isinstance(rule, str) for rule in exclude):
         raise ConfigurationError(f"SQLMIGRATE_LINT['exclude'] {exclude!r} must be a list of squawk rule names")
     pg_version = value.get("pg_version")
-    return LintSettings(tuple(exclude), str(pg_version) if pg_version is not None else None)
+    timeout = value.get("timeout", DEFAULT_LINT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+        raise ConfigurationError(f"SQLMIGRATE_LINT['timeout'] {timeout!r} must be a number of seconds above 0")
+    return LintSettings(tuple(exclude), str(pg_version) if pg_version is not None else None, float(timeout))

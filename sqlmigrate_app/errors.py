@@ -20,6 +20,16 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+def printable(text: str) -> str:
+    """``text`` with each character a terminal would act on rather than show (a newline, a tab,
+    an escape, a bidirectional override) written as a Python string literal writes it (``\\n``,
+    ``\\x1b``, ``\\u202e``): text sqlmigrate did not write (a history row of another tool,
+    squawk's output) cannot fake a line of output or recolour the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 class ProblemKind(str, Enum):
     """What keeps a database from being up to date, or its files from being valid."""
 
@@ -172,6 +182,10 @@ class LintUnavailable(SqlMigrateError):
     """squawk, which ``sqlmigrate_lint`` runs, is not installed or cannot run."""
 
 
+class LintFailed(SqlMigrateError):
+    """squawk ran but gave no report: it failed, printed something else, or did not finish in time."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises ``KeyboardInterrupt``: psycopg then cancels the running
     query and the migration's transaction is rolled back the same way."""
@@ -185,3 +199,22 @@ class MigrationInterrupted(KeyboardInterrupt):
         super().__init__(message)
         self.migration = migration
         self.terminated = terminated
+
+
+def redo_stopped(error: BaseException, left: list[Migration]) -> BaseException:
+    """The error that stopped a redo part way, its message followed by the migrations the redo
+    rolled back and did not apply again (``left``, oldest first) and how to finish. It stays the
+    error it was (a failure, an interrupt), so its exit code does too; an interrupt between two
+    migrations becomes a :class:`MigrationInterrupted` to carry the message."""
+    ids = ", ".join(migration.id for migration in left)
+    note = (
+        f"; redo left {plural(len(left), 'migration')} rolled back and not applied again: {ids} "
+        f"(run sqlmigrate_up to apply {'it' if len(left) == 1 else 'them'})"
+    )
+    if isinstance(error, KeyboardInterrupt) and not isinstance(error, MigrationInterrupted):
+        terminated = isinstance(error, Terminated)
+        return MigrationInterrupted(
+            left[0], f"redo interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}){note}", terminated
+        )
+    error.args = (f"{error}{note}",)
+    return error

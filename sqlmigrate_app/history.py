@@ -16,7 +16,7 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .backends import backend_for
-from .conf import TABLE_NAME_RE, TABLE_NAME_RULE
+from .conf import TABLE_NAME_RULE, is_table_name
 from .errors import HistoryTableError
 
 COLUMNS = ("id", "name", "executed_at", "checksum")
@@ -55,7 +55,7 @@ class HistoryTable:
     """The history table of one database: reads it, creates it, and writes its rows."""
 
     def __init__(self, connection: BaseDatabaseWrapper, table: str) -> None:
-        if not TABLE_NAME_RE.match(table):
+        if not is_table_name(table):
             raise HistoryTableError(f"SQLMIGRATE_TABLE {table!r} is not a valid table name ({TABLE_NAME_RULE})")
         self.connection = connection
         self.table = table

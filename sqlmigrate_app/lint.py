@@ -11,8 +11,11 @@ a ``lock-timeout``/``statement-timeout`` directive or setting sets those timeout
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sysconfig
 from collections.abc import Iterable, Sequence
@@ -23,7 +26,7 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import conf
-from .errors import HistoryTableError, LintUnavailable, SqlMigrateError
+from .errors import ConfigurationError, HistoryTableError, LintFailed, LintUnavailable, printable
 from .files import Migration, Section, load_directory
 from .runner import MigrationRunner
 from .selection import applied_on, under_test
@@ -31,6 +34,8 @@ from .selection import applied_on, under_test
 EXTRA = "django-sqlmigrate[lint]"
 # The squawk rules a timeout sqlmigrate sets makes moot.
 TIMEOUT_RULES = {"lock_timeout": "require-lock-timeout", "statement_timeout": "require-statement-timeout"}
+USAGE_ERROR = 2  # squawk's exit status for options it refuses
+SHOWN_CHARACTERS = 200  # of what squawk printed, in the error when it printed no report
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +116,11 @@ def lint(
     migrations: Iterable[Migration], exclude: Iterable[str] = (), down: bool = False, executable: str | None = None
 ) -> list[Finding]:
     """squawk's findings on the UP sections of ``migrations`` (and the DOWN sections with ``down``),
-    rules in ``exclude`` and ``SQLMIGRATE_LINT["exclude"]`` left out."""
+    rules in ``exclude`` (``--exclude``) and ``SQLMIGRATE_LINT["exclude"]`` left out."""
     executable = executable or squawk()
     settings = conf.lint_settings()
+    exclude = tuple(exclude)
+    _check_options(executable, exclude, settings)
     defaults = {"lock_timeout": conf.lock_timeout(), "statement_timeout": conf.statement_timeout()}
     excluded = {*settings.exclude, *exclude}
     findings = []
@@ -121,8 +128,28 @@ def lint(
         arguments = squawk_arguments(migration, excluded, defaults, settings.pg_version)
         sections = [("up", migration.up)] + ([("down", migration.down)] if down and migration.reversible else [])
         for name, section in sections:
-            findings += _lint_section(executable, arguments, migration, name, section)
+            findings += _lint_section(executable, arguments, migration, name, section, settings.timeout)
     return findings
+
+
+def _check_options(executable: str, exclude: tuple[str, ...], settings: conf.LintSettings) -> None:
+    """Have squawk check the rules and version sqlmigrate passes on, before any migration: a rule
+    it does not know is the mistake of the option or setting that names it, not of a file."""
+    version = [f"--pg-version={settings.pg_version}"] if settings.pg_version else []
+    given = [
+        (f"--exclude {','.join(exclude)}", [f"--exclude={rule}" for rule in exclude], "not a rule squawk knows"),
+        (
+            "SQLMIGRATE_LINT",
+            [f"--exclude={rule}" for rule in settings.exclude] + version,
+            "squawk refuses its exclude or pg_version",
+        ),
+    ]
+    for source, arguments, refused in given:
+        if not arguments:
+            continue
+        done = _run_squawk([executable, "--reporter=json", *arguments], "", settings.timeout, f"checking {source}")
+        if done.returncode == USAGE_ERROR:
+            raise ConfigurationError(f"{source}: {refused}: {_printed(done)}")
 
 
 def squawk_arguments(
@@ -141,28 +168,100 @@ def squawk_arguments(
 
 
 def _lint_section(
-    executable: str, arguments: list[str], migration: Migration, name: str, section: Section
+    executable: str, arguments: list[str], migration: Migration, name: str, section: Section, timeout: float
 ) -> list[Finding]:
     """squawk on one section through its standard input; its places turned into the file's."""
     command = [executable, "--reporter=json", f"--stdin-filepath={migration.path}", *arguments]
-    try:
-        done = subprocess.run(command, input=section.sql, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise LintUnavailable(f"squawk ({executable}) cannot run: {exc}; reinstall it: pip install '{EXTRA}'") from exc
-    if done.returncode not in (0, 1) or not done.stdout.strip():
-        said = " ".join((done.stderr or done.stdout).split()) or f"exit status {done.returncode}"
-        raise SqlMigrateError(f"{migration.path}: squawk failed: {said}")
+    done = _run_squawk(command, section.sql, timeout, f"linting the {name.upper()} section of {migration.path}")
+    reports = _reports(done.stdout) if done.returncode in (0, 1) else None
+    if reports is None:
+        raise LintFailed(
+            f"squawk ({executable}) gave no report on the {name.upper()} section of {migration.path} "
+            f"(exit status {done.returncode}); it printed: {_printed(done)}"
+        )
     return [
         Finding(
             migration.id,
             migration.path,
             name,
-            section.line + int(report["line"]),
-            int(report["column"]) + 1,
-            str(report["rule_name"]),
-            str(report["level"]).lower(),
-            str(report["message"]),
-            report.get("help"),
+            section.line + report["line"],
+            report["column"] + 1,
+            report["rule_name"],
+            report["level"].lower(),
+            report["message"],
+            report["help"],
         )
-        for report in json.loads(done.stdout)
+        for report in reports
     ]
+
+
+def _run_squawk(command: list[str], sql: str, timeout: float, doing: str) -> subprocess.CompletedProcess[str]:
+    """squawk on ``sql``; stopped, with any process it started, after ``timeout`` seconds (and on
+    Ctrl-C): it runs in a session of its own, whose process group is killed."""
+    try:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            encoding="utf-8",
+            errors="replace",  # garbage in its output is quoted, not a UnicodeDecodeError
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise LintUnavailable(f"squawk ({command[0]}) cannot run: {exc}; reinstall it: pip install '{EXTRA}'") from exc
+    with process:
+        try:
+            out, err = process.communicate(sql, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            _kill(process)
+            raise LintFailed(
+                f"squawk ({command[0]}) did not finish {doing} within {timeout:g} s and was stopped "
+                "(SQLMIGRATE_LINT['timeout'] sets how long it may take)"
+            ) from exc
+        except BaseException:
+            _kill(process)
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def _kill(process: subprocess.Popen[str]) -> None:
+    """Kill squawk's process group (squawk and whatever it started); the process alone where
+    there are no process groups."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if hasattr(os, "killpg"):
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+
+
+def _reports(output: str) -> list[dict[str, Any]] | None:
+    """squawk's JSON findings, each with the keys and types read from it; None when its output
+    is anything else."""
+    try:
+        reports = json.loads(output)
+    except ValueError:
+        return None
+    if not isinstance(reports, list) or not all(_is_report(report) for report in reports):
+        return None
+    return [{**report, "help": report.get("help")} for report in reports]
+
+
+def _is_report(report: object) -> bool:
+    """Whether one item of squawk's JSON is a finding with the keys (and types) :func:`lint` reads."""
+    return (
+        isinstance(report, dict)
+        and all(type(report.get(key)) is int for key in ("line", "column"))
+        and all(isinstance(report.get(key), str) for key in ("rule_name", "level", "message"))
+        and isinstance(report.get("help"), (str, type(None)))
+    )
+
+
+def _printed(done: subprocess.CompletedProcess[str]) -> str:
+    """The start of what squawk printed (its error output, else its output): its first line, at
+    most :data:`SHOWN_CHARACTERS` of it, on one line; or ``(nothing)``."""
+    text = (done.stderr or "").strip() or (done.stdout or "").strip()
+    if not text:
+        return "(nothing)"
+    shown = text.splitlines()[0][:SHOWN_CHARACTERS]
+    return printable(shown) + (" ..." if len(shown) < len(text) else "")

@@ -19,7 +19,7 @@ from django.db import Error as DjangoDatabaseError
 
 from . import conf
 from .backends import backend_for, driver_error
-from .errors import SqlMigrateError
+from .errors import SqlMigrateError, redo_stopped
 from .executor import Executor, Reporter, Result, describe
 from .files import Migration, MigrationSet, check_statements, load_directory, load_one, with_statements_checked
 from .history import HistoryTable
@@ -170,8 +170,30 @@ class MigrationRunner:
         with self._locked():
             plan = plan_redo(found, self.history.read(create=True), steps)
             check_statements(plan)
-            results = [self.executor.revert(migration) for migration in plan]
-            return results + [self.executor.apply(migration) for migration in reversed(plan)]
+            results: list[Result] = []
+            try:
+                for migration in plan:
+                    results.append(self.executor.revert(migration))
+                for migration in reversed(plan):
+                    results.append(self.executor.apply(migration))
+            except (SqlMigrateError, KeyboardInterrupt) as exc:
+                left = self._left_rolled_back(plan, len(results))
+                stopped = redo_stopped(exc, left) if left else exc
+                if stopped is exc:
+                    raise
+                raise stopped from exc
+            return results
+
+    def _left_rolled_back(self, plan: list[Migration], done: int) -> list[Migration]:
+        """The migrations of a redo's ``plan`` it leaves rolled back after ``done`` steps, oldest
+        first: those the history holds no row for; when it cannot be read (the connection was
+        lost), those rolled back and not applied again (the one that failed among them)."""
+        try:
+            applied = self.history.read()
+        except (DjangoDatabaseError, driver_error(self.connection)):
+            reapplied = max(done - len(plan), 0)  # the reverts come first, newest first
+            return list(reversed(plan[:done]))[reapplied:]
+        return [migration for migration in reversed(plan) if migration.id not in applied]
 
     # Repairing the history ---------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from .admin_demo import (
     list_url,
     listed_rows,
 )
+from .odd_history import ODD_IDS, TEXT_HISTORY, add_odd_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -216,3 +217,28 @@ def test_detail_of_a_modified_migration_says_the_checksums_differ(demo: Any, adm
 
 def test_detail_of_an_unknown_migration_is_404(demo: Any, admin_client: Client) -> None:
     assert admin_client.get(detail_url("20990101000000_nothing")).status_code == 404
+
+
+# History rows another tool wrote -------------------------------------------------------------
+
+
+def test_odd_history_rows_show_as_missing_on_the_list_and_their_pages(
+    target: Any, settings: Any, admin_client: Client
+) -> None:
+    copy_demo_migrations(target, settings)
+    target.query(TEXT_HISTORY)
+    apply_demo_migrations(target)
+    add_odd_rows(target)
+
+    response = admin_client.get(list_url())
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert ">(empty id)</a>" in html
+    assert "Missing (7)" in html
+    for odd in ODD_IDS:
+        page = admin_client.get(detail_url(odd))
+        assert page.status_code == 200, repr(odd)
+        assert "The file of this migration is missing" in page.content.decode()
+        assert page.context["row"].id == odd and page.context["row"].state == "missing"

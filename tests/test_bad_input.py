@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
 
+from sqlmigrate_app.errors import printable
 from sqlmigrate_app.management.base import EXIT_CODES
+
+from .odd_history import ODD_IDS, TEXT_HISTORY, add_odd_rows
 
 sqlite_only = pytest.mark.parametrize("target", ["sqlite"], indirect=True)
 GOOD = "20240101000000_good"
@@ -151,8 +155,54 @@ def test_history_table_name_is_validated_and_quoted(target, settings):
     assert result.code == 1 and "is not a valid table name" in result.err
     assert target.tables() == set()
 
+    settings.SQLMIGRATE_TABLE = "nl_table\n"  # a $ in the rule's regex would match before the newline
+    result = target.call("sqlmigrate_up")
+    assert result.code == 1, result.text
+    assert result.err == (
+        "SQLMIGRATE_TABLE 'nl_table\\n' is not a valid table name "
+        "(letters, digits and _, not starting with a digit, at most 63 characters)"
+    )
+    assert target.tables() == set()
+
     settings.SQLMIGRATE_TABLE = "Order"  # a reserved word, mixed case: works only quoted
     assert target.call("sqlmigrate_up").code == 0, target.call("sqlmigrate_up").text
     assert target.query('SELECT id, name FROM "Order"') == [(GOOD, "Good")]
     assert target.call("sqlmigrate_down").code == 0
     assert target.query('SELECT id FROM "Order"') == []
+
+
+def test_odd_history_rows_are_missing_migrations_shown_one_line_each(target):
+    target.query(TEXT_HISTORY)
+    target.migration(GOOD, "CREATE TABLE good (id INTEGER);", "DROP TABLE good;")
+    assert target.call("sqlmigrate_up").code == 0
+    add_odd_rows(target)
+
+    status = target.manage("sqlmigrate_status")
+    as_json = target.manage("sqlmigrate_status", "--json")
+    check = target.manage("sqlmigrate_status", "--check")
+    validated = target.manage("sqlmigrate_validate")
+    up = target.manage("sqlmigrate_up")
+
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert len(lines) == len(ODD_IDS) + 2  # one line a migration, and the counts
+    assert lines[-1] == f"{len(ODD_IDS) + 1} migrations: 1 applied, 0 pending, {len(ODD_IDS)} missing"
+    for odd in ODD_IDS:
+        assert f"Missing  | {printable(odd)} | name {printable(odd)} | " in status.stdout
+    assert not any(line.startswith("✅ Executed | 20240101000010_fake") for line in lines)
+    assert "\x1b" not in status.stdout and "\u202e" not in status.stdout
+    assert {row["id"]: row["state"] for row in json.loads(as_json.stdout)} == {
+        GOOD: "applied",
+        **dict.fromkeys(ODD_IDS, "missing"),
+    }
+    assert check.returncode == EXIT_CODES["missing"]
+    assert one_line_error(check) == "CommandError: migrations are not up to date (missing)"
+    assert validated.returncode == EXIT_CODES["missing"]
+    problems = validated.stderr.splitlines()
+    assert (
+        len(problems) == len(ODD_IDS) + 1
+        and problems[-1] == f"CommandError: validation failed: {len(ODD_IDS)} problems"
+    )
+    assert all(line.startswith("missing: ") and "\x1b" not in line for line in problems[:-1])
+    assert f"migration {printable(ODD_IDS[0])} was applied but its file is missing" in validated.stderr
+    assert up.returncode == 1 and "was applied but its file is missing" in one_line_error(up)

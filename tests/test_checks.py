@@ -75,7 +75,7 @@ def test_setting_the_default_dir_explicitly_is_the_same_as_leaving_it_out(no_sql
     assert ids() == ["sqlmigrate.E001"]
 
 
-@pytest.mark.parametrize("table", ["1abc", "schema-migrations", "a" * 64, "x; DROP TABLE y", 42])
+@pytest.mark.parametrize("table", ["1abc", "schema-migrations", "a" * 64, "x; DROP TABLE y", 42, "nl_table\n"])
 def test_invalid_table_is_e002(settings, tmp_path, table):
     settings.SQLMIGRATE_DIR = tmp_path
     settings.SQLMIGRATE_TABLE = table
@@ -117,6 +117,18 @@ def test_bad_timeout_is_e005(settings, tmp_path, setting):
     setattr(settings, setting, "5s'; DROP TABLE x; --")
     assert ids() == ["sqlmigrate.E005"]
     setattr(settings, setting, "5s")
+    assert ids() == []
+
+
+@pytest.mark.parametrize(
+    "lint",
+    [{"timeout": 0}, {"timeout": "60s"}, {"timeout": True}, {"timeout": float("nan")}, {"exclude": "rule"}, {"x": 1}],
+)
+def test_bad_lint_setting_is_e008(settings, tmp_path, lint):
+    settings.SQLMIGRATE_DIR = tmp_path
+    settings.SQLMIGRATE_LINT = lint
+    assert ids() == ["sqlmigrate.E008"]
+    settings.SQLMIGRATE_LINT = {"exclude": ["prefer-robust-stmts"], "pg_version": "16", "timeout": 2.5}
     assert ids() == []
 
 

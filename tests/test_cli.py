@@ -147,3 +147,37 @@ def test_a_console_that_cannot_show_the_symbols_gets_readable_ascii(target, enco
     assert status.stdout.splitlines()[1] == "[ ] Pending  | 20240101000001_later | Later (irreversible)"
     assert "CREATE TABLE later (note TEXT DEFAULT '\\u23f3');" in plan.stdout  # escaped, not a crash
     assert [row["state"] for row in json.loads(as_json.stdout)] == ["applied", "pending"]
+
+
+def into_a_closed_pipe(target, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python manage.py ARGS | true``: standard output is a pipe whose reader has gone."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args, "--dir", str(target.directory)],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": target.url, "DJANGO_SETTINGS_MODULE": "project.settings"},
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("sqlmigrate_status",), ("sqlmigrate_status", "--json"), ("sqlmigrate_up", "--sql"), ("sqlmigrate_up",)],
+    ids=" ".join,
+)
+def test_a_reader_that_went_away_stops_the_command_quietly_with_141(target, command):
+    copy_demo(target)
+
+    result = into_a_closed_pipe(target, *command)
+
+    assert result.returncode == 141  # 128 + SIGPIPE, as a shell tool killed by it
+    assert result.stderr == ""  # no traceback, and no "Exception ignored" at exit
+    if command == ("sqlmigrate_up",):
+        assert target.history() == []  # it stopped at its first line, before the first migration

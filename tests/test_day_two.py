@@ -14,6 +14,10 @@ import threading
 import psycopg
 import pytest
 
+from sqlmigrate_app.errors import MigrationInterrupted
+from sqlmigrate_app.executor import Reporter
+from sqlmigrate_app.runner import MigrationRunner
+
 from .conftest import ROOT
 from .processes import Output, spawn
 
@@ -106,6 +110,32 @@ def test_repair_asks_first_at_a_terminal(target, answer, repaired):
     assert ("Repair cancelled." in result.stdout) is not repaired
 
 
+@pytest.mark.parametrize("target", ["sqlite"], indirect=True)
+def test_repair_at_the_end_of_its_input_is_a_no_in_one_line(target):
+    three(target)
+    target.call("sqlmigrate_up")
+    edit(target, SECOND)
+    recorded = checksums(target)[SECOND]
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "sqlmigrate_repair", "--dir", str(target.directory)],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": target.url, "DJANGO_SETTINGS_MODULE": "project.settings"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.splitlines()[-2:] == [
+        "Only the history table changes, never the schema. Type 'yes' to continue, or 'no' to cancel: ",
+        "Repair cancelled: no answer (end of input); --noinput repairs without asking.",
+    ]
+    assert checksums(target)[SECOND] == recorded
+
+
 # Redo and down --all -----------------------------------------------------------------------------
 
 
@@ -125,6 +155,45 @@ def test_redo_rolls_back_and_applies_again_an_edited_migration(target):
     target.query("INSERT INTO c (id, note) VALUES (1, 'the edit is there')")
     assert target.call("sqlmigrate_redo", "2").code == 0
     assert target.history() == [FIRST, SECOND, THIRD] and target.query("SELECT count(*) FROM c") == [(0,)]
+
+
+@pytest.mark.parametrize(("failing", "left"), [(SECOND, [SECOND, THIRD]), (THIRD, [THIRD])])
+def test_redo_that_fails_part_way_names_every_migration_it_left_rolled_back(target, failing, left):
+    three(target)
+    target.call("sqlmigrate_up")
+    table = failing[-1]
+    path = target.migration(failing, f"CREATE TABLE {table} (id INTEGER);\nSELECT * FROM nope;", f"DROP TABLE {table};")
+
+    result = target.call("sqlmigrate_redo", "2")
+
+    assert result.code == 1, result.text
+    assert result.err.startswith(f"{path}:3: {failing} failed: ")
+    assert result.err.endswith(
+        f"; redo left {len(left)} migration{'s' * (len(left) > 1)} rolled back and not applied again: "
+        f"{', '.join(left)} (run sqlmigrate_up to apply {'them' if len(left) > 1 else 'it'})"
+    )
+    assert target.history() == [m for m in (FIRST, SECOND, THIRD) if m not in left]
+
+
+def test_redo_interrupted_between_two_migrations_names_what_it_left_rolled_back(target):
+    three(target)
+    target.call("sqlmigrate_up")
+
+    class StopAfterRollingBack(Reporter):
+        def finished(self, result):
+            if result.migration.id == SECOND:
+                raise KeyboardInterrupt
+
+    runner = MigrationRunner(target.alias, target.directory, reporter=StopAfterRollingBack())
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        runner.redo(2)
+
+    assert isinstance(stopped.value, MigrationInterrupted)
+    assert str(stopped.value) == (
+        f"redo interrupted (Ctrl-C); redo left 2 migrations rolled back and not applied again: {SECOND}, {THIRD} "
+        "(run sqlmigrate_up to apply them)"
+    )
+    assert target.history() == [FIRST]
 
 
 def test_down_all_rolls_everything_back_and_names_every_irreversible_migration(target):

@@ -15,6 +15,7 @@ import pytest
 from sqlmigrate_app.management.base import EXIT_CODES
 
 from .conftest import ROOT, Target
+from .processes import wait_until
 
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 sqlite_only = pytest.mark.parametrize("target", ["sqlite"], indirect=True)
@@ -169,14 +170,28 @@ def test_squawk_refusing_its_arguments_and_bad_settings_are_errors(target, setti
     index_migration(target)
 
     unknown_rule = target.call("sqlmigrate_lint", exclude=["no-such-rule"])
+    settings.SQLMIGRATE_LINT = {"exclude": ["no-such-rule"]}
+    unknown_rule_in_setting = target.call("sqlmigrate_lint")
+    settings.SQLMIGRATE_LINT = {"pg_version": "fifteen"}
+    bad_version = target.call("sqlmigrate_lint")
     settings.SQLMIGRATE_LINT = {"excluded": ["require-concurrent-index-creation"]}
     unknown_key = target.call("sqlmigrate_lint")
     settings.SQLMIGRATE_LINT = {"exclude": "require-concurrent-index-creation"}
     not_a_list = target.call("sqlmigrate_lint")
+    settings.SQLMIGRATE_LINT = {"timeout": "1min"}
+    bad_timeout = target.call("sqlmigrate_lint")
 
-    assert unknown_rule.code == 1 and "squawk failed: error: invalid value 'no-such-rule'" in unknown_rule.err
-    assert unknown_key.code == 1 and "unknown keys excluded (known: exclude, pg_version)" in unknown_key.err
+    # The option or the setting is named, not the migration file being linted.
+    assert unknown_rule.code == 1, unknown_rule.text
+    assert unknown_rule.err.startswith("--exclude no-such-rule: not a rule squawk knows: ")
+    assert "invalid rule name no-such-rule" in unknown_rule.err and INDEX not in unknown_rule.err
+    assert unknown_rule_in_setting.code == 1 and INDEX not in unknown_rule_in_setting.err
+    assert unknown_rule_in_setting.err.startswith("SQLMIGRATE_LINT: squawk refuses its exclude or pg_version: ")
+    assert "invalid rule name no-such-rule" in unknown_rule_in_setting.err
+    assert bad_version.code == 1 and "invalid value 'fifteen' for '--pg-version" in bad_version.err
+    assert unknown_key.code == 1 and "unknown keys excluded (known: exclude, pg_version, timeout)" in unknown_key.err
     assert not_a_list.code == 1 and "must be a list of squawk rule names" in not_a_list.err
+    assert bad_timeout.code == 1 and "SQLMIGRATE_LINT['timeout'] '1min' must be a number of seconds" in bad_timeout.err
 
 
 @sqlite_only
@@ -236,3 +251,87 @@ def test_without_squawk_the_error_names_the_extra_to_install(target, tmp_path):
 
     assert done.returncode == 1, done.stdout + done.stderr
     assert "squawk is not installed: pip install 'django-sqlmigrate[lint]'" in done.stderr
+
+
+# A squawk that misbehaves: small scripts named squawk, first on PATH ----------------------------
+
+
+def fake_squawk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> Path:
+    """An executable ``squawk`` running ``script`` (sh), found before the real one."""
+    directory = tmp_path / "fake-bin"
+    directory.mkdir(exist_ok=True)
+    path = directory / "squawk"
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
+    return path
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+NO_REPORT = {
+    "not JSON": ("echo 'thread main panicked at src/main.rs'; exit 0", "(exit status 0); it printed: thread main"),
+    "JSON, not a list": ('echo \'{"error": "boom"}\'; exit 1', '(exit status 1); it printed: {"error": "boom"}'),
+    "a finding without its rule": ('echo \'[{"line": 0, "column": 0}]\'', 'printed: [{"line": 0, "column": 0}]'),
+    "a crash": ("echo 'Segmentation fault' >&2; exit 139", "(exit status 139); it printed: Segmentation fault"),
+    "nothing": ("exit 0", "(exit status 0); it printed: (nothing)"),
+    "bytes that are not UTF-8, many lines": ("printf '\\377\\033[2J\\n%.0s' $(seq 500)", "printed: \ufffd\\x1b[2J ..."),
+}
+
+
+@pg_only
+@pytest.mark.parametrize("output", NO_REPORT)
+def test_a_squawk_that_gives_no_report_is_one_line_quoting_what_it_printed(target, tmp_path, monkeypatch, output):
+    with_orders(target)
+    path = index_migration(target)
+    script, quoted = NO_REPORT[output]
+    fake = fake_squawk(tmp_path, monkeypatch, script)
+
+    result = target.call("sqlmigrate_lint")
+
+    assert result.code == 1, result.text
+    assert result.err.startswith(f"squawk ({fake}) gave no report on the UP section of {path} (exit status ")
+    assert quoted in result.err
+    assert len(result.err.splitlines()) == 1
+
+
+@pg_only
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_squawk_that_hangs_is_stopped_with_what_it_started_after_the_timeout(target, tmp_path, monkeypatch, settings):
+    with_orders(target)
+    path = index_migration(target)
+    pids = tmp_path / "pids"
+    fake_squawk(tmp_path, monkeypatch, f"sleep 600 &\necho $$ $! > {pids}\nwait")
+    settings.SQLMIGRATE_LINT = {"timeout": 0.5}
+
+    result = target.call("sqlmigrate_lint")
+
+    assert result.code == 1, result.text
+    assert result.err == (
+        f"squawk ({tmp_path / 'fake-bin' / 'squawk'}) did not finish linting the UP section of {path} within 0.5 s "
+        "and was stopped (SQLMIGRATE_LINT['timeout'] sets how long it may take)"
+    )
+    shell, sleep = (int(pid) for pid in pids.read_text().split())
+    wait_until(lambda: not running(shell) and not running(sleep), what="the fake squawk and its child to be killed")
+
+
+@pg_only
+def test_validate_lint_reports_a_broken_squawk_in_one_line_through_a_real_process(target, tmp_path, monkeypatch):
+    with_orders(target)
+    index_migration(target)
+    fake_squawk(tmp_path, monkeypatch, "echo '<html>503 Service Unavailable</html>'")
+
+    result = target.manage("sqlmigrate_validate", "--lint")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("CommandError: squawk (")
+    assert line.endswith("it printed: <html>503 Service Unavailable</html>")

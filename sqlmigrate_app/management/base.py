@@ -3,8 +3,11 @@ one-line ``CommandError``s."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 import signal
+import sys
 import threading
 from argparse import SUPPRESS, ArgumentParser
 from collections.abc import Iterable, Iterator
@@ -16,7 +19,7 @@ import django
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from .. import __version__, schema_file
-from ..errors import MigrationInterrupted, ProblemKind, SqlMigrateError, Terminated, plural
+from ..errors import MigrationInterrupted, ProblemKind, SqlMigrateError, Terminated, plural, printable
 from ..executor import APPLIED, FAKED, ROLLED_BACK, SKIPPED, Reporter, Result
 from ..files import Migration
 from ..runner import MigrationRunner
@@ -39,6 +42,9 @@ EXIT_CODES = {
 EXIT_ROUND_TRIP, EXIT_SCHEMA_FILE = 9, 11
 # Exit codes of a run stopped by a signal, as a shell reports them: 128 + the signal's number.
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+# A command whose reader went away (``sqlmigrate_status | head -1``) stops quietly with the code
+# of a process killed by SIGPIPE, as ``cat`` or ``grep`` would.
+EXIT_BROKEN_PIPE = 141
 
 
 def exit_codes_line(success: str, own: Iterable[tuple[int, str]], after: str = "") -> str:
@@ -46,7 +52,8 @@ def exit_codes_line(success: str, own: Iterable[tuple[int, str]], after: str = "
     ``own``, the signals'."""
     codes = [f"0 {success}", "1 error (bad arguments, database unreachable)", "2 usage"]
     codes += [f"{code} {meaning}" for code, meaning in own]
-    return f"Exit codes: {'; '.join(codes)}; {EXIT_INTERRUPTED} Ctrl-C, {EXIT_TERMINATED} SIGTERM.{after}"
+    signals = f"{EXIT_INTERRUPTED} Ctrl-C, {EXIT_TERMINATED} SIGTERM, {EXIT_BROKEN_PIPE} output closed (broken pipe)"
+    return f"Exit codes: {'; '.join(codes)}; {signals}.{after}"
 
 
 def problem_codes_line(success: str, kinds: Iterable[ProblemKind] = EXIT_CODES) -> str:
@@ -105,7 +112,18 @@ def interruption(exc: KeyboardInterrupt) -> CommandError:
     message = (
         str(exc) if isinstance(exc, MigrationInterrupted) else f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'})"
     )
-    return CommandError(message, returncode=EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+    return CommandError(printable(message), returncode=EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+
+
+def silence_closed_output() -> None:
+    """Point standard output and error at the null device, so that Python's own flush of them
+    at exit does not fail a second time on a pipe nobody reads (Python's documentation, "Note
+    on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed, or not a file
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
 
 
 @contextmanager
@@ -158,13 +176,23 @@ class SqlMigrateCommand(BaseCommand):
             "--dir", dest="directory", help="Migrations directory (default: SQLMIGRATE_DIRS / SQLMIGRATE_DIR)."
         )
 
+    def run_from_argv(self, argv: list[str]) -> None:
+        """Run from ``manage.py``; when the reader of its output goes away (``| head -1``, ``|
+        true``), stop there quietly with :data:`EXIT_BROKEN_PIPE`, as a shell tool does."""
+        try:
+            super().run_from_argv(argv)
+        except BrokenPipeError:
+            silence_closed_output()
+            sys.exit(EXIT_BROKEN_PIPE)
+
     def execute(self, *args: Any, **options: Any) -> Any:
-        """Run the command; a SqlMigrateError or an interrupt becomes a one-line CommandError."""
+        """Run the command; a SqlMigrateError or an interrupt becomes a one-line CommandError,
+        what it quotes of names and messages made :func:`~..errors.printable`."""
         try:
             with sigterm_as_interrupt(), start_up_frozen():
                 return super().execute(*args, **options)
         except SqlMigrateError as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(printable(str(exc))) from exc
         except KeyboardInterrupt as exc:
             raise interruption(exc) from exc
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
-from ...errors import plural
+from ...errors import plural, printable
 from ..base import ProgressReporter, SqlMigrateCommand
+
+PROMPT = "Only the history table changes, never the schema. Type 'yes' to continue, or 'no' to cancel: "
 
 
 class Command(SqlMigrateCommand):
@@ -39,14 +41,21 @@ class Command(SqlMigrateCommand):
             return
         self.say(self.style.MIGRATE_HEADING(f"Repairs to the history of database {runner.using!r}:"), level=0)
         for repair in plan:
-            self.say(f"  {repair.describe()}", level=0)
+            self.say(f"  {printable(repair.describe())}", level=0)
         if options["interactive"] and not self.confirmed():
-            self.say("Repair cancelled.", level=0)
             return
         done = runner.repair(options["ids"], expected=plan)
         self.say(self.style.SUCCESS(f"Repaired {plural(len(done), 'history row')}."), level=0)
 
     def confirmed(self) -> bool:
-        """Whether the user typed yes, as Django's ``flush`` asks."""
-        answer = input("Only the history table changes, never the schema. Type 'yes' to continue, or 'no' to cancel: ")
-        return answer.strip().lower() == "yes"
+        """Whether the user typed yes, as Django's ``flush`` asks; if not, say it was cancelled.
+        The end of the input (``< /dev/null``, a script without ``--noinput``) is a no."""
+        try:
+            answer = input(PROMPT)
+        except EOFError:
+            self.say("\nRepair cancelled: no answer (end of input); --noinput repairs without asking.", level=0)
+            return False
+        if answer.strip().lower() != "yes":
+            self.say("Repair cancelled.", level=0)
+            return False
+        return True

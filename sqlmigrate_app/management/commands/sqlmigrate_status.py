@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from ...errors import ProblemKind, SqlMigrateError, plural
+from ...errors import ProblemKind, SqlMigrateError, plural, printable
 from ...state import MigrationStatus, State, not_up_to_date
 from ..base import EXIT_CODES, SqlMigrateCommand, can_print, exit_code, problem_codes_line
 
@@ -90,12 +90,18 @@ class Command(SqlMigrateCommand):
         # the whole table holds it all in memory.
         for start in range(0, len(rows), LINES_PER_WRITE):
             part = rows[start : start + LINES_PER_WRITE]
-            self.say("\n".join(f"{shown[row.state]} | {row.id} | {row.name}{_notes(row)}" for row in part), level=0)
+            self.say("\n".join(_line(row, shown[row.state]) for row in part), level=0)
         counts = Counter(row.state for row in rows)
         summary = [
             f"{counts[state]} {state}" for state in State if counts[state] or state in (State.APPLIED, State.PENDING)
         ]
         self.say(f"{plural(len(rows), 'migration')}: {', '.join(summary)}")
+
+
+def _line(row: MigrationStatus, mark: str) -> str:
+    """One migration's line. Its id and name may come from a history row another tool wrote:
+    made printable, a newline in them cannot pass for a line of its own."""
+    return f"{mark} | {printable(row.id)} | {printable(row.name)}{_notes(row)}"
 
 
 def _notes(row: MigrationStatus) -> str:

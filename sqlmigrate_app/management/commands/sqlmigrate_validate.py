@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from ...errors import ProblemKind, plural
+from ...errors import ProblemKind, plural, printable
 from ...lint import applies_to, lint_pending
 from ...runner import MigrationRunner
 from ...state import Problem
@@ -38,7 +38,7 @@ class Command(SqlMigrateCommand):
             self.stdout.write(json.dumps([problem.as_dict() for problem in problems], indent=2))
         else:
             for problem in problems:
-                self.stderr.write(f"{problem.kind}: {problem.message}")
+                self.stderr.write(f"{problem.kind}: {printable(problem.message)}")
         if problems:
             raise CommandError(
                 f"validation failed: {plural(len(problems), 'problem')}",
