@@ -277,8 +277,10 @@ def _statements(chunks: Iterator[str], first_line: int) -> list[Statement]:
 def _sqlite_chunks(sql: str) -> Iterator[str]:
     start = 0
     end = sql.find(";")
+    # complete_statement refuses a NUL byte; running the statement will too, in one line.
+    seen = sql.replace("\0", " ") if "\0" in sql else sql
     while end != -1:
-        if sqlite3.complete_statement(sql[start : end + 1]):
+        if sqlite3.complete_statement(seen[start : end + 1]):
             yield sql[start : end + 1]
             start = end + 1
         end = sql.find(";", end + 1)

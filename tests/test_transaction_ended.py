@@ -12,6 +12,8 @@ from __future__ import annotations
 import pytest
 
 from sqlmigrate_app import files
+from sqlmigrate_app.errors import SqlMigrateError
+from sqlmigrate_app.runner import MigrationRunner
 
 
 @pytest.fixture
@@ -148,3 +150,17 @@ def test_names_begin_end_and_case_do_not_hide_a_rollback(target):
     assert validated.code == 7 and "20240101000001_shift.sql:4: 'ROLLBACK' ends the migration's" in validated.text
     assert result.code == 1 and "20240101000001_shift.sql:4: 'ROLLBACK' ends" in result.err
     assert not {"t", "schema_migrations"} & target.tables()
+
+
+def test_a_nul_byte_that_reaches_the_database_fails_whole(target):
+    """The files refuse NUL bytes at load; a migration made another way (the API) with one is
+    refused by the backend, never cut short at the NUL with the rest of it lost."""
+    text = "-- UP\nCREATE TABLE first (id integer);\nSELECT '\0';\nCREATE TABLE second (id integer);\n"
+    migration = files.parse_text(target.directory, "20240101000001_nul", text)
+    runner = MigrationRunner(using=target.alias, loader=lambda directory: files.assemble(directory, [migration]))
+
+    with pytest.raises(SqlMigrateError, match="NUL byte"):
+        runner.migrate()
+
+    assert not {"first", "second"} & target.tables()
+    assert target.history() == []

@@ -31,6 +31,10 @@ def simple_query(conn: Any, sql: str, kept: int = 0) -> Outcome:
 
     The I/O goes through ``Connection.wait``, which cancels the query on Ctrl-C.
     """
+    if "\0" in sql:  # libpq would stop reading at it and run half the message without a word
+        from psycopg import ProgrammingError
+
+        return Outcome(ProgrammingError("the SQL holds a NUL byte, where PostgreSQL would stop reading it"), 0, [], [])
     encoding = conn.info.encoding
     outcome: Outcome = conn.wait(_simple_query_gen(conn.pgconn, sql.encode(encoding), encoding, kept))
     return outcome

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,6 +96,13 @@ class SQLiteBackend(Backend):
         except BlockingIOError:
             return False
         return True
+
+    def execute(self, cursor: Any, sql: str) -> None:
+        """Run one statement; a NUL byte, which ``sqlite3`` refuses with a ValueError, is the
+        driver's error like any other."""
+        if "\0" in sql:
+            raise sqlite3.ProgrammingError("the SQL holds a NUL byte, which SQLite does not take")
+        cursor.execute(sql)
 
     def split(self, section: Section) -> list[Statement]:
         """Statements where ``sqlite3.complete_statement`` says they end (trigger bodies too)."""
