@@ -113,6 +113,16 @@ def open_group(ran: list[Statement]) -> int | None:
     return opened
 
 
+def changes_session(backend: Backend, migration: Migration, section: Section, timeouts: dict[str, str | None]) -> bool:
+    """Whether running ``section`` may leave session settings changed for the next migration:
+    SQL that sets them (see :func:`~.statements.may_change_session`), or the timeouts of a
+    ``no-transaction`` migration, which are the session's. The runner and the ``--sql`` script
+    put the session back after such a migration."""
+    if may_change_session(section.sql):
+        return True
+    return not migration.transactional and bool(backend.timeout_statements(migration, timeouts, local=False))
+
+
 class Executor:
     """Runs migrations on one connection, one at a time, reporting to a :class:`Reporter`."""
 
@@ -198,7 +208,7 @@ class Executor:
         (``SET``, ``set_config``, ``PRAGMA``, a ``no-transaction`` run's timeouts), so the next
         migration starts from the run's own."""
         run = self._in_transaction if step.migration.transactional else self._without_transaction
-        if not (may_change_session(step.section.sql) or self._sets_session_timeouts(step.migration)):
+        if not changes_session(self.backend, step.migration, step.section, self.timeouts):
             run(step)
             return
         if self._session is None:
@@ -216,9 +226,6 @@ class Executor:
                 f"{step.migration.path}: {step.migration.id} was {step.action}, but the session settings it changed "
                 f"could not be put back: {describe(exc)}"
             ) from exc
-
-    def _sets_session_timeouts(self, migration: Migration) -> bool:
-        return not migration.transactional and bool(self.backend.timeout_statements(migration, self.timeouts, False))
 
     def _restore_session(self) -> None:
         if not self.backend.connection_lost():

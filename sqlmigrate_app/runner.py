@@ -22,7 +22,7 @@ from .backends import backend_for, driver_error
 from .errors import SqlMigrateError, redo_stopped
 from .executor import Executor, Reporter, Result, describe
 from .files import Migration, MigrationSet, check_statements, load_directory, load_one, with_statements_checked
-from .history import HistoryTable
+from .history import AppliedMigration, HistoryTable
 from .planner import Repair, plan_down, plan_redo, plan_repair, plan_up
 from .requirements import check_requirements, unknown_requirements
 from .script import Script
@@ -124,10 +124,10 @@ class MigrationRunner:
 
     @_reports_database_errors
     def plan(self, to: str | None = None, allow_out_of_order: bool = False) -> list[Migration]:
-        """What :meth:`migrate` would apply, in order. Never writes."""
-        plan = plan_up(self._files(), self.history.read(), to, allow_out_of_order)
-        check_statements(plan)
-        return plan
+        """What :meth:`migrate` would apply, in order, or what it would refuse. Never writes."""
+        found = self._files()
+        self._pin_history()
+        return self._up_plan(found, self.history.read(), to, allow_out_of_order)
 
     @_reports_database_errors
     def migrate(self, to: str | None = None, fake: bool = False, allow_out_of_order: bool = False) -> list[Result]:
@@ -135,21 +135,37 @@ class MigrationRunner:
         found = self._files()
         with self._locked():
             applied = self.history.read()
-            plan = plan_up(found, applied, to, allow_out_of_order)
-            check_statements(plan)  # before anything is written, even the history table
-            if not fake:
-                check_requirements(self.connection, plan)
+            plan = self._up_plan(found, applied, to, allow_out_of_order, fake)
             if not applied:
                 self.history.create()
             run = self.executor.fake if fake else self.executor.apply
             return [run(migration) for migration in plan]
+
+    def _up_plan(
+        self,
+        found: MigrationSet,
+        applied: dict[str, AppliedMigration],
+        to: str | None,
+        allow_out_of_order: bool,
+        fake: bool = False,
+    ) -> list[Migration]:
+        """The migrations ``up`` applies, refused as ``up`` refuses them (the same for
+        :meth:`migrate`, :meth:`plan` and :meth:`up_script`): the plan, every statement of it,
+        and the Django migrations it requires (unless faked: nothing runs)."""
+        plan = plan_up(found, applied, to, allow_out_of_order)
+        check_statements(plan)  # before anything is written, even the history table
+        if not fake:
+            check_requirements(self.connection, plan)
+        return plan
 
     @_reports_database_errors
     def plan_rollback(
         self, steps: int | None = None, to: str | None = None, everything: bool = False
     ) -> list[Migration]:
         """What :meth:`rollback` would undo, newest first. Never writes."""
-        plan = plan_down(self._files(), self.history.read(), steps, to, everything)
+        found = self._files()
+        self._pin_history()
+        plan = plan_down(found, self.history.read(), steps, to, everything)
         check_statements(plan)
         return plan
 
@@ -227,20 +243,31 @@ class MigrationRunner:
 
     @_reports_database_errors
     def up_script(self, to: str | None = None, allow_out_of_order: bool = False) -> str:
-        """The SQL :meth:`migrate` would run, as a script to run by hand. Never writes."""
-        plan = plan_up(self._files(), self.history.read(), to, allow_out_of_order)
-        check_statements(plan)
+        """The SQL :meth:`migrate` would run, as a script to run by hand, or what it would
+        refuse. Never writes."""
+        found = self._files()
+        self._pin_history()
+        plan = self._up_plan(found, self.history.read(), to, allow_out_of_order)
         return self._script().up(plan, create_history=not self.history.exists())
 
     @_reports_database_errors
     def down_script(self, steps: int | None = None, to: str | None = None, everything: bool = False) -> str:
         """The SQL :meth:`rollback` would run, as a script to run by hand. Never writes."""
-        plan = plan_down(self._files(), self.history.read(), steps, to, everything)
+        found = self._files()
+        self._pin_history()
+        plan = plan_down(found, self.history.read(), steps, to, everything)
         check_statements(plan)
         return self._script().down(plan)
 
     def _script(self) -> Script:
         return Script(self.backend, self.history, self.executor.timeouts, self.using)
+
+    def _pin_history(self) -> str | None:
+        """Name the history table with the schema current now, as a run does (so a script's
+        migration that sets ``search_path`` cannot move a later history row); that schema."""
+        schema = self.backend.history_schema()
+        self.history.pin(schema)
+        return schema
 
     def _locked(self) -> AbstractContextManager[None]:
         """The run-wide lock. The history table is named with the schema current now, and the
@@ -251,7 +278,6 @@ class MigrationRunner:
                 f"Waiting for another sqlmigrate runner to release the lock on {self.history.table}..."
             )
 
-        schema = self.backend.history_schema()
-        self.history.pin(schema)
+        schema = self._pin_history()
         self.executor.start_run()
         return self.backend.lock(schema, self.history.table, self.lock_wait_timeout, on_wait)

@@ -3,19 +3,24 @@ can read and run by hand (``psql -v ON_ERROR_STOP=1 -f``), in order, without sql
 
 Each transactional migration is a ``BEGIN ... COMMIT`` block holding its timeouts, its SQL, the
 guard that the SQL did not end the transaction (PostgreSQL) and its history row, as the runner
-sends it; a ``no-transaction`` one is its statements one by one,
-its history row after the last.
+sends it; a ``no-transaction`` one is its statements one by one, its history row after the
+last. The history table is named as the runner names it (with the
+schema current when the script was made), and after a migration that may change session settings
+the script puts them back, as the runner does. What psql would read differently from the server
+(a ``:name`` variable reference) is made inert without changing what the server reads.
 """
 
 from __future__ import annotations
 
 from .backends import Backend
 from .errors import plural
+from .executor import changes_session
 from .files import Migration, Section
 from .history import HistoryTable
 
 # How to run a script by hand, stopping at the first error, per database vendor.
 RUN_BY_HAND = {"postgresql": "psql -v ON_ERROR_STOP=1 -f FILE", "sqlite": "sqlite3 -bail DATABASE < FILE"}
+INERT_NOTE = "-- (a space after each ':' that psql would read as a variable; the server reads the same SQL)"
 
 
 class Script:
@@ -47,29 +52,34 @@ class Script:
     def _header(self, command: str, count: int) -> str:
         vendor = self.backend.connection.vendor
         how = RUN_BY_HAND.get(vendor, "one session")
+        start = "".join(f"{sql};\n" for sql in self.backend.script_session_start())
         return (
             f"-- {command} --sql: {plural(count, 'migration')} for database {self.using!r} ({vendor}).\n"
             f"-- Run it in one session and stop at the first error ({how}).\n"
             "-- Unlike sqlmigrate it takes no lock: make sure no other runner works on this database.\n"
+            + (f"-- The session's settings as sqlmigrate's own connection has them:\n{start}" if start else "")
         )
 
     def _migration(self, migration: Migration, section: Section, history_sql: str) -> str:
-        body = self._terminated(section)
+        body = self._terminated(migration, section)
+        changed = changes_session(self.backend, migration, section, self.timeouts)
+        resets = [f"{sql};" for sql in self.backend.script_session_reset()] if changed else []
         if migration.transactional:
             timeouts = self.backend.timeout_statements(migration, self.timeouts, local=True)
             # The history row last, after the guard that the section did not end the transaction.
             mark, guard = self.backend.guard(migration.checksum[:16]) or ("", "")
+            identity = self.backend.identity_statements(None) if changed else []  # a SET ROLE in it
             lines = [
                 f"-- {migration.id}",
                 "BEGIN;",
                 *(f"{sql};" for sql in [*timeouts, mark] if sql),
                 body,
-                *(f"{sql};" for sql in [guard, history_sql] if sql),
+                *(f"{sql};" for sql in [guard, *identity, history_sql] if sql),
                 "COMMIT;",
+                *resets,
             ]
         else:
             timeouts = self.backend.timeout_statements(migration, self.timeouts, local=False)
-            resets = [f"SET {sql.split()[1]} TO DEFAULT;" for sql in timeouts]
             lines = [
                 f"-- {migration.id} (no-transaction: each statement on its own, outside a transaction)",
                 *(f"{sql};" for sql in timeouts),
@@ -79,9 +89,13 @@ class Script:
             ]
         return "\n".join(lines) + "\n"
 
-    def _terminated(self, section: Section) -> str:
-        """The section, ending in a semicolon on a line of its own when its last statement has
-        none, so the script's next line is not read as part of that statement."""
+    def _terminated(self, migration: Migration, section: Section) -> str:
+        """The section as the client must read it (see :meth:`~.backends.Backend.script_sql`),
+        ending in a semicolon on a line of its own when its last statement has none, so the
+        script's next line is not read as part of that statement."""
         sql = section.sql.strip()
+        first_line = section.line + section.sql[: len(section.sql) - len(section.sql.lstrip())].count("\n")
         statements = self.backend.split(section)
-        return sql + "\n;" if statements and not statements[-1].sql.rstrip().endswith(";") else sql
+        sql = sql + "\n;" if statements and not statements[-1].sql.rstrip().endswith(";") else sql
+        inert = self.backend.script_sql(sql, migration.path, first_line)
+        return inert if inert == sql else f"{INERT_NOTE}\n{inert}"

@@ -638,3 +638,88 @@ def may_change_session(sql: str) -> bool:
         if head == "DO" and mentions(sql[start:end], ("set",)):
             return True
     return False
+
+
+# psql variables ------------------------------------------------------------------------------
+
+# psql reads ':name', ":'name'", ':"name"' and ':{?name}' outside quotes, comments and dollar
+# quotes as variable references (psqlscan.l); '::' is a cast.
+PSQL_SPECIAL_RE = re.compile(r"""[:'"$/-]""")
+
+
+def _is_psql_variable_char(char: str) -> bool:
+    return (char.isascii() and (char.isalnum() or char == "_")) or char > "\x7f"
+
+
+def psql_variable_colons(sql: str) -> list[int]:
+    """The offsets of the colons psql would read as the start of a variable reference, which it
+    replaces when a variable of that name is set (``USER``, ``PORT``, ``-v name=...``). The
+    server reads a ``:`` as a token of its own, so a space after one changes nothing for it."""
+    if ":" not in sql:
+        return []
+    colons: list[int] = []
+    pos, search = 0, PSQL_SPECIAL_RE.search
+    while match := search(sql, pos):
+        at = match.start()
+        char = sql[at]
+        if char == ":":
+            after = sql[at + 1 : at + 2]
+            if after == ":":  # a cast: psql reads '::' first, then what follows
+                pos = at + 2
+                continue
+            if after and (after in "'\"{" or _is_psql_variable_char(after)):
+                colons.append(at)
+            pos = at + 1
+        elif char in "-/" and not sql.startswith("--" if char == "-" else "/*", at):
+            pos = at + 1
+        else:
+            pos = _skip(sql, at)
+    return colons
+
+
+# psql's guess at function bodies (psqlscan.l, PostgreSQL 14+): in a statement whose first words
+# are CREATE [OR REPLACE] FUNCTION|PROCEDURE, the words begin, case (inside one) and end outside
+# parentheses open and close a body, and a semicolon inside one does not end the statement.
+PSQL_WORD_RE = re.compile(r"(?<![\w$])(?:[^\W\d]|[^\x00-\x7f])(?:[\w$]|[^\x00-\x7f])*|[()]")
+PSQL_HEAD_WORDS = ("create", "or", "replace", "function", "procedure")
+
+
+def _psql_routine(heads: list[str]) -> bool:
+    """psql's test of a statement's first four words (each one's initial when it is one of
+    PSQL_HEAD_WORDS, else a space) for CREATE [OR REPLACE] FUNCTION|PROCEDURE."""
+    return heads[0] == "c" and (heads[1] in "fp" or (heads[1:3] == ["o", "r"] and heads[3] in "fp"))
+
+
+def psql_open_body(sql: str) -> int | None:
+    """The offset of the word that opened a function body psql still takes to be open at the
+    end of ``sql`` (a function or parameter named begin, say), so that psql would read what
+    follows ``sql`` into the same statement; None when it is not."""
+    words, heads, parens = 0, [" "] * 4, 0
+    opened: list[int] = []  # where each open begin (or case inside one) is
+    pos = 0
+    while True:
+        match = SPECIAL_RE.search(sql, pos)
+        at = match.start() if match else len(sql)
+        for word in PSQL_WORD_RE.finditer(sql, pos, at):
+            token = word[0].lower()
+            if token in ("(", ")"):
+                parens = parens + 1 if token == "(" else max(0, parens - 1)
+                continue
+            if word.end() == at and at < len(sql) and sql[at] == "$":
+                continue  # begin$x: one identifier, cut by the scanner at $
+            if words < 4 and token in PSQL_HEAD_WORDS:
+                heads[words] = token[0]
+            words += 1
+            if parens == 0 and _psql_routine(heads):
+                if token == "begin" or (token == "case" and opened):
+                    opened.append(word.start())
+                elif token == "end" and opened:
+                    opened.pop()
+        if match is None:
+            return opened[0] if opened else None
+        if sql[at] == ";" and parens == 0 and not opened:
+            words, heads = 0, [" "] * 4
+        if sql[at] == ";" or (sql[at] in "-/" and not sql.startswith("--" if sql[at] == "-" else "/*", at)):
+            pos = at + 1
+        else:
+            pos = _skip(sql, at)

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -169,8 +170,9 @@ class Backend(ABC):
 
     def identity_statements(self, state: Any) -> list[str]:
         """Statements that give the rest of the transaction the user and role of ``state`` (see
-        :meth:`session_state`), so that a section that changed them does not record its own
-        history row as another user; none where there are no roles."""
+        :meth:`session_state`; None: the ones the session started with), so that a section that
+        changed them does not record its own history row as another user; none where there are
+        no roles."""
         return []
 
     def guard(self, token: str) -> tuple[str, str] | None:
@@ -224,6 +226,23 @@ class Backend(ABC):
     @abstractmethod
     def restore_session(self, state: Any) -> None:
         """Put the session's settings back as :meth:`session_state` found them."""
+
+    # The script ``--sql`` prints ------------------------------------------------------------
+
+    def script_session_start(self) -> list[str]:
+        """What a script runs first so that its session starts as a run's does (none: as the
+        database's own client starts one)."""
+        return []
+
+    def script_session_reset(self) -> list[str]:
+        """What a script runs after a migration that may have changed session settings, as the
+        runner runs :meth:`restore_session` (none: nothing is kept)."""
+        return []
+
+    def script_sql(self, sql: str, path: Path, first_line: int) -> str:
+        """``sql``, a section's from file line ``first_line``, as the database's own client must
+        read it to send the server the same SQL; ``MigrationFileError`` when no change can."""
+        return sql
 
     def in_transaction(self) -> bool:
         """Whether the session is inside a transaction (a ``no-transaction`` migration's own

@@ -7,11 +7,12 @@ import hashlib
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..errors import ConfigurationError, LockTimeout
+from ..errors import ConfigurationError, LockTimeout, MigrationFileError
 from ..files import Migration, Section
-from ..statements import Statement, mentions, split, transaction_control
+from ..statements import Statement, mentions, psql_open_body, psql_variable_colons, split, transaction_control
 from . import _psycopg
 from .base import Backend, Ending, StatementError, TransactionEnded, driver_error
 
@@ -39,6 +40,17 @@ def advisory_lock_key(schema: str, table: str) -> int:
     """The ``pg_advisory_lock`` key of the runners of one history table: a signed 64-bit hash."""
     digest = hashlib.blake2b(f"sqlmigrate:{schema}.{table}".encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def inert_psql_variables(sql: str) -> str:
+    """``sql`` with a space after each colon psql would read as a variable reference (``:name``,
+    ``:'name'``): psql sends it as written whatever variables are set, and the server reads the
+    same tokens (a ``:`` is one of its own, so ``a[1:n]`` and ``a[1: n]`` are one thing)."""
+    pieces, start = [], 0
+    for colon in psql_variable_colons(sql):
+        pieces.append(sql[start : colon + 1])
+        start = colon + 1
+    return " ".join([*pieces, sql[start:]])
 
 
 class PostgresBackend(Backend):
@@ -264,9 +276,12 @@ class PostgresBackend(Backend):
         )
         return SessionState(user, role, tuple(cursor.fetchall()))
 
-    def identity_statements(self, state: SessionState) -> list[str]:
+    def identity_statements(self, state: SessionState | None) -> list[str]:
         """The run's user, then its role (setting the user resets the role), for the rest of the
-        transaction only: :meth:`restore_session` puts the session's own back after it."""
+        transaction only: :meth:`restore_session` puts the session's own back after it. Without
+        a ``state`` (a script run by hand), the ones the session started with."""
+        if state is None:
+            return ["SET LOCAL SESSION AUTHORIZATION DEFAULT", "SET LOCAL role TO DEFAULT"]
         user, role = _psycopg.literal(state.user), _psycopg.literal(state.role)
         return [
             f"SELECT pg_catalog.set_config('session_authorization', {user}, true)",
@@ -294,6 +309,30 @@ class PostgresBackend(Backend):
             " WHERE (s.source = 'session' OR start.name IS NOT NULL) AND s.name NOT LIKE 'transaction%'"
             " AND s.setting IS DISTINCT FROM COALESCE(start.setting, s.reset_val)",
         )
+
+    def script_session_reset(self) -> list[str]:
+        """The session as psql started it: its user first (which also puts back the role it
+        started with), then its role, then every setting, to what the connection's start-up
+        options, the role's and the database's defaults and the server's made it. Each works
+        for any user, with no transaction open."""
+        return ["RESET SESSION AUTHORIZATION", "RESET ROLE", "RESET ALL"]
+
+    def script_sql(self, sql: str, path: Path, first_line: int) -> str:
+        """``sql`` with psql's variable references made inert (:func:`inert_psql_variables`).
+        Refused when psql would take a word in it for the start of a function body still open
+        at its end: psql would send the script's next lines (the COMMIT, the next migrations)
+        with its last statement."""
+        opened = psql_open_body(sql)
+        if opened is not None:
+            word = sql[opened : opened + len("begin")]  # the outermost word open is a begin
+            raise MigrationFileError(
+                path,
+                f"psql takes '{word}' for the start of a function body, so a script run by psql would send "
+                "everything after this section (its COMMIT, the next migrations) with this statement; quote the "
+                f'name ("{word.lower()}") or rename it, or apply this migration with sqlmigrate_up',
+                first_line + sql.count("\n", 0, opened),
+            )
+        return inert_psql_variables(sql)
 
     def execute(self, cursor: Any, sql: str) -> None:
         """Run ``sql`` (one or more statements) in one round trip, with the BEGIN psycopg would

@@ -118,6 +118,15 @@ class SQLiteBackend(Backend):
             state[pragma] = cursor.fetchone()[0]
         return state
 
+    def script_session_start(self) -> list[str]:
+        """Each PRAGMA as sqlmigrate's own connection has it (Django turns ``foreign_keys`` on;
+        the sqlite3 shell leaves it off), so the script's migrations run as ``up``'s do."""
+        return [f"PRAGMA {pragma} = {int(value)}" for pragma, value in self.session_state().items()]
+
+    def script_session_reset(self) -> list[str]:
+        """The PRAGMAs set back as :meth:`script_session_start` set them."""
+        return self.script_session_start()
+
     def restore_session(self, state: dict[str, Any]) -> None:
         """Set each PRAGMA back to the value the run found."""
         cursor = self.raw_cursor()
