@@ -116,7 +116,7 @@ def statement(draw: st.DrawFn) -> str:
     if kind == "do":
         return f"DO $do$ BEGIN PERFORM {draw(LITERAL)}; END $do$"
     if kind == "columns":
-        name = draw(NAME.filter(lambda name: name not in ("begin", '"end"')))
+        name = draw(st.sampled_from(["atomic", "x", '"case"', '"a;b"']))
         return f'SELECT begin, "end", {name} FROM (SELECT 1 AS begin, 2 AS "end", 3 AS {name}) AS t'
     if kind == "savepoints":
         return f"SAVEPOINT s; {draw(select())}; ROLLBACK TO SAVEPOINT s; RELEASE s"
