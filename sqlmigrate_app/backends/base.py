@@ -126,6 +126,12 @@ class Backend(ABC):
     def restore_session(self, state: Any) -> None:
         """Put the session's settings back as :meth:`session_state` found them."""
 
+    def reset_session(self) -> None:
+        """Leave nothing of this session to the next statement: no temporary table, prepared
+        statement, setting, lock or ``ATTACH``, as if a new command had connected (what verify
+        does between the steps it checks). Here: close the connection; the next query opens one."""
+        self.connection.close()
+
     def in_transaction(self) -> bool:
         """Whether the session is inside a transaction (a ``no-transaction`` migration's own
         ``BEGIN``) that a failure left open."""
