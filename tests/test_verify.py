@@ -135,7 +135,7 @@ def test_an_up_that_cannot_run_again_after_its_down_is_caught(target):
     assert "added: sequence public.invoice_numbers" in result.out
     assert "UP is not repeatable after DOWN: it failed: " in result.out
     assert 'relation "invoice_numbers" already exists' in result.out
-    assert "20240101000002_later: NOT VERIFIED" in result.out
+    assert "20240101000002_later: OK" in result.out  # the failed UP was rolled back: the run goes on
 
 
 @pg_only
@@ -160,25 +160,108 @@ def test_an_up_that_gives_another_schema_the_second_time_is_caught(target):
     assert "added: table public.again" in result.out
 
 
-def test_a_failing_up_or_down_is_reported_and_stops_the_run(target):
+def test_after_a_failed_step_the_run_goes_on_and_reports_every_migration(target):
     orders(target)
     target.migration("20240101000002_bad_down", "CREATE TABLE notes (id integer);", "DROP TABLE no_such_table;")
     target.migration("20240101000003_later", "CREATE TABLE later (id integer);", "DROP TABLE later;")
-    bad_down = verify(target, "--json")
-    (target.directory / "20240101000002_bad_down.sql").unlink()
+    target.migration("20240101000004_bad_up", "CREATE TABLE tags (id integer);\nINSERT INTO nowhere VALUES (1);")
+    target.migration("20240101000005_uses_tags", "CREATE INDEX tags_id ON tags (id);", "DROP INDEX tags_id;")
+    target.migration("20240101000006_last", "CREATE TABLE last (id integer);", "DROP TABLE last;")
+
+    result = verify(target, "--all", "--json")
+
+    assert result.code == EXIT_ROUND_TRIP, result.text
+    rows = {row["id"]: row for row in json.loads(result.out)}
+    assert {key: row["outcome"] for key, row in rows.items()} == {
+        ORDERS: "ok",
+        "20240101000002_bad_down": "failed",  # rolled back: still applied, so the run goes on from there
+        "20240101000003_later": "ok",
+        "20240101000004_bad_up": "failed",  # rolled back: not applied, and left out from then on
+        "20240101000005_uses_tags": "failed",
+        "20240101000006_last": "ok",
+    }
+    bad_down = rows["20240101000002_bad_down"]["error"]
+    assert bad_down.startswith(f"DOWN failed: {target.directory / '20240101000002_bad_down.sql'}:4: ")
+    assert rows["20240101000004_bad_up"]["error"].startswith(
+        f"UP failed: {target.directory / '20240101000004_bad_up.sql'}:3: "
+    )
+    uses_tags = rows["20240101000005_uses_tags"]["error"]
+    assert uses_tags.startswith(f"UP failed: {target.directory / '20240101000005_uses_tags.sql'}:2: ")
+    assert uses_tags.endswith("(20240101000004_bad_up is not applied: its UP failed)")
+    assert result.err.endswith(
+        "round trip failed for 3 of 6 migrations: 20240101000002_bad_down, 20240101000004_bad_up, "
+        "20240101000005_uses_tags"
+    )
+
+
+def test_in_text_every_failure_is_shown_with_its_file_and_line(target):
+    target.migration("20240101000001_bad_down", "CREATE TABLE notes (id integer);", "DROP TABLE no_such_table;")
     target.migration("20240101000002_bad_up", "INSERT INTO no_such_table VALUES (1);", "SELECT 1;")
+    target.migration("20240101000003_later", "CREATE TABLE later (id integer);", "DROP TABLE later;")
 
-    bad_up = verify(target)
+    result = verify(target)
 
-    assert bad_down.code == EXIT_ROUND_TRIP
-    rows = {row["id"]: row for row in json.loads(bad_down.out)}
-    assert rows["20240101000002_bad_down"]["outcome"] == "failed"
-    assert rows["20240101000002_bad_down"]["error"].startswith("DOWN failed: ")
-    assert rows["20240101000003_later"]["outcome"] == "not_verified"
-    assert bad_up.code == EXIT_ROUND_TRIP
-    assert "20240101000002_bad_up: FAILED" in bad_up.out
-    assert "UP failed: " in bad_up.out and "20240101000002_bad_up.sql:" in bad_up.out
-    assert "20240101000003_later: NOT VERIFIED" in bad_up.out
+    assert result.code == EXIT_ROUND_TRIP
+    assert "20240101000001_bad_down: FAILED" in result.out
+    assert f"DOWN failed: {target.directory / '20240101000001_bad_down.sql'}:4: " in result.out
+    assert "20240101000002_bad_up: FAILED" in result.out
+    assert f"UP failed: {target.directory / '20240101000002_bad_up.sql'}:2: " in result.out
+    assert "20240101000003_later: OK" in result.out
+
+
+def test_a_no_transaction_step_that_failed_part_way_leaves_the_rest_not_verified(target):
+    target.migration(
+        "20240101000001_half",
+        "CREATE TABLE half (id integer);\nINSERT INTO nowhere VALUES (1);",
+        "DROP TABLE half;",
+        header="-- sqlmigrate: no-transaction\n",
+    )
+    target.migration("20240101000002_later", "CREATE TABLE later (id integer);", "DROP TABLE later;")
+
+    result = verify(target, "--json")
+
+    assert result.code == EXIT_ROUND_TRIP
+    half, later = json.loads(result.out)
+    assert half["outcome"] == "failed" and "1 of 2 statements had already run" in half["error"]
+    assert later["outcome"] == "not_verified"
+    assert later["error"] == (
+        "not verified: 20240101000001_half failed part way (no-transaction), so what is applied is not known"
+    )
+
+
+def test_an_earlier_migration_that_needs_one_whose_up_failed_leaves_the_rest_not_verified(target):
+    target.migration("20240101000001_bad_up", "CREATE TABLE tags (id integer);\nINSERT INTO nowhere VALUES (1);")
+    target.migration("20240101000002_uses_tags", "CREATE INDEX tags_id ON tags (id);", "DROP INDEX tags_id;")
+    target.migration("20240101000003_notes", "CREATE TABLE notes (id integer);", "DROP TABLE notes;")
+
+    result = verify(target, "20240101000001_bad_up", "20240101000003_notes", "--json")
+
+    assert result.code == EXIT_ROUND_TRIP, result.text
+    bad_up, notes = json.loads(result.out)
+    assert bad_up["outcome"] == "failed"
+    assert notes["outcome"] == "not_verified"
+    assert f"{target.directory / '20240101000002_uses_tags.sql'}:2: " in notes["error"]
+    assert (
+        "(while applying 1 earlier migration to the throwaway database, before 20240101000003_notes)"
+        in (notes["error"])
+    )
+    assert notes["error"].endswith("; 20240101000001_bad_up is not applied: its UP failed")
+
+
+def test_a_statement_up_refuses_fails_the_up_of_any_migration_under_test(target):
+    orders(target)
+    target.migration(
+        "20240101000002_commits", "CREATE TABLE b (id integer);\nCOMMIT;\nCREATE TABLE c (id integer);", "DROP TABLE b;"
+    )
+
+    result = verify(target, "--json")
+
+    assert result.code == EXIT_ROUND_TRIP
+    first, commits = json.loads(result.out)
+    assert first["outcome"] == "ok"
+    assert commits["outcome"] == "failed"
+    assert commits["error"].startswith(f"UP failed: {target.directory / '20240101000002_commits.sql'}:3: ")
+    assert commits["mismatches"] == []  # nothing of it ran
 
 
 def test_an_earlier_migration_that_fails_is_an_error(target):
@@ -415,3 +498,51 @@ def test_the_target_database_is_left_untouched(target):
     assert verify_delta[2:] == [0, 0, 0]  # no row inserted, updated or deleted
     assert target.tables() == tables
     assert target.history() == history
+
+
+# What a step leaves in its session, and a next step that fails if it is still there: up and
+# down are separate commands, so each starts without any of it. The first is Lemmy 0.19's case:
+# a DOWN that drops an extension a temporary table of its UP used.
+SESSION_LEFTOVERS = {
+    "postgresql": [
+        (
+            "CREATE EXTENSION IF NOT EXISTS citext;\n"
+            "CREATE TABLE users (email citext);\n"
+            "CREATE TEMP TABLE seen AS SELECT email FROM users;",
+            "DROP TABLE users;\nDROP EXTENSION citext;",
+        ),
+        (
+            "PREPARE by_email AS SELECT 1;\n"
+            "LISTEN users_changed;\n"
+            "SELECT pg_advisory_lock(42);\n"
+            "SELECT set_config('app.step', 'up', false);",
+            "DO $$ BEGIN\n"
+            "    IF EXISTS (SELECT FROM pg_prepared_statements) THEN RAISE 'a prepared statement survived'; END IF;\n"
+            "    IF EXISTS (SELECT FROM pg_listening_channels()) THEN RAISE 'LISTEN survived'; END IF;\n"
+            "    IF EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND objid = 42\n"
+            "        AND pid = pg_backend_pid()) THEN RAISE 'an advisory lock survived'; END IF;\n"
+            "    IF current_setting('app.step', true) = 'up' THEN RAISE 'a setting survived'; END IF;\n"
+            "END $$;",
+        ),
+    ],
+    "sqlite": [
+        (
+            "CREATE TABLE users (email TEXT);\nCREATE TEMP TABLE seen (email TEXT);",
+            "CREATE TEMP TABLE seen (email TEXT);\nDROP TABLE seen;\nDROP TABLE users;",
+        ),
+        ("CREATE TABLE notes (id integer);", "DROP TABLE notes;"),
+    ],
+}
+
+
+def test_each_step_starts_in_a_new_session_as_up_and_down_do(target):
+    [(users_up, users_down), (session_up, session_down)] = SESSION_LEFTOVERS[target.vendor]
+    target.migration("20240101000001_users", users_up, users_down)
+    target.migration("20240101000002_session", session_up, session_down)
+
+    verified = verify(target, "--all", "--json")
+    commands = [target.manage("sqlmigrate_up"), target.manage("sqlmigrate_down", "--all")]
+
+    assert [command.returncode for command in commands] == [0, 0], [command.stderr for command in commands]
+    assert verified.code == 0, verified.text
+    assert [row["outcome"] for row in json.loads(verified.out)] == ["ok", "ok"]
