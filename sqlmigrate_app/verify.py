@@ -26,7 +26,7 @@ from .requirements import check_requirements
 from .runner import MigrationRunner, _reports_database_errors
 from .selection import applied_on, under_test
 from .snapshot import Change, Snapshot
-from .throwaway import throwaway_database
+from .throwaway import ThrowawayReporter, throwaway_database
 
 
 class Outcome(str, Enum):
@@ -114,8 +114,9 @@ class Verification:
         return all(result.passed for result in self.results)
 
 
-class VerifyReporter:
-    """Progress callbacks; the default ignores them. Only the command prints."""
+class VerifyReporter(ThrowawayReporter):
+    """Progress callbacks, and what becomes of the throwaway database; the default ignores
+    them. Only the command prints."""
 
     def started(self, database: str, tested: list[Migration]) -> None:
         """The throwaway database exists; these migrations will be round-tripped."""
@@ -205,7 +206,7 @@ def verify(
     tested = under_test(found, names, every, lambda: applied_on(_FilesReadOnce(found, using=using)))
     if not tested:
         return Verification(None)
-    with throwaway_database(using, keep) as scratch:
+    with throwaway_database(using, keep, reporter) as scratch:
         reporter.started(scratch.name, tested)
         runner = _FilesReadOnce(found, using=scratch.alias, reporter=Reporter())
         _django_migrations(runner, found.migrations[: found.migrations.index(tested[-1]) + 1])
