@@ -3,9 +3,10 @@ database, its schema compared at each step.
 
 For each one: snapshot S0, UP, S1, DOWN, which must give S0 back, UP, which must give S1 back.
 The migrations before it are applied first, by ``sqlmigrate_up``'s own ``migrate``; the round
-trip's steps run through the same executor ``up`` and ``down`` use. The target database is only
-read, and only when the migrations under test are its pending ones: its history, as
-``sqlmigrate_status`` reads it.
+trip's steps run through the same executor ``up`` and ``down`` use, each in a session of its own
+as separate commands would be, and a step that fails (rolled back) does not stop the run. The
+target database is only read, and only when the migrations under test are its pending ones: its
+history, as ``sqlmigrate_status`` reads it.
 """
 
 from __future__ import annotations
