@@ -3,15 +3,16 @@ database, its schema compared at each step.
 
 For each one: snapshot S0, UP, S1, DOWN, which must give S0 back, UP, which must give S1 back.
 The migrations before it are applied first, by ``sqlmigrate_up``'s own ``migrate``; the round
-trip's steps run through the same executor ``up`` and ``down`` use. The target database is only
-read, and only when the migrations under test are its pending ones: its history, as
-``sqlmigrate_status`` reads it.
+trip's steps run through the same executor ``up`` and ``down`` use, each in a session of its own
+as separate commands would be, and a step that fails (rolled back) does not stop the run. The
+target database is only read, and only when the migrations under test are its pending ones: its
+history, as ``sqlmigrate_status`` reads it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,12 @@ from django.core.management import call_command
 from . import conf, snapshot
 from .errors import SqlMigrateError, plural
 from .executor import Reporter, Result
-from .files import Migration, MigrationSet, load_directory
+from .files import Migration, MigrationSet, check_statements, load_directory
+from .requirements import check_requirements
 from .runner import MigrationRunner, _reports_database_errors
 from .selection import applied_on, under_test
 from .snapshot import Change, Snapshot
-from .throwaway import throwaway_database
+from .throwaway import ThrowawayReporter, throwaway_database
 
 
 class Outcome(str, Enum):
@@ -35,7 +37,7 @@ class Outcome(str, Enum):
     MISMATCH = "mismatch"  # one of them did not
     FAILED = "failed"  # a step's SQL failed
     IRREVERSIBLE = "irreversible"  # no DOWN section: applied, not round-tripped
-    NOT_VERIFIED = "not_verified"  # an earlier migration under test failed, so this one did not run
+    NOT_VERIFIED = "not_verified"  # an earlier no-transaction step failed part way: the state is not known
 
     def __str__(self) -> str:
         return self.value
@@ -113,8 +115,9 @@ class Verification:
         return all(result.passed for result in self.results)
 
 
-class VerifyReporter:
-    """Progress callbacks; the default ignores them. Only the command prints."""
+class VerifyReporter(ThrowawayReporter):
+    """Progress callbacks, and what becomes of the throwaway database; the default ignores
+    them. Only the command prints."""
 
     def started(self, database: str, tested: list[Migration]) -> None:
         """The throwaway database exists; these migrations will be round-tripped."""
@@ -128,25 +131,63 @@ class VerifyReporter:
 
 class _FilesReadOnce(MigrationRunner):
     """A runner over files read once: they do not change while verify runs, and reading a
-    thousand of them again for each of its steps would cost more than the steps."""
+    thousand of them again for each of its steps would cost more than the steps.
+
+    Each step ends its session (:meth:`~.backends.Backend.reset_session`): ``up`` and ``down``
+    are separate commands, so nothing a step leaves in its session (a temporary table, a
+    prepared statement, a setting, an advisory lock) may reach the next one."""
 
     def __init__(self, found: MigrationSet, **kwargs: Any) -> None:
-        super().__init__(directory=found.directory, loader=lambda directory: found, **kwargs)
+        self.found = found
+        super().__init__(directory=found.directory, loader=lambda directory: self.found, **kwargs)
 
-    # A round trip's steps, once a ``migrate`` has set the history table up: the executor's, as
-    # up and down run them, without planning again (verify knows what comes next; each plan
-    # reads the history, listing every table) or taking the run-wide lock (nobody else uses a
-    # throwaway database).
+    def prepare(self) -> None:
+        """Make the history table, as the first ``up`` would."""
+        with self._locked():
+            self.history.create()
+
+    def migrate(self, to: str | None = None, fake: bool = False, allow_out_of_order: bool = False) -> list[Result]:
+        """``up``, in a session of its own."""
+        try:
+            return super().migrate(to, fake, allow_out_of_order)
+        finally:
+            self._end_session()
+
+    # A round trip's steps: the executor's, as up and down run them, without planning again
+    # (verify knows what comes next; each plan reads the history, listing every table) or
+    # taking the run-wide lock (nobody else uses a throwaway database).
 
     @_reports_database_errors
     def apply(self, migration: Migration) -> Result:
-        """Apply ``migration``, the next one."""
-        return self.executor.apply(migration)
+        """Apply ``migration``, the next one, after the checks ``up`` makes of it."""
+        check_statements([migration])
+        check_requirements(self.connection, [migration])
+        try:
+            return self.executor.apply(migration)
+        finally:
+            self._end_session()
 
     @_reports_database_errors
     def revert(self, migration: Migration) -> Result:
         """Roll back ``migration``, the newest applied."""
-        return self.executor.revert(migration)
+        try:
+            return self.executor.revert(migration)
+        finally:
+            self._end_session()
+
+    @_reports_database_errors
+    def is_applied(self, migration: Migration) -> bool:
+        """Whether the history says ``migration`` is applied (after a step that failed)."""
+        return self.history.contains(migration.id)
+
+    def leave_out(self, migration: Migration) -> None:
+        """Go on as if ``migration``'s file were not there: its UP failed, so it is not applied,
+        and a later ``up`` must not try it again."""
+        self.found = MigrationSet(self.found.directory, [m for m in self.found.migrations if m is not migration])
+
+    def _end_session(self) -> None:
+        self.backend.reset_session()
+        self.executor.start_run()  # the session settings to put back are the new session's
 
 
 def verify(
@@ -166,11 +207,12 @@ def verify(
     tested = under_test(found, names, every, lambda: applied_on(_FilesReadOnce(found, using=using)))
     if not tested:
         return Verification(None)
-    with throwaway_database(using, keep) as scratch:
+    with throwaway_database(using, keep, reporter) as scratch:
         reporter.started(scratch.name, tested)
         runner = _FilesReadOnce(found, using=scratch.alias, reporter=Reporter())
         _django_migrations(runner, found.migrations[: found.migrations.index(tested[-1]) + 1])
-        results = _round_trips(runner, found, tested, reporter)
+        runner.prepare()
+        results = _RoundTrips(runner, found, reporter).run(tested)
     return Verification(scratch.name, results)
 
 
@@ -181,30 +223,71 @@ def _django_migrations(runner: _FilesReadOnce, migrations: list[Migration]) -> N
         call_command("migrate", database=runner.using, interactive=False, verbosity=0, skip_checks=True)
 
 
-def _round_trips(
-    runner: _FilesReadOnce, found: MigrationSet, tested: list[Migration], reporter: VerifyReporter
-) -> list[RoundTrip]:
-    reader = snapshot.reader_for(runner.connection, runner.history.table)
-    results: list[RoundTrip] = []
-    before: Snapshot | None = None
-    failed: Migration | None = None
-    applied = 0  # the first ``applied`` migrations of ``found`` are applied
-    for migration in tested:
-        if failed is not None:
-            result = RoundTrip(migration, Outcome.NOT_VERIFIED, error=f"not verified: {failed.id} failed before it")
-        else:
-            position = found.migrations.index(migration)
-            earlier = found.migrations[applied:position]
-            if earlier:
-                _apply_earlier(runner, earlier, migration, reporter)
-                before = None
-            result, before = _round_trip(runner, reader, migration, before or reader.take(), first=applied == 0)
-            applied = position + 1
-            if before is None:
-                failed = migration
-        results.append(result)
-        reporter.verified(result)
-    return results
+class _RoundTrips:
+    """The migrations under test round-tripped in turn, the ones before each applied first.
+
+    A step that failed was rolled back, so the state is known and the run goes on: a migration
+    whose DOWN failed stays applied; one whose UP failed is not applied, as after a failed
+    ``up``, and is left out of the rest of the run (a later migration that needs it fails too,
+    its error saying which is missing). Only a ``no-transaction`` step that failed may have run
+    part of its statements: the migrations after it are not verified.
+    """
+
+    def __init__(self, runner: _FilesReadOnce, found: MigrationSet, reporter: VerifyReporter) -> None:
+        self.runner = runner
+        self.found = found
+        self.reporter = reporter
+        self.reader = snapshot.reader_for(runner.connection, runner.history.table)
+        self.applied = 0  # the migrations of ``found`` before this index are applied (or left out)
+        self.before: Snapshot | None = None  # the schema now, when known without reading it
+        self.left_out: list[Migration] = []
+        self.unknown: str | None = None  # why the state is not known, once it is not
+
+    def run(self, tested: list[Migration]) -> list[RoundTrip]:
+        """Every migration's round trip, in order, each told to the reporter as it ends."""
+        results = []
+        for migration in tested:
+            result = self._one(migration)
+            results.append(result)
+            self.reporter.verified(result)
+        return results
+
+    def _one(self, migration: Migration) -> RoundTrip:
+        if self.unknown is not None:
+            return RoundTrip(migration, Outcome.NOT_VERIFIED, error=f"not verified: {self.unknown}")
+        position = self.found.migrations.index(migration)
+        earlier = self.found.migrations[self.applied : position]
+        if earlier:
+            self.before = None
+            try:
+                _apply_earlier(self.runner, earlier, migration, self.reporter)
+            except SqlMigrateError as exc:
+                if not self.left_out:
+                    raise  # the set cannot be applied as it is: not a finding about one migration
+                self.unknown = f"{exc}; {self._missing()}"
+                return RoundTrip(migration, Outcome.NOT_VERIFIED, error=f"not verified: {self.unknown}")
+        result, self.before = _round_trip(self.runner, self.reader, migration, self.before or self.reader.take())
+        self.applied = position + 1
+        if result.outcome == Outcome.FAILED and self.left_out:
+            result = replace(result, error=f"{result.error} ({self._missing()})")
+        if self.before is None:
+            self._after_failure(migration)
+        return result
+
+    def _after_failure(self, migration: Migration) -> None:
+        """Where a failed step left the throwaway database: the history says, for a migration
+        that runs in a transaction."""
+        if not migration.transactional:
+            self.unknown = f"{migration.id} failed part way (no-transaction), so what is applied is not known"
+        elif not self.runner.is_applied(migration):
+            self.runner.leave_out(migration)
+            self.left_out.append(migration)
+
+    def _missing(self) -> str:
+        """Which migrations under test are not applied, their UP having failed."""
+        ids = ", ".join(migration.id for migration in self.left_out)
+        one = len(self.left_out) == 1
+        return f"{ids} {'is' if one else 'are'} not applied: {'its UP' if one else 'their UPs'} failed"
 
 
 def _apply_earlier(
@@ -222,13 +305,12 @@ def _apply_earlier(
 
 
 def _round_trip(
-    runner: _FilesReadOnce, reader: snapshot.Reader, migration: Migration, before: Snapshot, first: bool
+    runner: _FilesReadOnce, reader: snapshot.Reader, migration: Migration, before: Snapshot
 ) -> tuple[RoundTrip, Snapshot | None]:
     """UP, DOWN and UP again, each compared; the snapshot the database is left at (None when a
-    step failed and the run must stop). The ``first`` migration of all goes up by ``migrate``,
-    which makes the history table."""
+    step failed: it was rolled back)."""
     try:
-        runner.migrate(to=migration.id) if first else runner.apply(migration)
+        runner.apply(migration)
     except SqlMigrateError as exc:
         return RoundTrip(migration, Outcome.FAILED, error=f"UP failed: {exc}"), None
     after = reader.take()

@@ -244,6 +244,12 @@ class Backend(ABC):
         read it to send the server the same SQL; ``MigrationFileError`` when no change can."""
         return sql
 
+    def reset_session(self) -> None:
+        """Leave nothing of this session to the next statement: no temporary table, prepared
+        statement, setting, lock or ``ATTACH``, as if a new command had connected (what verify
+        does between the steps it checks). Here: close the connection; the next query opens one."""
+        self.connection.close()
+
     def in_transaction(self) -> bool:
         """Whether the session is inside a transaction (a ``no-transaction`` migration's own
         ``BEGIN``) that a failure left open."""

@@ -43,18 +43,12 @@ class Command(SqlMigrateCommand):
 
     def run(self, **options: Any) -> None:
         """Do it, and print the outcome."""
-        reporter = None if options["json"] else TextReporter(self)
+        reporter = ThrowawayLines(self) if options["json"] else TextReporter(self)
         verification = verify(
             options["database"], options["directory"], options["ids"], options["all"], options["keep"], reporter
         )
         if options["json"]:
             self.stdout.write(json.dumps([result.as_dict() for result in verification.results], indent=2))
-        if options["keep"] and verification.database:
-            kept = f"Kept the throwaway database {verification.database}."
-            if options["json"]:
-                self.stderr.write(kept)
-            else:
-                self.say(kept, level=0)
         results = verification.results
         if not results:
             if not options["json"]:
@@ -70,11 +64,32 @@ class Command(SqlMigrateCommand):
             self.say(self.style.SUCCESS(f"All round trips match ({plural(len(results), 'migration')})."))
 
 
-class TextReporter(VerifyReporter):
-    """Prints each migration's round trip as it ends, and what differs."""
+class ThrowawayLines(VerifyReporter):
+    """One line on stderr (stdout may be ``--json``) for each throwaway database dropped,
+    kept or left behind, naming it; only the last in a warning's colour."""
 
     def __init__(self, command: SqlMigrateCommand) -> None:
         self.command = command
+
+    def dropped_leftovers(self, names: list[str]) -> None:
+        """Say which leftovers of earlier runs were dropped."""
+        count = plural(len(names), "throwaway database")
+        self.command.stderr.write(f"Dropped {count} left behind by earlier verify runs: {', '.join(names)}.", str)
+
+    def kept(self, name: str) -> None:
+        """Say where to look (``--keep``)."""
+        self.command.stderr.write(f"Kept the throwaway database {name}.", str)
+
+    def left_behind(self, name: str, why: str, marked: bool) -> None:
+        """Say which database stays, why, and who will drop it."""
+        later = "the next sqlmigrate_verify will try to drop it, or drop it by hand" if marked else "drop it by hand"
+        message = f"Left the throwaway database {name} behind ({why}): {later}."
+        self.command.stderr.write(message, self.command.style.WARNING)
+        self.command.stderr.flush()
+
+
+class TextReporter(ThrowawayLines):
+    """Prints each migration's round trip as it ends, and what differs."""
 
     def started(self, database: str, tested: list[Migration]) -> None:
         """Say where the round trips run."""
