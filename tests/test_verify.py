@@ -600,8 +600,9 @@ def test_each_step_starts_in_a_new_session_as_up_and_down_do(target):
 SLOW = "20240101000002_slow"
 SLOW_SQL = {
     "postgresql": "SELECT pg_sleep(30);",
-    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000)"
-    " SELECT count(*) FROM c;",
+    # A write first, so that its transaction has a journal to wait for (the history row is last).
+    "sqlite": "CREATE TABLE slow (x integer);\n"
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) SELECT count(*) FROM c;",
 }
 SIGNALS = {"SIGINT": (signal.SIGINT, 130, "Ctrl-C"), "SIGTERM": (signal.SIGTERM, 143, "SIGTERM")}
 
