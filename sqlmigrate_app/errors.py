@@ -178,6 +178,11 @@ class ThrowawayDatabaseError(SqlMigrateError):
     """The throwaway database ``sqlmigrate_verify`` works in cannot be made (or dropped)."""
 
 
+class SchemaFileError(SqlMigrateError):
+    """The schema file (``SQLMIGRATE_SCHEMA_FILE``, ``dump --output``) cannot be written or read;
+    the message names it and says why."""
+
+
 class LintUnavailable(SqlMigrateError):
     """squawk, which ``sqlmigrate_lint`` runs, is not installed or cannot run."""
 

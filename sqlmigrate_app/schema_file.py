@@ -1,18 +1,25 @@
 """The schema file: what the migrations produce, for review (dbmate's ``schema.sql`` habit).
 
 The snapshot ``verify`` compares (:mod:`.snapshot`), then the ids of the applied migrations in
-order. ``sqlmigrate_dump`` writes it; ``up`` and ``down`` rewrite it after a successful run when
-``SQLMIGRATE_SCHEMA_FILE`` is set, so every pull request that adds a migration shows its effect
-on the schema; ``sqlmigrate_dump --check`` fails in CI when it was not rewritten.
+order. ``sqlmigrate_dump`` writes it; ``up``, ``down`` and ``redo`` rewrite it after a successful
+run when ``SQLMIGRATE_SCHEMA_FILE`` is set, so every pull request that adds a migration shows its
+effect on the schema; ``sqlmigrate_dump --check`` fails in CI when it was not rewritten. Written
+atomically (a temporary file beside it, renamed over it); a file that cannot be written or read
+is a one-line :class:`~.errors.SchemaFileError`, never a traceback after migrations committed.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
+import os
+import secrets
+import stat
 from pathlib import Path
 
 from . import conf, snapshot
-from .runner import MigrationRunner
+from .errors import SchemaFileError, SqlMigrateError
+from .runner import MigrationRunner, _reports_database_errors
 
 HEADER = (
     "-- The database schema as the migrations leave it, then the migrations applied, in order.\n"
@@ -22,6 +29,7 @@ HEADER = (
 APPLIED_HEADING = "-- Applied migrations\n"
 
 
+@_reports_database_errors
 def render(runner: MigrationRunner) -> str:
     """The schema file's text for ``runner``'s database, as it is now."""
     schema = snapshot.take(runner.connection, runner.history.table)
@@ -29,18 +37,113 @@ def render(runner: MigrationRunner) -> str:
     return HEADER + schema.text() + APPLIED_HEADING + "".join(f"{migration_id}\n" for migration_id in applied)
 
 
+def not_written(path: Path, reason: str) -> SchemaFileError:
+    """The error of a schema file that could not be written, and why."""
+    return SchemaFileError(f"the schema file {path} was not written: {reason}")
+
+
 def write(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` unless it holds it already; whether it changed."""
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
+    """Write ``text`` to ``path`` unless it holds it already; whether it changed.
+
+    Atomically (:func:`replace`): an interrupted or failed write leaves the old file whole. A
+    symbolic link is written through, and stays a link."""
+    real = Path(os.path.realpath(path))
+    problem = not_a_file(real)
+    if problem:
+        raise not_written(path, problem)
+    data = text.encode("utf-8")
+    if holds(real, data):
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    try:
+        descriptor, temporary = create_beside(real)
+    except OSError as exc:
+        raise not_written(path, f"cannot create a file in {real.parent}: {exc.strerror or exc}") from exc
+    try:
+        replace(real, descriptor, temporary, data)
+    except OSError as exc:
+        raise not_written(path, exc.strerror or str(exc)) from exc
     return True
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be the schema file although it exists (a directory, a device, a
+    FIFO), or None. Renaming over ``/dev/null`` would replace the device; reading a FIFO would
+    wait for a writer."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # missing, or under a file: creating the file says why
+        return None
+    if stat.S_ISDIR(mode):
+        return os.strerror(errno.EISDIR)  # "Is a directory", as open() says it
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def holds(path: Path, data: bytes) -> bool:
+    """Whether the file at ``path`` holds exactly ``data``. Bytes, not text: a file that is not
+    UTF-8 is simply different, and gets overwritten."""
+    try:
+        return path.read_bytes() == data
+    except OSError:  # missing or unreadable: writing it says why, if it cannot be written
+        return False
+
+
+def create_beside(path: Path) -> tuple[int, Path]:
+    """A new, empty temporary file in ``path``'s directory (made if missing), open for
+    writing: the same file system, so renaming it over ``path`` is atomic. Created with mode
+    0666 less the umask, as ``open()`` would create ``path`` itself."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    try:
+        return os.open(temporary, flags, 0o666), temporary
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(temporary, flags, 0o666), temporary
+
+
+def replace(path: Path, descriptor: int, temporary: Path, data: bytes) -> None:
+    """Fill the ``temporary`` file open as ``descriptor`` with ``data``, flush it to disk, and
+    rename it over ``path`` (keeping the old file's permission bits); on any failure, remove it."""
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        if path.exists():
+            os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def read(path: Path) -> str:
+    """The schema file's text, empty when there is none; one that cannot be read (a directory,
+    no permission, not UTF-8) is a :class:`SchemaFileError` naming it and the reason."""
+    problem = not_a_file(path)
+    if problem:
+        raise not_read(path, problem)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise not_read(path, exc.strerror or str(exc)) from exc
+    try:
+        return data.decode("utf-8").replace("\r\n", "\n")  # a CRLF checkout still matches
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        reason = f"line {line} is not UTF-8 (byte 0x{data[exc.start]:02x}); sqlmigrate_dump writes it again"
+        raise not_read(path, reason) from exc
+
+
+def not_read(path: Path, reason: str) -> SchemaFileError:
+    """The error of a schema file that could not be read, and why."""
+    return SchemaFileError(f"the schema file {path} cannot be read: {reason}")
 
 
 def differences(path: Path, text: str) -> list[str]:
     """How the file at ``path`` differs from ``text`` (a unified diff; empty when it does not)."""
-    current = path.read_text(encoding="utf-8") if path.is_file() else ""
+    current = read(path)
     if current == text:
         return []
     return list(
@@ -49,9 +152,14 @@ def differences(path: Path, text: str) -> list[str]:
 
 
 def rewrite(runner: MigrationRunner) -> Path | None:
-    """After a successful ``up`` or ``down``: rewrite ``SQLMIGRATE_SCHEMA_FILE`` when it is set
-    (and differs); the path written, or None."""
+    """After a successful ``up``, ``down`` or ``redo``: rewrite ``SQLMIGRATE_SCHEMA_FILE`` when it
+    is set (and differs); the path written, or None. Any failure, the database's while reading
+    the schema included, is a :class:`SchemaFileError`: the migrations have committed by then."""
     path = conf.schema_file(runner.using)
     if path is None:
         return None
-    return path if write(path, render(runner)) else None
+    try:
+        text = render(runner)
+    except SqlMigrateError as exc:
+        raise not_written(path, str(exc)) from exc
+    return path if write(path, text) else None

@@ -19,7 +19,7 @@ import django
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from .. import __version__, schema_file
-from ..errors import MigrationInterrupted, ProblemKind, SqlMigrateError, Terminated, plural, printable
+from ..errors import MigrationInterrupted, ProblemKind, SchemaFileError, SqlMigrateError, Terminated, plural, printable
 from ..executor import APPLIED, FAKED, ROLLED_BACK, SKIPPED, Reporter, Result
 from ..files import Migration
 from ..runner import MigrationRunner
@@ -40,6 +40,9 @@ EXIT_CODES = {
 # The checks a pull request runs: a round trip that does not match (sqlmigrate_verify), and a
 # schema file that differs from the database (sqlmigrate_dump --check).
 EXIT_ROUND_TRIP, EXIT_SCHEMA_FILE = 9, 11
+# The schema file cannot be written (up, down and redo: after their migrations committed, so a
+# deploy script can tell it from a failed migration; dump) or read (dump --check).
+EXIT_SCHEMA_FILE_NOT_WRITTEN = 12
 # Exit codes of a run stopped by a signal, as a shell reports them: 128 + the signal's number.
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 # A command whose reader went away (``sqlmigrate_status | head -1``) stops quietly with the code
@@ -278,9 +281,14 @@ class ProgressReporter(Reporter):
         self.command.say(f"{self.command.style.ERROR(' INTERRUPTED')} ({elapsed_ms:.0f} ms)")
 
 
+def counted(results: list[Result]) -> int:
+    """How many of ``results`` this run did (not those another runner did first)."""
+    return sum(1 for result in results if result.action != SKIPPED)
+
+
 def print_summary(command: SqlMigrateCommand, results: list[Result], done: str, nothing: str, started: float) -> None:
     """``Applied 3 migrations in 33 ms.``, or ``nothing`` when another runner did it all."""
-    count = sum(1 for result in results if result.action != SKIPPED)
+    count = counted(results)
     if not count:
         command.say(nothing)
         return
@@ -301,8 +309,15 @@ def print_plan(command: SqlMigrateCommand, title: str, migrations: list[Migratio
         command.say(section.sql.strip() + "\n", level=2)
 
 
-def rewrite_schema_file(command: SqlMigrateCommand, runner: MigrationRunner) -> None:
-    """After a successful ``up`` or ``down``: rewrite ``SQLMIGRATE_SCHEMA_FILE`` when it is set."""
-    path = schema_file.rewrite(runner)
+def rewrite_schema_file(command: SqlMigrateCommand, runner: MigrationRunner, results: list[Result], done: str) -> None:
+    """After a successful ``up``, ``down`` or ``redo``: rewrite ``SQLMIGRATE_SCHEMA_FILE`` when it
+    is set. The migrations have committed by then: a file that cannot be written is one line
+    saying so and what was ``done`` (``applied and recorded in the history``), exit 12."""
+    try:
+        path = schema_file.rewrite(runner)
+    except SchemaFileError as exc:
+        raise CommandError(
+            f"{plural(counted(results), 'migration')} {done}, but {exc}", returncode=EXIT_SCHEMA_FILE_NOT_WRITTEN
+        ) from exc
     if path is not None:
         command.say(f"Wrote the schema to {path}.")

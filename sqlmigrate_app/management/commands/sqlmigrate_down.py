@@ -4,7 +4,15 @@ from argparse import ArgumentParser
 from time import perf_counter
 from typing import Any
 
-from ..base import ProgressReporter, SqlMigrateCommand, print_plan, print_summary, rewrite_schema_file
+from ..base import (
+    EXIT_SCHEMA_FILE_NOT_WRITTEN,
+    ProgressReporter,
+    SqlMigrateCommand,
+    exit_codes_line,
+    print_plan,
+    print_summary,
+    rewrite_schema_file,
+)
 
 NOTHING_TO_ROLL_BACK = "Nothing to roll back."
 
@@ -13,6 +21,10 @@ class Command(SqlMigrateCommand):
     """``sqlmigrate_down [N]``: roll back the newest applied migrations."""
 
     help = "Roll back the last N applied SQL migrations (default 1), newest first."
+    exit_codes_help = exit_codes_line(
+        "rolled back, or nothing to roll back",
+        [(EXIT_SCHEMA_FILE_NOT_WRITTEN, "migrations rolled back, schema file not written")],
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """The command's own options, after the common ones."""
@@ -39,4 +51,4 @@ class Command(SqlMigrateCommand):
         started = perf_counter()
         results = runner.rollback(**which)
         print_summary(self, results, "Rolled back", NOTHING_TO_ROLL_BACK, started)
-        rewrite_schema_file(self, runner)
+        rewrite_schema_file(self, runner, results, "rolled back and removed from the history")

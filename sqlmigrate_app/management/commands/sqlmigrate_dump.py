@@ -7,8 +7,9 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from ... import conf
+from ...errors import SchemaFileError
 from ...schema_file import differences, render, write
-from ..base import EXIT_SCHEMA_FILE, SqlMigrateCommand, exit_codes_line
+from ..base import EXIT_SCHEMA_FILE, EXIT_SCHEMA_FILE_NOT_WRITTEN, SqlMigrateCommand, exit_codes_line
 
 
 class Command(SqlMigrateCommand):
@@ -19,7 +20,11 @@ class Command(SqlMigrateCommand):
         "or with --check fail when that file differs from the database."
     )
     exit_codes_help = exit_codes_line(
-        "written (--check: the file matches the database)", [(EXIT_SCHEMA_FILE, "--check: the file differs")]
+        "written (--check: the file matches the database)",
+        [
+            (EXIT_SCHEMA_FILE, "--check: the file differs"),
+            (EXIT_SCHEMA_FILE_NOT_WRITTEN, "the file cannot be written (--check: cannot be read)"),
+        ],
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -43,7 +48,15 @@ class Command(SqlMigrateCommand):
         text = render(runner)
         if path is None:
             self.stdout.write(text, ending="")
-        elif options["check"]:
+            return
+        try:
+            self.to_file(path, text, options["check"])
+        except SchemaFileError as exc:
+            raise CommandError(str(exc), returncode=EXIT_SCHEMA_FILE_NOT_WRITTEN) from exc
+
+    def to_file(self, path: Path, text: str, check: bool) -> None:
+        """Write ``text`` to the file at ``path`` or, with ``check``, compare them."""
+        if check:
             diff = differences(path, text)
             if diff:
                 self.stderr.write("\n".join(diff))

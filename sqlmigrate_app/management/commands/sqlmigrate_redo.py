@@ -5,13 +5,23 @@ from time import perf_counter
 from typing import Any
 
 from ...executor import APPLIED
-from ..base import ProgressReporter, SqlMigrateCommand, print_summary
+from ..base import (
+    EXIT_SCHEMA_FILE_NOT_WRITTEN,
+    ProgressReporter,
+    SqlMigrateCommand,
+    exit_codes_line,
+    print_summary,
+    rewrite_schema_file,
+)
 
 
 class Command(SqlMigrateCommand):
     """``sqlmigrate_redo [N]``: roll back the newest applied migrations and apply them again."""
 
     help = "Roll back the last N applied SQL migrations (default 1) and apply them again."
+    exit_codes_help = exit_codes_line(
+        "redone, or nothing to redo", [(EXIT_SCHEMA_FILE_NOT_WRITTEN, "migrations redone, schema file not written")]
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """The command's own options, after the common ones."""
@@ -26,3 +36,4 @@ class Command(SqlMigrateCommand):
         results = runner.redo(options["steps"])
         reapplied = [result for result in results if result.action == APPLIED]
         print_summary(self, reapplied, "Redid", "Nothing to redo.", started)
+        rewrite_schema_file(self, runner, reapplied, "rolled back and applied again, recorded in the history")

@@ -5,7 +5,15 @@ from time import perf_counter
 from typing import Any
 
 from ...errors import ConfigurationError
-from ..base import ProgressReporter, SqlMigrateCommand, print_plan, print_summary, rewrite_schema_file
+from ..base import (
+    EXIT_SCHEMA_FILE_NOT_WRITTEN,
+    ProgressReporter,
+    SqlMigrateCommand,
+    exit_codes_line,
+    print_plan,
+    print_summary,
+    rewrite_schema_file,
+)
 
 NOTHING_PENDING = "No pending migrations."
 
@@ -14,6 +22,9 @@ class Command(SqlMigrateCommand):
     """``sqlmigrate_up``: apply the pending migrations."""
 
     help = "Apply pending SQL migrations, each in its own transaction."
+    exit_codes_help = exit_codes_line(
+        "applied, or nothing pending", [(EXIT_SCHEMA_FILE_NOT_WRITTEN, "migrations applied, schema file not written")]
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """The command's own options, after the common ones."""
@@ -67,4 +78,5 @@ class Command(SqlMigrateCommand):
         started = perf_counter()
         results = runner.migrate(to=to, fake=options["fake"], allow_out_of_order=out_of_order)
         print_summary(self, results, "Faked" if options["fake"] else "Applied", NOTHING_PENDING, started)
-        rewrite_schema_file(self, runner)
+        done = "recorded as applied (--fake)" if options["fake"] else "applied and recorded in the history"
+        rewrite_schema_file(self, runner, results, done)
