@@ -242,9 +242,8 @@ def reader_role(postgres_server) -> Iterator[str]:
         admin.execute(f"DROP ROLE {role}")
 
 
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)  # catalog privileges are PostgreSQL's
 def test_a_database_error_while_reading_the_schema_is_one_line(reader_role, target, tmp_path, settings):
-    if target.vendor == "sqlite":
-        pytest.skip("catalog privileges are PostgreSQL's")
     with psycopg.connect(target.url, autocommit=True) as admin:
         name = admin.execute("SELECT current_database()").fetchone()[0]
         admin.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {reader_role}")

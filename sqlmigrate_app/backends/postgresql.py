@@ -187,7 +187,12 @@ class PostgresBackend(Backend):
         a second time to find the line."""
         error = outcome.error
         assert error is not None
+        position = int(getattr(getattr(error, "diag", None), "statement_position", None) or 0)
+        if position and position <= len(head_text):
+            return StatementError(error, None, part="prelude")
         index = outcome.failed_at - head
+        if index < 0 and position:  # a syntax error: the server ran nothing
+            return StatementError(error, self._error_line(error, section, len(head_text)))
         if index < 0:
             return StatementError(error, None, part="prelude")
         statements = self.split(section)
@@ -196,9 +201,7 @@ class PostgresBackend(Backend):
             return TransactionEnded(ended or Ending(None, "COMMIT or ROLLBACK", ()))
         if len(statements) < index <= len(statements) + record:
             return StatementError(error, None, part="record", ended=ended)
-        if getattr(getattr(error, "diag", None), "statement_position", None):
-            if int(error.diag.statement_position) <= len(head_text):  # type: ignore[attr-defined]
-                return StatementError(error, None, part="prelude")
+        if position:
             return StatementError(error, self._error_line(error, section, len(head_text)), ended=ended)
         line = statements[index].line if index < len(statements) else None  # past them: an error at COMMIT
         return StatementError(error, line, ended=ended)
