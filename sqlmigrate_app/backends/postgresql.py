@@ -164,7 +164,7 @@ class PostgresBackend(Backend):
                 tail.append("COMMIT")
             text = "".join(f"{sql};\n" for sql in head)
             kept = 2 if tail[-1] == "COMMIT" else 1  # the history change's rows, and COMMIT's
-            outcome = _psycopg.simple_query(conn, f"{text}{section.sql}\n;\n{';'.join(tail)}", kept=kept)
+            outcome = _psycopg.simple_query(conn, [text, section.sql, f"\n;\n{';'.join(tail)}"], kept=kept)
         if outcome.error is None:
             return outcome.rows[0]
         raise self._located(outcome, section, text, len(head), len(record)) from outcome.error
