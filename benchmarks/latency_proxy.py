@@ -16,6 +16,7 @@ thread of the benchmark's own process; the commands measured run in processes of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from types import TracebackType
@@ -83,13 +84,11 @@ class LatencyProxy:
             client_writer.close()
             return
         last = ["server"]  # who spoke last: the client's next words start a round trip
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # the proxy is closing
             await asyncio.gather(
                 self._pipe(client_reader, server_writer, "client", last),
                 self._pipe(server_reader, client_writer, "server", last),
             )
-        except asyncio.CancelledError:  # the proxy is closing
-            pass
 
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, side: str, last: list[str]
