@@ -1,6 +1,7 @@
 """System checks (``manage.py check``): configuration mistakes and malformed migration files.
 
-They read settings and files only, never a database, so they run anywhere ``check`` does.
+They read settings and files only, never a database, so they run anywhere ``check`` does (that
+each database with SQL migrations has a backend is told by its connection's class and driver).
 
 Every check lists each directory and checks every file name and timestamp. It reads a file only
 when it is new, changed (by its ``stat()`` signature) or was not clean last time: the files it
@@ -18,8 +19,11 @@ from typing import Any
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from . import conf
+from .backends import backend_for
 from .cache import CleanRecord, signatures
 from .errors import EmptyMigration, MigrationFileError, SqlMigrateError
 from .files import (
@@ -195,3 +199,23 @@ def _file_message(error: MigrationFileError) -> CheckMessage:
     if isinstance(error, EmptyMigration):
         return Warning(str(error), hint="Write the UP section before deploying.", id="sqlmigrate.W002")
     return Error(str(error), hint="Run 'manage.py sqlmigrate_validate' for details.", id="sqlmigrate.E003")
+
+
+@register(TAG)
+def check_databases(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Each database with SQL migrations is one sqlmigrate has a backend for (E009). A default
+    left empty (``"default": {}``, Django's dummy engine, for a project of named databases only)
+    is not one with SQL migrations; a driver Django cannot load is Django's to report."""
+    errors: list[CheckMessage] = []
+    for alias in conf.migrated_aliases():
+        engine = connections.settings.get(alias, {}).get("ENGINE")
+        if engine is None or (alias == DEFAULT_DB_ALIAS and engine == "django.db.backends.dummy"):
+            continue  # not in DATABASES (E004 says so), or empty
+        try:
+            backend_for(connections[alias])
+        except ImproperlyConfigured:
+            continue
+        except SqlMigrateError as exc:
+            hint = "Point the alias at PostgreSQL (with psycopg 3) or SQLite, or leave it out of SQLMIGRATE_DIRS."
+            errors.append(Error(f"{exc}.", hint=hint, id="sqlmigrate.E009"))
+    return errors

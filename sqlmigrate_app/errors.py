@@ -7,12 +7,20 @@ Each says in one line what is wrong, where, and the fix. The problems ``validate
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import django.db
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 if TYPE_CHECKING:
     from .files import Migration
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def plural(count: int, noun: str) -> str:
@@ -166,12 +174,30 @@ class LockTimeout(SqlMigrateError):
 
 class MigrationFailed(SqlMigrateError):
     """A migration's SQL failed; the message says what became of it (rolled back, or for a
-    ``no-transaction`` migration which statements had run)."""
+    ``no-transaction`` migration which statements had run). ``sqlstate`` is the database's
+    error code (None where it gives none); ``lock_timed_out`` when it failed only because it
+    waited longer than its lock timeout and was rolled back whole, so trying again is safe."""
 
-    def __init__(self, migration: Migration, message: str, sqlstate: str | None = None) -> None:
+    def __init__(
+        self, migration: Migration, message: str, sqlstate: str | None = None, lock_timed_out: bool = False
+    ) -> None:
         super().__init__(message)
         self.migration = migration
         self.sqlstate = sqlstate
+        self.lock_timed_out = lock_timed_out
+
+
+class DatabaseError(SqlMigrateError):
+    """A query of sqlmigrate's own failed in the database (reading the history or the catalog,
+    connecting): the database's message in one line after ``where`` (by default ``database
+    'alias'``). The driver's error is ``error`` and the ``__cause__``; ``sqlstate`` its code
+    (None where the driver gives none, as sqlite3's)."""
+
+    def __init__(self, using: str, error: BaseException, where: str | None = None) -> None:
+        super().__init__(f"{where or f'database {using!r}'}: {database_message(error)}")
+        self.using = using
+        self.error = _driver_error_of(error)
+        self.sqlstate = sqlstate(error)
 
 
 class ThrowawayDatabaseError(SqlMigrateError):
@@ -223,3 +249,66 @@ def redo_stopped(error: BaseException, left: list[Migration]) -> BaseException:
         )
     error.args = (f"{error}{note}",)
     return error
+
+
+# A database error in one line -------------------------------------------------------------------
+
+
+def driver_error(connection: BaseDatabaseWrapper) -> type[Exception]:
+    """The DB-API ``Error`` class of the connection's driver (psycopg, sqlite3): what a raw
+    cursor raises."""
+    error: type[Exception] = connection.Database.Error  # type: ignore[attr-defined]
+    return error
+
+
+def database_error_types(connection: BaseDatabaseWrapper) -> tuple[type[Exception], ...]:
+    """What a query on ``connection`` raises when the database fails it: Django's errors (from
+    its cursors) and the driver's own (from raw cursors)."""
+    return (django.db.Error, driver_error(connection))
+
+
+def _driver_error_of(error: BaseException) -> BaseException:
+    """The driver's error under Django's wrapper of it (which has no SQLSTATE, DETAIL or HINT)."""
+    cause = error.__cause__
+    return cause if isinstance(error, django.db.Error) and cause is not None else error
+
+
+def sqlstate(error: BaseException | None) -> str | None:
+    """The SQLSTATE of a database error (under Django's wrapper too); None where the driver
+    gives none (sqlite3) or for anything else."""
+    return getattr(_driver_error_of(error), "sqlstate", None) if error is not None else None
+
+
+def database_message(error: BaseException) -> str:
+    """The database's message in one line, with the DETAIL and HINT it gives."""
+    error = _driver_error_of(error)
+    diag = getattr(error, "diag", None)
+    text = getattr(diag, "message_primary", None) or str(error).strip() or type(error).__name__
+    extras = [
+        f"{label.upper()}: {' '.join(extra.split())}"
+        for label in ("detail", "hint")
+        if (extra := getattr(diag, f"message_{label}", None))
+    ]
+    return text.splitlines()[0] + (f" ({'; '.join(extras)})" if extras else "")
+
+
+@contextmanager
+def database_errors(connection: BaseDatabaseWrapper, where: str | None = None) -> Iterator[None]:
+    """A database error raised inside becomes a one-line :class:`DatabaseError` naming
+    ``connection``'s alias (or ``where``); sqlmigrate's own errors pass through as they are."""
+    try:
+        yield
+    except database_error_types(connection) as exc:
+        raise DatabaseError(connection.alias, exc, where) from exc
+
+
+def reports_database_errors(method: F) -> F:
+    """A method of an object with a ``connection`` (the runner's public ones), run inside
+    :func:`database_errors`."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with database_errors(self.connection):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -16,17 +16,24 @@ from dataclasses import dataclass
 from time import perf_counter, sleep
 from typing import Any
 
-from django.db import Error as DjangoDatabaseError
 from django.db import IntegrityError, transaction
 
-from .backends import Backend, StatementError, TransactionEnded, driver_error
-from .errors import MigrationFailed, MigrationInterrupted, SqlMigrateError, Terminated
+from .backends import Backend, StatementError, TransactionEnded
+from .errors import (
+    DatabaseError,
+    MigrationFailed,
+    MigrationInterrupted,
+    SqlMigrateError,
+    Terminated,
+    database_error_types,
+    database_message,
+    sqlstate,
+)
 from .files import Migration, Section
 from .history import HistoryTable
 from .statements import Statement, may_change_session, transaction_control
 
 APPLIED, FAKED, ROLLED_BACK, SKIPPED = "applied", "faked", "rolled back", "skipped"
-LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for "canceling statement due to lock timeout"
 RETRY_PAUSE, LONGEST_RETRY_PAUSE = 0.5, 30.0  # seconds before the 2nd try; doubling, up to this
 NOTHING_APPLIED = "rolled back, nothing of it was applied or recorded"
 LOST_BEFORE_COMMIT = (
@@ -89,18 +96,6 @@ class _AlreadyDone(Exception):
     """Another runner applied (or rolled back) this migration while we waited for it."""
 
 
-def describe(error: BaseException) -> str:
-    """The database's message in one line, with the DETAIL and HINT it gives."""
-    diag = getattr(error, "diag", None)
-    text = getattr(diag, "message_primary", None) or str(error).strip() or type(error).__name__
-    extras = [
-        f"{label.upper()}: {' '.join(extra.split())}"
-        for label in ("detail", "hint")
-        if (extra := getattr(diag, f"message_{label}", None))
-    ]
-    return text.splitlines()[0] + (f" ({'; '.join(extras)})" if extras else "")
-
-
 def open_group(ran: list[Statement]) -> int | None:
     """The index in ``ran`` of a ``BEGIN`` whose group had not ended, if any."""
     opened = None
@@ -161,16 +156,17 @@ class Executor:
                 self._run(step)
                 return
             except MigrationFailed as exc:
-                if attempt > self.retries or not self._lock_timed_out(step.migration, exc):
+                if attempt > self.retries or not self._may_retry(step.migration, exc):
                     raise
             pause = min(RETRY_PAUSE * 2 ** (attempt - 1), LONGEST_RETRY_PAUSE)
             self.reporter.retrying(step.migration, attempt + 1, self.retries + 1, pause)
             sleep(pause)
 
-    def _lock_timed_out(self, migration: Migration, failure: MigrationFailed) -> bool:
-        timeouts = self.backend.timeout_statements(migration, self.timeouts, local=True)
-        has_lock_timeout = any("lock_timeout" in statement for statement in timeouts)
-        return migration.transactional and has_lock_timeout and failure.sqlstate == LOCK_NOT_AVAILABLE
+    def _may_retry(self, migration: Migration, failure: MigrationFailed) -> bool:
+        """A transactional migration with a lock timeout (its directive, or the setting) that
+        failed on it."""
+        lock_timeout = migration.lock_timeout or self.timeouts.get("lock_timeout")
+        return migration.transactional and bool(lock_timeout) and failure.lock_timed_out
 
     def revert(self, migration: Migration) -> Result:
         """Run the DOWN section and remove the migration's history row."""
@@ -216,16 +212,17 @@ class Executor:
         try:
             run(step)
         except BaseException:
-            with contextlib.suppress(DjangoDatabaseError, driver_error(self.connection)):
+            with contextlib.suppress(*database_error_types(self.connection)):
                 self._restore_session()
             raise
         try:
             self._restore_session()
-        except (DjangoDatabaseError, driver_error(self.connection)) as exc:
-            raise SqlMigrateError(
+        except database_error_types(self.connection) as exc:
+            where = (
                 f"{step.migration.path}: {step.migration.id} was {step.action}, but the session settings it changed "
-                f"could not be put back: {describe(exc)}"
-            ) from exc
+                "could not be put back"
+            )
+            raise DatabaseError(self.connection.alias, exc, where) from exc
 
     def _restore_session(self) -> None:
         if not self.backend.connection_lost():
@@ -259,7 +256,7 @@ class Executor:
                     raise
         except KeyboardInterrupt as exc:
             raise self._interrupted(step.migration, exc, self._outcome_of_interrupted(step)) from exc
-        except (StatementError, TransactionEnded, DjangoDatabaseError, driver_error(self.connection)) as exc:
+        except (StatementError, TransactionEnded) + database_error_types(self.connection) as exc:
             raise self._transaction_failure(step.migration, failed[0] if failed else exc) from exc
 
     def _section_with_history(self, step: Step) -> None:
@@ -324,7 +321,7 @@ class Executor:
         in a failed transaction otherwise): its statements took no effect."""
         group = open_group(ran)
         if group is not None and not self.backend.connection_lost() and self.backend.in_transaction():
-            with contextlib.suppress(DjangoDatabaseError, driver_error(self.connection)):
+            with contextlib.suppress(*database_error_types(self.connection)):
                 self.backend.raw_cursor().execute("ROLLBACK")
         kept = ran if group is None else ran[:group]
         if kept:
@@ -342,11 +339,15 @@ class Executor:
         self, migration: Migration, error: Exception, line: int | None, outcome: str, retryable: bool = True
     ) -> MigrationFailed:
         where = f"{migration.path}:{line}" if line else str(migration.path)
-        message = describe(error)
+        message = database_message(error)
         if self.backend.connection_lost(error):
             message = f"lost the connection to database {self.connection.alias!r} ({message})"
-        sqlstate = getattr(error, "sqlstate", None) if retryable else None
-        return MigrationFailed(migration, f"{where}: {migration.id} failed: {message} [{outcome}]", sqlstate)
+        return MigrationFailed(
+            migration,
+            f"{where}: {migration.id} failed: {message} [{outcome}]",
+            sqlstate(error),
+            lock_timed_out=retryable and self.backend.is_lock_timeout(error),
+        )
 
     @staticmethod
     def _interrupted(migration: Migration, signal: KeyboardInterrupt, outcome: str) -> MigrationInterrupted:
@@ -360,7 +361,7 @@ class Executor:
         """Whether an interrupted transactional step had committed: the history row says."""
         try:
             recorded = self.history.contains(step.migration.id)
-        except (DjangoDatabaseError, driver_error(self.connection)):
+        except database_error_types(self.connection):
             return "the connection was lost: run sqlmigrate_status to see whether it was recorded"
         if step.applying:
             return "it had already committed: applied and recorded" if recorded else NOTHING_APPLIED

@@ -13,19 +13,11 @@ from datetime import datetime, timezone
 from operator import attrgetter
 from typing import Any
 
-from django.db.backends.base.base import BaseDatabaseWrapper
-
-from .backends import backend_for
+from .backends import Backend
 from .conf import TABLE_NAME_RULE, is_table_name
 from .errors import HistoryTableError
 
 COLUMNS = ("id", "name", "executed_at", "checksum")
-# The kinds of relation Django's introspection calls tables: table, partitioned table, view,
-# materialized view, foreign table.
-POSTGRES_EXISTS = (
-    "SELECT 1 FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass(%s) AND relkind IN ('r', 'p', 'v', 'm', 'f')"
-)
-SQLITE_EXISTS = "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = %s"
 PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_ ]*")
 ROWS_PER_FETCH = 1000
 
@@ -52,17 +44,19 @@ def _as_utc(value: Any) -> datetime | None:
 
 
 class HistoryTable:
-    """The history table of one database: reads it, creates it, and writes its rows."""
+    """The history table of one database: reads it, creates it, and writes its rows; what
+    depends on the database, the backend says."""
 
-    def __init__(self, connection: BaseDatabaseWrapper, table: str) -> None:
+    def __init__(self, backend: Backend, table: str) -> None:
         if not is_table_name(table):
             raise HistoryTableError(f"SQLMIGRATE_TABLE {table!r} is not a valid table name ({TABLE_NAME_RULE})")
-        self.connection = connection
+        self.backend = backend
+        self.connection = backend.connection
         self.table = table
-        self.quoted = connection.ops.quote_name(table)
+        self.quoted = self.connection.ops.quote_name(table)
         # executed_at is written in UTC, not left to the column's default: the session's zone is
         # Django's TIME_ZONE without USE_TZ, and a psql session's own for an ``up --sql`` script.
-        self.utc_now = backend_for(connection).utc_now_sql
+        self.utc_now = backend.utc_now_sql
 
     def pin(self, schema: str | None) -> None:
         """Name the table with its schema from now on, whatever ``search_path`` a migration sets."""
@@ -70,21 +64,10 @@ class HistoryTable:
         self.quoted = f"{quote(schema)}.{quote(self.table)}" if schema else quote(self.table)
 
     def exists(self) -> bool:
-        """Whether the table is there (a missing one reads as an empty history).
-
-        One catalog lookup of this one name, not a list of every table: a database with 10,000
-        migrations may hold 10,000 tables. On PostgreSQL the name resolves as the queries'
-        do, through ``search_path`` or in the schema :meth:`pin` gave it.
-        """
-        vendor = self.connection.vendor
-        with self.connection.cursor() as cursor:
-            if vendor == "postgresql":
-                cursor.execute(POSTGRES_EXISTS, [self.quoted])
-            elif vendor == "sqlite":
-                cursor.execute(SQLITE_EXISTS, [self.table])
-            else:
-                return self.table in self.connection.introspection.table_names(cursor)
-            return cursor.fetchone() is not None
+        """Whether the table is there (a missing one reads as an empty history): one catalog
+        lookup of this one name, named as :meth:`pin` named it
+        (:meth:`~.backends.Backend.history_table_exists`)."""
+        return self.backend.history_table_exists(self.table, self.quoted)
 
     def _check_columns(self, names: list[str]) -> None:
         columns = sorted(name.lower() for name in names)

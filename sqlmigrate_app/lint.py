@@ -26,7 +26,8 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import conf
-from .errors import ConfigurationError, HistoryTableError, LintFailed, LintUnavailable, printable
+from .backends import backend_for
+from .errors import ConfigurationError, HistoryTableError, LintFailed, LintUnavailable, database_errors, printable
 from .files import Migration, Section, load_directory
 from .runner import MigrationRunner
 from .selection import applied_on, under_test
@@ -71,8 +72,8 @@ class Finding:
 
 
 def applies_to(connection: BaseDatabaseWrapper) -> bool:
-    """Whether ``connection``'s database is one squawk knows: PostgreSQL."""
-    return connection.vendor == "postgresql"
+    """Whether ``connection``'s database is one squawk knows (its backend says: PostgreSQL)."""
+    return backend_for(connection).lintable
 
 
 def squawk() -> str:
@@ -106,7 +107,8 @@ def lint_pending(runner: MigrationRunner) -> list[Finding]:
     ``validate``'s to report), linted."""
     found = load_directory(runner.directory)
     try:
-        applied = runner.history.read()
+        with database_errors(runner.connection):
+            applied = runner.history.read()
     except HistoryTableError:
         return []  # validate reports it
     return lint(under_test(found, (), False, lambda: applied))

@@ -8,40 +8,22 @@ reports progress through a :class:`~.executor.Reporter`; only the management com
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db import Error as DjangoDatabaseError
 
 from . import conf
-from .backends import backend_for, driver_error
-from .errors import SqlMigrateError, redo_stopped
-from .executor import Executor, Reporter, Result, describe
+from .backends import backend_for
+from .errors import SqlMigrateError, database_error_types, redo_stopped, reports_database_errors
+from .executor import Executor, Reporter, Result
 from .files import Migration, MigrationSet, check_statements, load_directory, load_one, with_statements_checked
 from .history import AppliedMigration, HistoryTable
 from .planner import Repair, plan_down, plan_redo, plan_repair, plan_up
 from .requirements import check_requirements, unknown_requirements
 from .script import Script
 from .state import MigrationStatus, Problem, State, StatusTable, problems, statuses
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _reports_database_errors(method: F) -> F:
-    """Turn a database error that escapes a public method into a one-line SqlMigrateError."""
-
-    @functools.wraps(method)
-    def wrapper(self: MigrationRunner, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except (DjangoDatabaseError, driver_error(self.connection)) as exc:
-            raise SqlMigrateError(f"database {self.using!r}: {describe(exc)}") from exc
-
-    return wrapper  # type: ignore[return-value]
 
 
 class MigrationRunner:
@@ -59,9 +41,9 @@ class MigrationRunner:
     ) -> None:
         self.using = conf.check_alias(using)
         self.connection = connections[using]
+        self.backend = backend_for(self.connection)  # refuses a database sqlmigrate has no backend for
         self.directory = Path(directory) if directory else conf.migrations_dir(using)
-        self.history = HistoryTable(self.connection, table or conf.table_name())
-        self.backend = backend_for(self.connection)
+        self.history = HistoryTable(self.backend, table or conf.table_name())
         self.lock_wait_timeout = lock_wait_timeout
         self.reporter = reporter or Reporter()
         self.loader = loader  # how the files are read: the admin page passes cache.load_cached
@@ -84,7 +66,7 @@ class MigrationRunner:
         found.raise_first_error()
         return found
 
-    @_reports_database_errors
+    @reports_database_errors
     def status(self) -> list[MigrationStatus]:
         """Every migration known from files or history, in id order. Never writes.
 
@@ -93,12 +75,12 @@ class MigrationRunner:
         ``manage.py check`` report that statement."""
         return self.status_table().rows()
 
-    @_reports_database_errors
+    @reports_database_errors
     def status_table(self) -> StatusTable:
         """:meth:`status`, its rows made only when asked for (see :class:`~.state.StatusTable`)."""
         return StatusTable(self._files(), self.history.read())
 
-    @_reports_database_errors
+    @reports_database_errors
     def status_of(self, migration_id: str) -> MigrationStatus | None:
         """One migration's status from its own file and its one history row (None when neither
         is there), for a page about one migration among thousands. Never writes. Its file's
@@ -113,7 +95,7 @@ class MigrationRunner:
         """The migrations not applied yet, in order. Never writes."""
         return [row.migration for row in self.status() if row.state == State.PENDING and row.migration]
 
-    @_reports_database_errors
+    @reports_database_errors
     def validate(self) -> list[Problem]:
         """Every problem with files and history; an empty list means all is well. Never writes."""
         found = self.loader(self.directory)
@@ -122,14 +104,14 @@ class MigrationRunner:
 
     # Applying and rolling back ------------------------------------------------------------------
 
-    @_reports_database_errors
+    @reports_database_errors
     def plan(self, to: str | None = None, allow_out_of_order: bool = False) -> list[Migration]:
         """What :meth:`migrate` would apply, in order, or what it would refuse. Never writes."""
         found = self._files()
         self._pin_history()
         return self._up_plan(found, self.history.read(), to, allow_out_of_order)
 
-    @_reports_database_errors
+    @reports_database_errors
     def migrate(self, to: str | None = None, fake: bool = False, allow_out_of_order: bool = False) -> list[Result]:
         """Apply every pending migration (up to and including ``to``), each in its own transaction."""
         found = self._files()
@@ -158,7 +140,7 @@ class MigrationRunner:
             check_requirements(self.connection, plan)
         return plan
 
-    @_reports_database_errors
+    @reports_database_errors
     def plan_rollback(
         self, steps: int | None = None, to: str | None = None, everything: bool = False
     ) -> list[Migration]:
@@ -169,7 +151,7 @@ class MigrationRunner:
         check_statements(plan)
         return plan
 
-    @_reports_database_errors
+    @reports_database_errors
     def rollback(self, steps: int | None = None, to: str | None = None, everything: bool = False) -> list[Result]:
         """Undo the last ``steps`` migrations (default 1), every one newer than ``to``, or all."""
         found = self._files()
@@ -178,7 +160,7 @@ class MigrationRunner:
             check_statements(plan)
             return [self.executor.revert(migration) for migration in plan]
 
-    @_reports_database_errors
+    @reports_database_errors
     def redo(self, steps: int | None = None) -> list[Result]:
         """Roll back the last ``steps`` migrations (default 1) and apply them again, under one
         lock: the edit-run-edit loop of writing a migration (an edited file is accepted)."""
@@ -206,19 +188,56 @@ class MigrationRunner:
         lost), those rolled back and not applied again (the one that failed among them)."""
         try:
             applied = self.history.read()
-        except (DjangoDatabaseError, driver_error(self.connection)):
+        except database_error_types(self.connection):
             reapplied = max(done - len(plan), 0)  # the reverts come first, newest first
             return list(reversed(plan[:done]))[reapplied:]
         return [migration for migration in reversed(plan) if migration.id not in applied]
 
+    # One migration at a time ---------------------------------------------------------------------
+    # For a tool that knows what comes next and has the database to itself (verify's throwaway
+    # database): no plan is made (each would read the history) and the run lock is not taken.
+
+    @reports_database_errors
+    def create_history(self) -> None:
+        """Create the history table if it is missing, under the run lock, as the first
+        :meth:`migrate` does."""
+        with self._locked():
+            self.history.create()
+
+    @reports_database_errors
+    def apply_one(self, migration: Migration) -> Result:
+        """Apply ``migration`` and record it, after the checks :meth:`migrate` makes of it (its
+        statements, the Django migrations it requires); a ``Result`` as :meth:`migrate`'s."""
+        check_statements([migration])
+        check_requirements(self.connection, [migration])
+        return self.executor.apply(migration)
+
+    @reports_database_errors
+    def revert_one(self, migration: Migration) -> Result:
+        """Roll back ``migration`` (run its DOWN section) and remove its history row."""
+        return self.executor.revert(migration)
+
+    @reports_database_errors
+    def is_applied(self, migration_id: str) -> bool:
+        """Whether the history holds ``migration_id``'s row (after a step that failed: was it
+        rolled back?). One lookup; never writes."""
+        return self.history.contains(migration_id)
+
+    def reset_session(self) -> None:
+        """Leave nothing of this connection's session to what runs next, as if a new command
+        connected (:meth:`~.backends.Backend.reset_session`): ``up`` and ``down`` are separate
+        commands, so verify calls this after each step."""
+        self.backend.reset_session()
+        self.executor.start_run()  # the session settings to put back are the new session's
+
     # Repairing the history ---------------------------------------------------------------------
 
-    @_reports_database_errors
+    @reports_database_errors
     def plan_repair(self, ids: Sequence[str] = ()) -> list[Repair]:
         """The history rows :meth:`repair` would change. Never writes."""
         return plan_repair(self._files(), self.history.read(), ids)
 
-    @_reports_database_errors
+    @reports_database_errors
     def repair(self, ids: Sequence[str] = (), expected: list[Repair] | None = None) -> list[Repair]:
         """Make the history agree with the files, in one transaction under the run-wide lock: a
         modified migration gets its file's checksum, a missing one loses its row. Never touches
@@ -241,7 +260,7 @@ class MigrationRunner:
 
     # The script a DBA could run ----------------------------------------------------------------
 
-    @_reports_database_errors
+    @reports_database_errors
     def up_script(self, to: str | None = None, allow_out_of_order: bool = False) -> str:
         """The SQL :meth:`migrate` would run, as a script to run by hand, or what it would
         refuse. Never writes."""
@@ -250,7 +269,7 @@ class MigrationRunner:
         plan = self._up_plan(found, self.history.read(), to, allow_out_of_order)
         return self._script().up(plan, create_history=not self.history.exists())
 
-    @_reports_database_errors
+    @reports_database_errors
     def down_script(self, steps: int | None = None, to: str | None = None, everything: bool = False) -> str:
         """The SQL :meth:`rollback` would run, as a script to run by hand. Never writes."""
         found = self._files()

@@ -18,8 +18,8 @@ import stat
 from pathlib import Path
 
 from . import conf, snapshot
-from .errors import SchemaFileError, SqlMigrateError
-from .runner import MigrationRunner, _reports_database_errors
+from .errors import SchemaFileError, SqlMigrateError, database_errors
+from .runner import MigrationRunner
 
 HEADER = (
     "-- The database schema as the migrations leave it, then the migrations applied, in order.\n"
@@ -29,11 +29,11 @@ HEADER = (
 APPLIED_HEADING = "-- Applied migrations\n"
 
 
-@_reports_database_errors
 def render(runner: MigrationRunner) -> str:
     """The schema file's text for ``runner``'s database, as it is now."""
     schema = snapshot.take(runner.connection, runner.history.table)
-    applied = runner.history.read()
+    with database_errors(runner.connection):
+        applied = runner.history.read()
     return HEADER + schema.text() + APPLIED_HEADING + "".join(f"{migration_id}\n" for migration_id in applied)
 
 

@@ -18,8 +18,6 @@ from .executor import changes_session
 from .files import Migration, Section
 from .history import HistoryTable
 
-# How to run a script by hand, stopping at the first error, per database vendor.
-RUN_BY_HAND = {"postgresql": "psql -v ON_ERROR_STOP=1 -f FILE", "sqlite": "sqlite3 -bail DATABASE < FILE"}
 INERT_NOTE = "-- (a space after each ':' that psql would read as a variable; the server reads the same SQL)"
 
 
@@ -50,12 +48,11 @@ class Script:
         return "\n".join(parts)
 
     def _header(self, command: str, count: int) -> str:
-        vendor = self.backend.connection.vendor
-        how = RUN_BY_HAND.get(vendor, "one session")
+        database = self.backend.connection.display_name
         start = "".join(f"{sql};\n" for sql in self.backend.script_session_start())
         return (
-            f"-- {command} --sql: {plural(count, 'migration')} for database {self.using!r} ({vendor}).\n"
-            f"-- Run it in one session and stop at the first error ({how}).\n"
+            f"-- {command} --sql: {plural(count, 'migration')} for database {self.using!r} ({database}).\n"
+            f"-- Run it in one session and stop at the first error ({self.backend.run_by_hand}).\n"
             "-- Unlike sqlmigrate it takes no lock: make sure no other runner works on this database.\n"
             + (f"-- The session's settings as sqlmigrate's own connection has them:\n{start}" if start else "")
         )

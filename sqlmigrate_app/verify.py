@@ -11,7 +11,8 @@ history, as ``sqlmigrate_status`` reads it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -22,9 +23,8 @@ from django.core.management import call_command
 from . import conf, snapshot
 from .errors import SqlMigrateError, plural
 from .executor import Reporter, Result
-from .files import Migration, MigrationSet, check_statements, load_directory
-from .requirements import check_requirements
-from .runner import MigrationRunner, _reports_database_errors
+from .files import Migration, MigrationSet, load_directory
+from .runner import MigrationRunner
 from .selection import applied_on, under_test
 from .snapshot import Change, Snapshot
 from .throwaway import ThrowawayReporter, throwaway_database
@@ -129,65 +129,32 @@ class VerifyReporter(ThrowawayReporter):
         """One migration's round trip is done."""
 
 
-class _FilesReadOnce(MigrationRunner):
-    """A runner over files read once: they do not change while verify runs, and reading a
-    thousand of them again for each of its steps would cost more than the steps.
+class _FilesReadOnce:
+    """The runner's loader over files read once: they do not change while verify runs, and
+    reading a thousand of them again for each of its steps would cost more than the steps."""
 
-    Each step ends its session (:meth:`~.backends.Backend.reset_session`): ``up`` and ``down``
-    are separate commands, so nothing a step leaves in its session (a temporary table, a
-    prepared statement, a setting, an advisory lock) may reach the next one."""
-
-    def __init__(self, found: MigrationSet, **kwargs: Any) -> None:
+    def __init__(self, found: MigrationSet) -> None:
         self.found = found
-        super().__init__(directory=found.directory, loader=lambda directory: self.found, **kwargs)
 
-    def prepare(self) -> None:
-        """Make the history table, as the first ``up`` would."""
-        with self._locked():
-            self.history.create()
-
-    def migrate(self, to: str | None = None, fake: bool = False, allow_out_of_order: bool = False) -> list[Result]:
-        """``up``, in a session of its own."""
-        try:
-            return super().migrate(to, fake, allow_out_of_order)
-        finally:
-            self._end_session()
-
-    # A round trip's steps: the executor's, as up and down run them, without planning again
-    # (verify knows what comes next; each plan reads the history, listing every table) or
-    # taking the run-wide lock (nobody else uses a throwaway database).
-
-    @_reports_database_errors
-    def apply(self, migration: Migration) -> Result:
-        """Apply ``migration``, the next one, after the checks ``up`` makes of it."""
-        check_statements([migration])
-        check_requirements(self.connection, [migration])
-        try:
-            return self.executor.apply(migration)
-        finally:
-            self._end_session()
-
-    @_reports_database_errors
-    def revert(self, migration: Migration) -> Result:
-        """Roll back ``migration``, the newest applied."""
-        try:
-            return self.executor.revert(migration)
-        finally:
-            self._end_session()
-
-    @_reports_database_errors
-    def is_applied(self, migration: Migration) -> bool:
-        """Whether the history says ``migration`` is applied (after a step that failed)."""
-        return self.history.contains(migration.id)
+    def __call__(self, directory: Path) -> MigrationSet:
+        """The files, as they were read (or since left out)."""
+        return self.found
 
     def leave_out(self, migration: Migration) -> None:
         """Go on as if ``migration``'s file were not there: its UP failed, so it is not applied,
         and a later ``up`` must not try it again."""
         self.found = MigrationSet(self.found.directory, [m for m in self.found.migrations if m is not migration])
 
-    def _end_session(self) -> None:
-        self.backend.reset_session()
-        self.executor.start_run()  # the session settings to put back are the new session's
+
+@contextmanager
+def _own_session(runner: MigrationRunner) -> Iterator[None]:
+    """Each step in a session of its own (:meth:`~.runner.MigrationRunner.reset_session` after
+    it): ``up`` and ``down`` are separate commands, so nothing a step leaves in its session (a
+    temporary table, a prepared statement, a setting, an advisory lock) may reach the next one."""
+    try:
+        yield
+    finally:
+        runner.reset_session()
 
 
 def verify(
@@ -204,19 +171,21 @@ def verify(
     using = conf.check_alias(using)
     found = load_directory(Path(directory) if directory else conf.migrations_dir(using))
     found.raise_first_error()
-    tested = under_test(found, names, every, lambda: applied_on(_FilesReadOnce(found, using=using)))
+    target = MigrationRunner(using, found.directory, loader=_FilesReadOnce(found))  # only its history is read
+    tested = under_test(found, names, every, lambda: applied_on(target))
     if not tested:
         return Verification(None)
     with throwaway_database(using, keep, reporter) as scratch:
         reporter.started(scratch.name, tested)
-        runner = _FilesReadOnce(found, using=scratch.alias, reporter=Reporter())
+        files = _FilesReadOnce(found)
+        runner = MigrationRunner(scratch.alias, found.directory, reporter=Reporter(), loader=files)
         _django_migrations(runner, found.migrations[: found.migrations.index(tested[-1]) + 1])
-        runner.prepare()
-        results = _RoundTrips(runner, found, reporter).run(tested)
+        runner.create_history()
+        results = _RoundTrips(runner, files, reporter).run(tested)
     return Verification(scratch.name, results)
 
 
-def _django_migrations(runner: _FilesReadOnce, migrations: list[Migration]) -> None:
+def _django_migrations(runner: MigrationRunner, migrations: list[Migration]) -> None:
     """Django's own migrations, when one of ``migrations`` requires one (``requires=``): as on a
     test database, they come first."""
     if any(migration.requires for migration in migrations):
@@ -233,9 +202,10 @@ class _RoundTrips:
     part of its statements: the migrations after it are not verified.
     """
 
-    def __init__(self, runner: _FilesReadOnce, found: MigrationSet, reporter: VerifyReporter) -> None:
+    def __init__(self, runner: MigrationRunner, files: _FilesReadOnce, reporter: VerifyReporter) -> None:
         self.runner = runner
-        self.found = found
+        self.files = files
+        self.found = files.found  # every migration, the ones left out too
         self.reporter = reporter
         self.reader = snapshot.reader_for(runner.connection, runner.history.table)
         self.applied = 0  # the migrations of ``found`` before this index are applied (or left out)
@@ -279,8 +249,8 @@ class _RoundTrips:
         that runs in a transaction."""
         if not migration.transactional:
             self.unknown = f"{migration.id} failed part way (no-transaction), so what is applied is not known"
-        elif not self.runner.is_applied(migration):
-            self.runner.leave_out(migration)
+        elif not self.runner.is_applied(migration.id):
+            self.files.leave_out(migration)
             self.left_out.append(migration)
 
     def _missing(self) -> str:
@@ -291,12 +261,13 @@ class _RoundTrips:
 
 
 def _apply_earlier(
-    runner: _FilesReadOnce, earlier: list[Migration], migration: Migration, reporter: VerifyReporter
+    runner: MigrationRunner, earlier: list[Migration], migration: Migration, reporter: VerifyReporter
 ) -> None:
     """Apply the migrations before ``migration`` not applied yet, as ``up`` would."""
     reporter.preparing(earlier)
     try:
-        runner.migrate(to=earlier[-1].id)
+        with _own_session(runner):
+            runner.migrate(to=earlier[-1].id)
     except SqlMigrateError as exc:
         raise SqlMigrateError(
             f"{exc} (while applying {plural(len(earlier), 'earlier migration')} to the throwaway database, "
@@ -305,19 +276,22 @@ def _apply_earlier(
 
 
 def _round_trip(
-    runner: _FilesReadOnce, reader: snapshot.Reader, migration: Migration, before: Snapshot
+    runner: MigrationRunner, reader: snapshot.Reader, migration: Migration, before: Snapshot
 ) -> tuple[RoundTrip, Snapshot | None]:
     """UP, DOWN and UP again, each compared; the snapshot the database is left at (None when a
-    step failed: it was rolled back)."""
+    step failed: it was rolled back). The steps are the executor's, as up and down run them,
+    without planning again (verify knows what comes next) or the run lock (nobody else uses a
+    throwaway database)."""
     try:
-        runner.apply(migration)
+        _apply(runner, migration)
     except SqlMigrateError as exc:
         return RoundTrip(migration, Outcome.FAILED, error=f"UP failed: {exc}"), None
     after = reader.take()
     if not migration.reversible:
         return RoundTrip(migration, Outcome.IRREVERSIBLE), after
     try:
-        runner.revert(migration)
+        with _own_session(runner):
+            runner.revert_one(migration)
     except SqlMigrateError as exc:
         return RoundTrip(migration, Outcome.FAILED, error=f"DOWN failed: {exc}"), None
     mismatches = []
@@ -325,7 +299,7 @@ def _round_trip(
     if undone != before:
         mismatches.append(Mismatch(Step.DOWN, tuple(before.changes(undone))))
     try:
-        runner.apply(migration)
+        _apply(runner, migration)
     except SqlMigrateError as exc:
         error = f"UP is not repeatable after DOWN: it failed: {exc}"
         return RoundTrip(migration, Outcome.FAILED, tuple(mismatches), error), None
@@ -333,3 +307,9 @@ def _round_trip(
     if again != after:
         mismatches.append(Mismatch(Step.UP_AGAIN, tuple(after.changes(again))))
     return RoundTrip(migration, Outcome.MISMATCH if mismatches else Outcome.OK, tuple(mismatches)), again
+
+
+def _apply(runner: MigrationRunner, migration: Migration) -> Result:
+    """UP, in a session of its own."""
+    with _own_session(runner):
+        return runner.apply_one(migration)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.db import connections
 
+from sqlmigrate_app.backends import backend_for
 from sqlmigrate_app.errors import HistoryTableError
 from sqlmigrate_app.history import HistoryTable
 
@@ -21,7 +22,7 @@ HOSTILE_CHECKSUM = "\\'\"; SELECT 1 /* %s %(x)s"
 
 
 def test_history_values_are_bound_parameters(target: Any) -> None:
-    history = HistoryTable(connections[target.alias], "schema_migrations")
+    history = HistoryTable(backend_for(connections[target.alias]), "schema_migrations")
     history.create()
 
     history.insert(HOSTILE_ID, HOSTILE_NAME, HOSTILE_CHECKSUM)
@@ -34,7 +35,7 @@ def test_history_values_are_bound_parameters(target: Any) -> None:
 
 
 def test_exists_looks_up_the_one_table(target: Any) -> None:
-    history = HistoryTable(connections[target.alias], "schema_migrations")
+    history = HistoryTable(backend_for(connections[target.alias]), "schema_migrations")
     target.query("CREATE TABLE schema_migrations_old (id INTEGER)")
     target.query("CREATE TABLE other_table (id INTEGER)")
 
@@ -45,7 +46,7 @@ def test_exists_looks_up_the_one_table(target: Any) -> None:
 
 @pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 def test_exists_on_postgresql_resolves_the_name_as_the_queries_do(target: Any) -> None:
-    history = HistoryTable(connections[target.alias], "schema_migrations")
+    history = HistoryTable(backend_for(connections[target.alias]), "schema_migrations")
     target.query("CREATE SCHEMA elsewhere")
     target.query("CREATE TABLE elsewhere.schema_migrations (id VARCHAR(255))")
 
@@ -57,7 +58,7 @@ def test_exists_on_postgresql_resolves_the_name_as_the_queries_do(target: Any) -
 
 
 def test_read_one_reads_one_row_and_never_writes(target: Any) -> None:
-    history = HistoryTable(connections[target.alias], "schema_migrations")
+    history = HistoryTable(backend_for(connections[target.alias]), "schema_migrations")
 
     assert history.read_one("20240101000000_a") is None
     assert "schema_migrations" not in target.tables()
@@ -74,7 +75,7 @@ def test_read_one_reads_one_row_and_never_writes(target: Any) -> None:
 
 def test_read_one_refuses_a_table_of_another_shape(target: Any) -> None:
     target.query("CREATE TABLE schema_migrations (version VARCHAR(255) PRIMARY KEY)")
-    history = HistoryTable(connections[target.alias], "schema_migrations")
+    history = HistoryTable(backend_for(connections[target.alias]), "schema_migrations")
 
     with pytest.raises(HistoryTableError, match="is not a sqlmigrate history table"):
         history.read_one("20240101000000_a")

@@ -285,14 +285,12 @@ def test_reading_only_what_changed_agrees_with_a_full_read_after_every_statement
 
 def test_changes_name_each_object_and_mark_its_lines():
     before = snapshot.Snapshot(
-        "postgresql",
         [
             snapshot.SchemaObject("table", "public.t", ("table public.t", "    column a integer", "    column b text")),
             snapshot.SchemaObject("function", "public.gone()", ("function public.gone()", "    body")),
         ],
     )
     after = snapshot.Snapshot(
-        "postgresql",
         [
             snapshot.SchemaObject("table", "public.t", ("table public.t", "    column a bigint", "    column b text")),
             snapshot.SchemaObject("sequence", "public.s", ("sequence public.s: bigint",)),

@@ -8,6 +8,7 @@ import json
 
 from django.db import connections
 
+from sqlmigrate_app.backends import backend_for
 from sqlmigrate_app.files import checksum, display_name
 from sqlmigrate_app.history import HistoryTable
 from sqlmigrate_app.management.base import EXIT_CODES
@@ -21,7 +22,7 @@ VACUUM_MESSAGE = "'VACUUM ...' cannot run inside a transaction"
 
 def record_as_applied(target, migration_id: str) -> None:
     """A history row for a file, as if an older sqlmigrate (without today's checks) had run it."""
-    HistoryTable(connections[target.alias], "schema_migrations").create()
+    HistoryTable(backend_for(connections[target.alias]), "schema_migrations").create()
     text = (target.directory / f"{migration_id}.sql").read_text()
     target.query(
         "INSERT INTO schema_migrations (id, name, checksum) VALUES (%s, %s, %s)",

@@ -20,8 +20,9 @@ import psycopg
 import pytest
 from django.db import connections
 
+from sqlmigrate_app.backends import backend_for
 from sqlmigrate_app.management.base import EXIT_ROUND_TRIP
-from sqlmigrate_app.throwaway import Creator, _PostgresServer
+from sqlmigrate_app.throwaway import Creator
 
 from .conftest import ROOT, Target, register_alias, unregister_alias
 from .processes import Output, spawn, wait_until
@@ -802,7 +803,7 @@ def test_an_interrupted_create_database_still_at_work_is_ended_before_the_drop(t
     signals cannot be timed into psycopg's cancel from outside, so this sets the scene the
     interrupted create leaves: a CREATE DATABASE at work in a server process it had noted."""
     name = target.url.rsplit("/", 1)[1] + "_verify_creating"
-    place = _PostgresServer(target.alias)
+    place = backend_for(connections[target.alias]).throwaway_place()
     creator = psycopg.connect(server_of(target), autocommit=True)
 
     def create() -> None:

@@ -1,4 +1,4 @@
-"""Database backends: one per database, chosen by the connection's vendor."""
+"""Database backends: one module per database, registered here by the Django vendor it serves."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .base import Backend, GenericBackend, StatementError, TransactionEnded, driver_error
+from ..errors import ConfigurationError
+from .base import Backend, StatementError, ThrowawayPlace, TransactionEnded, driver_error
 from .postgresql import PostgresBackend
 from .sqlite import SQLiteBackend
 
-__all__ = ["Backend", "StatementError", "TransactionEnded", "backend_for", "driver_error"]
+__all__ = ["Backend", "StatementError", "ThrowawayPlace", "TransactionEnded", "backend_for", "driver_error"]
 
 BACKENDS: dict[str, Callable[[BaseDatabaseWrapper], Backend]] = {
     "postgresql": PostgresBackend,
@@ -19,5 +20,13 @@ BACKENDS: dict[str, Callable[[BaseDatabaseWrapper], Backend]] = {
 
 
 def backend_for(connection: BaseDatabaseWrapper) -> Backend:
-    """The backend of ``connection``'s database (:class:`GenericBackend` for one without its own)."""
-    return BACKENDS.get(connection.vendor, GenericBackend)(connection)
+    """The backend of ``connection``'s database; a :class:`ConfigurationError` for a database
+    sqlmigrate has none for (MySQL, Oracle, an alias without an ``ENGINE``)."""
+    backend = BACKENDS.get(connection.vendor)
+    if backend is None:
+        engine = connection.settings_dict.get("ENGINE") or "none"
+        raise ConfigurationError(
+            f"database {connection.alias!r} is {connection.display_name} (ENGINE {engine}): sqlmigrate works on "
+            "PostgreSQL and SQLite only; use it on an alias of one of those (--database, SQLMIGRATE_DIRS)"
+        )
+    return backend(connection)

@@ -1,29 +1,32 @@
 """The interface sqlmigrate needs of a database, and what every database shares.
 
-One subclass per database (:mod:`.postgresql`, :mod:`.sqlite`) says how to lock a run, split
-SQL into statements, run a section with the statements sent ahead of it, and keep the session's
-settings; :class:`GenericBackend` serves any other Django database statement by statement.
+One subclass per database (:mod:`.postgresql`, :mod:`.sqlite`) owns every decision that depends
+on the database, as dbmate's drivers do: how to lock a run, split SQL into statements, run a
+section with the statements sent ahead of it and keep the session's settings; whether the history
+table exists; which reader takes the schema; where verify's throwaway databases are made; how
+the ``--sql`` script is run by hand; which errors are a lock timeout or a lost connection; whether
+squawk lints its SQL. Nothing outside this package asks which database it is.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from ..errors import driver_error
 from ..files import Migration, Section
-from ..statements import Statement, split, transaction_control
+from ..statements import Statement, transaction_control
 
+if TYPE_CHECKING:
+    from ..snapshot.model import Reader
 
-def driver_error(connection: BaseDatabaseWrapper) -> type[Exception]:
-    """The DB-API ``Error`` class of the connection's driver (psycopg, sqlite3, ...)."""
-    error: type[Exception] = connection.Database.Error  # type: ignore[attr-defined]
-    return error
+__all__ = ["Backend", "Ending", "StatementError", "ThrowawayPlace", "TransactionEnded", "driver_error", "ended_by"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,10 @@ class Backend(ABC):
     # Whether :meth:`in_transaction` is true to the server, so a section that ends its own
     # transaction is caught statement by statement (a driver that cannot tell: no).
     tells_transaction_state = False
+    # How a person runs the ``--sql`` script by hand, stopping at the first error (its header says).
+    run_by_hand: ClassVar[str]
+    # Whether squawk, which knows PostgreSQL's SQL, can lint this database's (``sqlmigrate_lint``).
+    lintable: ClassVar[bool] = False
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
@@ -120,6 +127,14 @@ class Backend(ABC):
         """A DB-API cursor, bypassing Django's wrapper: no SQL logging, no ``%`` handling."""
         self.connection.ensure_connection()
         return self.connection.connection.cursor()
+
+    # The history table -----------------------------------------------------------------------
+
+    @abstractmethod
+    def history_table_exists(self, table: str, qualified: str) -> bool:
+        """Whether the history table ``table`` (``qualified``: quoted, with the schema the run
+        pinned, if any) is there: one catalog lookup of this one name, never a list of every
+        table (a database with 10,000 migrations may hold 10,000 tables)."""
 
     # The run -------------------------------------------------------------------------------
 
@@ -227,6 +242,17 @@ class Backend(ABC):
     def restore_session(self, state: Any) -> None:
         """Put the session's settings back as :meth:`session_state` found them."""
 
+    # The schema and verify's throwaway databases -----------------------------------------------
+
+    @abstractmethod
+    def schema_reader(self, history_table: str) -> Reader:
+        """A reader of the database's schema, the history table ``history_table`` left out
+        (see :mod:`sqlmigrate_app.snapshot`)."""
+
+    @abstractmethod
+    def throwaway_place(self) -> ThrowawayPlace:
+        """Where verify makes throwaway databases like this one (see :mod:`sqlmigrate_app.throwaway`)."""
+
     # The script ``--sql`` prints ------------------------------------------------------------
 
     def script_session_start(self) -> list[str]:
@@ -255,36 +281,60 @@ class Backend(ABC):
         ``BEGIN``) that a failure left open."""
         return bool(getattr(self.connection.connection, "in_transaction", False))  # sqlite3's
 
-    def connection_lost(self, error: Exception | None = None) -> bool:
-        """True when the connection is gone, or ``error`` says the server is ending it
-        (``pg_terminate_backend``, shutdown: the socket may not be seen closed yet). A
-        connection error of another connection the SQL makes (``CREATE SUBSCRIPTION``,
-        ``dblink``) is an ordinary error: this session goes on."""
-        if getattr(error, "sqlstate", None) in ("57P01", "57P02", "57P03"):
-            return True
+    # Errors -----------------------------------------------------------------------------------
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        """Whether ``error`` is the database giving up on a lock after the migration's lock
+        timeout (a transactional migration so stopped was rolled back whole and may be tried
+        again). Never here: a database without a lock timeout."""
+        return False
+
+    def connection_lost(self, error: BaseException | None = None) -> bool:
+        """True when the connection is gone, or ``error`` says the server is ending it (the
+        socket may not be seen closed yet). A connection error of another connection the SQL
+        makes (``CREATE SUBSCRIPTION``, ``dblink``) is an ordinary error: this session goes on."""
         raw = self.connection.connection
         return raw is None or bool(getattr(raw, "closed", False) or getattr(raw, "broken", False))
 
 
-class GenericBackend(Backend):
-    """Any other Django database: no run-wide lock, statements split by sqlmigrate's scanner,
-    no session settings kept."""
+class ThrowawayPlace(ABC):
+    """Where verify's throwaway databases are made for one database (dbmate's ``CreateDatabase``
+    and ``DropDatabase``): a server, a directory. It remembers what it made: ``may_exist`` from
+    the moment it asks for one (an interrupt may come before the answer) until it is refused,
+    ``marked`` once the marker is written. What a marker says, and which leftovers are over, is
+    :mod:`sqlmigrate_app.throwaway`'s."""
 
-    @contextmanager
-    def lock(
-        self, schema: str | None, table: str, timeout: float | None, on_wait: Callable[[], None]
-    ) -> Iterator[None]:
-        """No run-wide lock: concurrent runners rely on the history row alone."""
-        yield
+    def __init__(self) -> None:
+        self.asked: set[str] = set()
+        self.made_and_marked: set[str] = set()
 
-    def split(self, section: Section) -> list[Statement]:
-        """Statements as PostgreSQL's lexical rules read them, the closest common ground."""
-        return split(section.sql, section.line)
+    @abstractmethod
+    def new_name(self, settings: dict[str, Any]) -> str:
+        """A name no other run picks, for a database like the one of ``settings``."""
 
-    def session_state(self) -> None:
-        """Nothing is kept."""
-        return None
+    @abstractmethod
+    def create(self, name: str, marker: str) -> None:
+        """Make the database and mark it; ``ThrowawayDatabaseError`` when it cannot be."""
 
-    def restore_session(self, state: Any) -> None:
-        """Nothing to put back."""
-        pass
+    @abstractmethod
+    def drop(self, name: str) -> None:
+        """Drop it (nothing when it is not there); ``ThrowawayDatabaseError`` when that fails."""
+
+    @abstractmethod
+    def marked_unused(self, marker_start: str) -> list[tuple[str, str]]:
+        """The name and marker of each database here named as throwaway ones are and marked
+        with a text that starts with ``marker_start``, of this user, that nobody uses (as far
+        as can be told); none when that cannot be asked (creating the new one says why)."""
+
+    @abstractmethod
+    def drop_unused(self, name: str) -> bool:
+        """Drop a leftover found by :meth:`marked_unused`, unless someone uses it meanwhile;
+        whether it is gone. Never forced, never an error."""
+
+    def may_exist(self, name: str) -> bool:
+        """Whether this run may have made ``name`` (so it must drop it)."""
+        return name in self.asked
+
+    def marked(self, name: str) -> bool:
+        """Whether this run made and marked ``name`` (so a later run may drop it)."""
+        return name in self.made_and_marked

@@ -1,22 +1,36 @@
-"""PostgreSQL: a session advisory lock, one round trip per migration, error lines from the
-server's position or from counting its results, session settings put back from ``pg_settings``."""
+"""PostgreSQL through psycopg 3: a session advisory lock, one round trip per migration, error
+lines from the server's position or from counting its results, session settings put back from
+``pg_settings``; the history table looked up by ``to_regclass``, the catalog reader, throwaway
+databases made on the server as Django makes test databases."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from django.db import Error as DjangoDatabaseError
+from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..errors import ConfigurationError, LockTimeout, MigrationFileError
+from ..errors import (
+    ConfigurationError,
+    LockTimeout,
+    MigrationFileError,
+    ThrowawayDatabaseError,
+    database_error_types,
+    database_message,
+    sqlstate,
+)
 from ..files import Migration, Section
+from ..snapshot.postgresql import PostgresReader
 from ..statements import Statement, mentions, psql_open_body, psql_variable_colons, split, transaction_control
 from . import _psycopg
-from .base import Backend, Ending, StatementError, TransactionEnded, driver_error
+from .base import Backend, Ending, StatementError, ThrowawayPlace, TransactionEnded, driver_error
 
 # The guard after a section: it fails, with GUARD_MARK in its message, unless the transaction is
 # still the one whose transaction-local setting holds this run's token (after a COMMIT or ROLLBACK
@@ -27,6 +41,27 @@ GUARD_MARK = "sqlmigrate: the migration ended its own transaction"
 GUARD_SQL = (
     "SELECT CAST(CASE WHEN pg_catalog.current_setting('{setting}', true) = '{token}' THEN '0' "
     f"ELSE '{GUARD_MARK}' END AS integer)"
+)
+# SQLSTATEs: a statement that gave up waiting for a lock (lock_timeout); the server ending the
+# session (pg_terminate_backend, a shutdown, a crash of another backend); no privilege.
+LOCK_NOT_AVAILABLE = "55P03"
+SESSION_ENDED = ("57P01", "57P02", "57P03")
+INSUFFICIENT_PRIVILEGE = "42501"
+# PostgreSQL's limit on identifiers, in bytes: a throwaway database's name fits it.
+MAX_NAME = 63
+# The throwaway databases that may be leftovers: named and marked as verify's, this role's, nobody connected.
+LEFTOVERS = (
+    "SELECT d.datname, pg_catalog.shobj_description(d.oid, 'pg_database') FROM pg_catalog.pg_database d"
+    " WHERE d.datname LIKE %s AND NOT d.datistemplate AND pg_catalog.pg_has_role(d.datdba, 'MEMBER')"
+    " AND pg_catalog.shobj_description(d.oid, 'pg_database') LIKE %s"
+    " AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a WHERE a.datid = d.oid) ORDER BY d.datname"
+)
+# How long an interrupted CREATE DATABASE, terminated, may take to end (seconds).
+CREATE_END_WAIT = 30.0
+# The kinds of relation Django's introspection calls tables: table, partitioned table, view,
+# materialized view, foreign table.
+HISTORY_EXISTS = (
+    "SELECT 1 FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass(%s) AND relkind IN ('r', 'p', 'v', 'm', 'f')"
 )
 
 
@@ -56,9 +91,36 @@ def inert_psql_variables(sql: str) -> str:
 
 
 class PostgresBackend(Backend):
-    """PostgreSQL through psycopg 3 (psycopg2 works, with fewer round trips saved)."""
+    """PostgreSQL through psycopg 3, whose access to libpq sends a migration in one round trip
+    and reads its results one at a time (psycopg2 cannot: it is refused)."""
 
     utc_now_sql = "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
+    run_by_hand = "psql -v ON_ERROR_STOP=1 -f FILE"
+    lintable = True
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        driver = connection.Database.__name__  # type: ignore[attr-defined]
+        if driver != "psycopg":
+            raise ConfigurationError(
+                f"database {connection.alias!r} is PostgreSQL through {driver}: sqlmigrate needs psycopg 3; "
+                "pip install 'psycopg[binary]' (Django uses it when it is installed)"
+            )
+        super().__init__(connection)
+
+    def history_table_exists(self, table: str, qualified: str) -> bool:
+        """Looked up by its ``qualified`` name, which resolves as the queries' do: through
+        ``search_path``, or in the schema the run pinned."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(HISTORY_EXISTS, [qualified])
+            return cursor.fetchone() is not None
+
+    def schema_reader(self, history_table: str) -> PostgresReader:
+        """Set-based catalog queries; the reader re-reads only what changed since its last read."""
+        return PostgresReader(self.connection, history_table)
+
+    def throwaway_place(self) -> PostgresServer:
+        """This database's server, reached through its ``postgres`` database."""
+        return PostgresServer(self.connection)
 
     def history_schema(self) -> str:
         """The connection's current schema when the run starts: the history table is named with
@@ -116,7 +178,7 @@ class PostgresBackend(Backend):
         try:
             cursor.execute("SELECT pg_advisory_lock(%s)", [key])
         except driver_error(self.connection) as exc:
-            if getattr(exc, "sqlstate", None) == "55P03":
+            if self.is_lock_timeout(exc):
                 raise LockTimeout(f"another runner held the migration lock for more than {timeout:g} s") from None
             raise
         finally:
@@ -147,13 +209,6 @@ class PostgresBackend(Backend):
         conn = self._psycopg_connection()
         mark, guard = self.guard(secrets.token_hex(8))
         marked = [*prelude, mark]
-        if conn is None:  # psycopg2: no libpq access; its execute() keeps only the last result
-            self.run_prelude(cursor, marked)
-            try:
-                cursor.execute(";\n".join([f"{section.sql}\n", guard, *record]))
-            except driver_error(self.connection) as exc:
-                raise self._psycopg2_error(exc, section) from exc
-            return int(cursor.rowcount)
         with conn.lock:
             begin = _psycopg.begin_statements(conn)
             head = [*begin, *marked]
@@ -226,31 +281,14 @@ class PostgresBackend(Backend):
             first = first or Ending(statement.line, " ".join(statement.sql.split()[:2]).rstrip(";"), ())
         return Ending(first.line, first.statement, tuple(committed)) if first else None
 
-    def _psycopg2_error(self, exc: Exception, section: Section) -> Exception:
-        """psycopg2 keeps no results but the last: a failed guard says the section ended its
-        transaction, without telling what was committed."""
-        if GUARD_MARK in str(exc):
-            return TransactionEnded(Ending(None, "COMMIT or ROLLBACK", ()))
-        return StatementError(exc, self._error_line(exc, section))
-
     def in_transaction(self) -> bool:
         """Whether the server session is inside a transaction block."""
-        conn = self._psycopg_connection()
-        if conn is None:  # psycopg2: libpq's PQTRANS_IDLE is 0
-            return bool(self.connection.connection.get_transaction_status() != 0)
-        return bool(conn.info.transaction_status.name != "IDLE")
+        return bool(self._psycopg_connection().info.transaction_status.name != "IDLE")
 
     def _psycopg_connection(self) -> Any:
-        """The psycopg 3 connection under Django's, or None for psycopg2."""
+        """The psycopg 3 connection under Django's, connected."""
         self.connection.ensure_connection()
-        conn = self.connection.connection
-        return conn if hasattr(conn, "pgconn") else None
-
-    def _line_of_statement(self, section: Section, index: int) -> int | None:
-        """The file line of the section's statement number ``index`` (from 0), as our scanner
-        splits it; None past the last one (an error at COMMIT, such as a deferred constraint)."""
-        statements = self.split(section)
-        return statements[index].line if index < len(statements) else None
+        return self.connection.connection
 
     @staticmethod
     def _error_line(exc: Exception, section: Section, offset: int = 0) -> int | None:
@@ -349,18 +387,132 @@ class PostgresBackend(Backend):
         try:
             self.raw_cursor().execute("DISCARD ALL")
             self.connection.init_connection_state()
-        except (DjangoDatabaseError, driver_error(self.connection)):
+        except database_error_types(self.connection):
             self.connection.close()
 
     def execute(self, cursor: Any, sql: str) -> None:
         """Run ``sql`` (one or more statements) in one round trip, with the BEGIN psycopg would
         send first if a transaction is due; raise its first error."""
         conn = self._psycopg_connection()
-        if conn is None:
-            cursor.execute(sql)
-            return
         with conn.lock:
             begin = "".join(f"{statement};\n" for statement in _psycopg.begin_statements(conn))
             error = _psycopg.simple_query(conn, begin + sql).error
         if error is not None:
             raise error
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        """SQLSTATE 55P03, ``lock_not_available``."""
+        return sqlstate(error) == LOCK_NOT_AVAILABLE
+
+    def connection_lost(self, error: BaseException | None = None) -> bool:
+        """Also when ``error`` is the server ending the session (SQLSTATE 57P01-57P03): the
+        socket may not be seen closed yet."""
+        return sqlstate(error) in SESSION_ENDED or super().connection_lost(error)
+
+
+def throwaway_name(base: str, token: str) -> str:
+    """``<base>_verify_<token>``, ``base`` cut so the whole fits PostgreSQL's 63 bytes."""
+    suffix = f"_verify_{token}"
+    cut = base.encode()[: MAX_NAME - len(suffix)].decode(errors="ignore")
+    return cut + suffix
+
+
+class PostgresServer(ThrowawayPlace):
+    """Throwaway databases on a connection's server, created and dropped as Django's test runner
+    does it: through a connection to the ``postgres`` database (Django's own ``_nodb_cursor``,
+    which falls back to the configured database when ``postgres`` cannot be reached), named
+    after ``TEST``'s ``NAME``, with ``TEST``'s ``TEMPLATE``, ``CHARSET`` and ``COLLATION``; the
+    marker a ``COMMENT ON DATABASE``."""
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        super().__init__()
+        self.connection = connection
+        self.creating: dict[str, int] = {}  # a CREATE DATABASE not known to have ended: its server process
+
+    def new_name(self, settings: dict[str, Any]) -> str:
+        """``TEST``'s ``NAME`` (or ``test_`` + ``NAME``) + ``_verify_`` + a random token."""
+        base = settings.get("TEST", {}).get("NAME") or f"test_{settings['NAME']}"
+        return throwaway_name(base, secrets.token_hex(4))
+
+    def create(self, name: str, marker: str) -> None:
+        """``CREATE DATABASE`` with the options of ``TEST``, then the marker (a database that
+        cannot be marked is dropped by the cleanup)."""
+        quoted = self.connection.ops.quote_name(name)
+        with self.connection._nodb_cursor() as cursor:
+            cursor.execute("SELECT pg_catalog.pg_backend_pid()")
+            self.creating[name] = cursor.fetchone()[0]
+            self.asked.add(name)
+            try:
+                cursor.execute(f"CREATE DATABASE {quoted}{self.connection.creation.sql_table_creation_suffix()}")
+            except DjangoDatabaseError as exc:
+                self.asked.discard(name)  # the server said no: nothing to drop (it may be someone else's)
+                raise self._refusal(name, exc) from exc
+            del self.creating[name]
+            try:
+                cursor.execute(f"COMMENT ON DATABASE {quoted} IS '{marker}'")
+            except DjangoDatabaseError as exc:
+                raise ThrowawayDatabaseError(
+                    f"database {self.connection.alias!r}: cannot mark the throwaway database {name} as verify's: "
+                    f"{database_message(exc)}"
+                ) from exc
+        self.made_and_marked.add(name)
+
+    def _refusal(self, name: str, error: DjangoDatabaseError) -> ThrowawayDatabaseError:
+        alias = self.connection.alias
+        user = self.connection.settings_dict.get("USER") or "the connecting role"
+        if sqlstate(error) == INSUFFICIENT_PRIVILEGE:
+            return ThrowawayDatabaseError(
+                f"database {alias!r}: role {user} may not create the throwaway database {name} that verify "
+                f"works in ({database_message(error)}); grant it CREATEDB (ALTER ROLE ... CREATEDB), or run verify "
+                "against a server where it may (in CI, the one the tests use)"
+            )
+        return ThrowawayDatabaseError(
+            f"database {alias!r}: cannot create the throwaway database {name}: {database_message(error)}"
+        )
+
+    def drop(self, name: str) -> None:
+        """``DROP DATABASE IF EXISTS``, forcing out any session a migration left connected
+        (``dblink``); after an interrupted ``CREATE DATABASE``, once that has ended."""
+        quoted = self.connection.ops.quote_name(name)
+        try:
+            with self.connection._nodb_cursor() as cursor:
+                if name in self.creating:
+                    self._end_create(cursor, self.creating[name], quoted)
+                cursor.execute("SELECT current_setting('server_version_num')::int")
+                force = " WITH (FORCE)" if cursor.fetchone()[0] >= 130000 else ""
+                cursor.execute(f"DROP DATABASE IF EXISTS {quoted}{force}")
+        except DjangoDatabaseError as exc:
+            raise ThrowawayDatabaseError(f"could not drop it: {database_message(exc)}") from exc
+
+    def _end_create(self, cursor: Any, backend: int, quoted: str) -> None:
+        """End the server process of an interrupted ``CREATE DATABASE`` and wait until it has gone.
+        An interrupt stops the client's wait, not always the server's work: psycopg closes the
+        connection when a second Ctrl-C cuts its cancel short, and the database may appear after
+        a ``DROP DATABASE IF EXISTS`` that found nothing. Terminated mid-way it makes nothing."""
+        running = "FROM pg_catalog.pg_stat_activity WHERE pid = %s AND query LIKE %s"
+        params = [backend, f"CREATE DATABASE {quoted}%"]
+        cursor.execute(f"SELECT pg_catalog.pg_terminate_backend(pid) {running}", params)
+        deadline = time.monotonic() + CREATE_END_WAIT
+        while True:
+            cursor.execute(f"SELECT 1 {running}", params)
+            if cursor.fetchone() is None:
+                return
+            if time.monotonic() > deadline:
+                raise ThrowawayDatabaseError(f"could not drop it: its CREATE DATABASE (process {backend}) did not end")
+            time.sleep(0.01)
+
+    def marked_unused(self, marker_start: str) -> list[tuple[str, str]]:
+        """The server's databases named like throwaway ones, marked, of this role, without a session."""
+        with contextlib.suppress(DjangoDatabaseError), self.connection._nodb_cursor() as cursor:
+            cursor.execute(LEFTOVERS, ["%\\_verify\\_%", marker_start + "%"])
+            return [(name, marker) for name, marker in cursor.fetchall()]
+        return []
+
+    def drop_unused(self, name: str) -> bool:
+        """A plain ``DROP DATABASE`` (never ``FORCE``): one that someone connects to meanwhile stays."""
+        try:
+            with self.connection._nodb_cursor() as cursor:
+                cursor.execute(f"DROP DATABASE {self.connection.ops.quote_name(name)}")
+        except DjangoDatabaseError:
+            return False  # someone connected, or it cannot be dropped: not ours to force
+        return True

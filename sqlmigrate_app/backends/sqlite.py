@@ -1,19 +1,26 @@
 """SQLite: an ``flock`` beside the database file for the run, statements split by SQLite's own
-``complete_statement``, the connection's PRAGMAs put back after a migration."""
+``complete_statement``, the connection's PRAGMAs put back after a migration; the history table
+looked up in ``sqlite_master``, the schema read from it, throwaway databases in the system's
+temporary directory."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from time import monotonic, sleep
 from typing import Any
 
-from ..errors import LockTimeout
+from ..errors import LockTimeout, ThrowawayDatabaseError
 from ..files import Section
+from ..snapshot.sqlite import SQLiteReader
 from ..statements import Statement, split_sqlite
-from .base import Backend
+from .base import Backend, ThrowawayPlace
 
 try:
     import fcntl
@@ -32,6 +39,12 @@ SESSION_PRAGMAS = (
     "query_only",
     "automatic_index",
 )
+HISTORY_EXISTS = "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = %s"
+# A throwaway database: a file in a directory of its own in the system's temporary one, beside
+# the file that marks it.
+THROWAWAY_PREFIX = "sqlmigrate-verify-"
+THROWAWAY_MARKER_FILE = "throwaway.txt"
+THROWAWAY_DATABASE_FILE = "verify.sqlite3"
 
 
 class SQLiteBackend(Backend):
@@ -39,6 +52,21 @@ class SQLiteBackend(Backend):
 
     tells_transaction_state = True  # sqlite3's in_transaction asks SQLite itself
     utc_now_sql = "CURRENT_TIMESTAMP"  # SQLite's is UTC
+    run_by_hand = "sqlite3 -bail DATABASE < FILE"
+
+    def history_table_exists(self, table: str, qualified: str) -> bool:
+        """Looked up in ``sqlite_master`` by its name (a database has no schemas to pin)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(HISTORY_EXISTS, [table])
+            return cursor.fetchone() is not None
+
+    def schema_reader(self, history_table: str) -> SQLiteReader:
+        """``sqlite_master`` in one query, normalised."""
+        return SQLiteReader(self.connection, history_table)
+
+    def throwaway_place(self) -> TemporaryDirectory:
+        """The system's temporary directory."""
+        return TemporaryDirectory()
 
     @contextmanager
     def lock(
@@ -132,3 +160,58 @@ class SQLiteBackend(Backend):
         cursor = self.raw_cursor()
         for pragma, value in state.items():
             cursor.execute(f"PRAGMA {pragma} = {int(value)}")
+
+
+class TemporaryDirectory(ThrowawayPlace):
+    """Throwaway SQLite databases: each a directory of the system's temporary one, holding the
+    database file and the marker file."""
+
+    def new_name(self, settings: dict[str, Any]) -> str:
+        """The database file in a directory named with a random token (made by :meth:`create`)."""
+        directory = Path(tempfile.gettempdir()) / f"{THROWAWAY_PREFIX}{secrets.token_hex(8)}"
+        return str(directory / THROWAWAY_DATABASE_FILE)
+
+    def create(self, name: str, marker: str) -> None:
+        """The directory and its marker file; SQLite makes the database file when it is opened."""
+        directory = Path(name).parent
+        self.asked.add(name)
+        try:
+            directory.mkdir(mode=0o700)
+        except OSError as exc:
+            self.asked.discard(name)
+            raise ThrowawayDatabaseError(f"cannot create the throwaway directory {directory}: {exc}") from exc
+        try:
+            (directory / THROWAWAY_MARKER_FILE).write_text(marker + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise ThrowawayDatabaseError(f"cannot mark the throwaway directory {directory} as verify's: {exc}") from exc
+        self.made_and_marked.add(name)
+
+    def drop(self, name: str) -> None:
+        """Remove its directory."""
+        try:
+            shutil.rmtree(Path(name).parent)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise ThrowawayDatabaseError(f"could not remove its directory: {exc}") from exc
+
+    def marked_unused(self, marker_start: str) -> list[tuple[str, str]]:
+        """This user's throwaway directories (not a link to one) and their markers; whether a
+        process has the file open cannot be told, so the marker's run decides alone."""
+        found = []
+        for directory in sorted(Path(tempfile.gettempdir()).glob(f"{THROWAWAY_PREFIX}*")):
+            try:
+                if directory.is_symlink() or directory.stat().st_uid != os.getuid():
+                    continue
+                marker = (directory / THROWAWAY_MARKER_FILE).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                continue
+            if marker.startswith(marker_start):
+                found.append((str(directory / THROWAWAY_DATABASE_FILE), marker))
+        return found
+
+    def drop_unused(self, name: str) -> bool:
+        """Remove its directory, as far as it can be."""
+        directory = Path(name).parent
+        shutil.rmtree(directory, ignore_errors=True)
+        return not directory.exists()

@@ -8,12 +8,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import Error as DjangoDatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..backends import driver_error
-from ..errors import SqlMigrateError
-from ..executor import describe
+from ..errors import database_errors
 
 # How objects are ordered: by kind in this order, then by name.
 KINDS = (
@@ -68,8 +65,7 @@ class Change:
 class Snapshot:
     """The schema of a database at one moment, as sorted objects."""
 
-    def __init__(self, vendor: str, objects: Iterable[SchemaObject]) -> None:
-        self.vendor = vendor
+    def __init__(self, objects: Iterable[SchemaObject]) -> None:
         self.objects = sorted(objects, key=lambda obj: (RANK[obj.kind], obj.name, obj.kind))
         self.by_key = {obj.key: obj.lines for obj in self.objects}
 
@@ -108,10 +104,8 @@ class Reader(ABC):
 
     def take(self) -> Snapshot:
         """The schema as it is now; a database error is one line naming the database."""
-        try:
+        with database_errors(self.connection, f"database {self.connection.alias!r}: reading its schema"):
             return self.read()
-        except (DjangoDatabaseError, driver_error(self.connection)) as exc:
-            raise SqlMigrateError(f"database {self.connection.alias!r}: reading its schema: {describe(exc)}") from exc
 
     @abstractmethod
     def read(self) -> Snapshot:

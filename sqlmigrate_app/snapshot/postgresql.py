@@ -306,7 +306,7 @@ class PostgresReader(Reader):
         fresh = {**_relations(rows), **_sequences(rows["sequences"])}
         self._relations = {oid: fresh.get(oid) or self._relations[oid] for oid in parts}
         self._horizon, self._parts, self._named = horizon, parts, named
-        return Snapshot("postgresql", [*self._relations.values(), *_others(rows)])
+        return Snapshot([*self._relations.values(), *_others(rows)])
 
     def _stale(
         self, cursor: Any, parts: dict[int, int], named: dict[tuple[int, int], str], written: set[int], pg_class: int

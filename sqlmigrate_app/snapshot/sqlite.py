@@ -59,7 +59,7 @@ class SQLiteReader(Reader):
                 [self.history_table],
             )
             rows = cursor.fetchall()
-        return Snapshot("sqlite", (describe(*row) for row in rows))
+        return Snapshot(describe(*row) for row in rows)
 
 
 def describe(type_: str, name: str, table: str, sql: str) -> SchemaObject:

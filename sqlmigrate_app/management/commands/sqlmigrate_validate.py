@@ -50,8 +50,8 @@ class Command(SqlMigrateCommand):
     def lint(self, runner: MigrationRunner) -> list[Problem]:
         """squawk's findings on the pending migrations, as problems; none on SQLite."""
         if not applies_to(runner.connection):
-            vendor = runner.connection.display_name
-            self.stderr.write(f"lint is for PostgreSQL: database {runner.using!r} is {vendor}, skipped.")
+            database = runner.connection.display_name
+            self.stderr.write(f"lint is for PostgreSQL: database {runner.using!r} is {database}, skipped.")
             return []
         findings = lint_pending(runner)
         return [
