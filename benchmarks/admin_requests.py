@@ -36,7 +36,7 @@ from django.test import RequestFactory  # noqa: E402
 from django.urls import resolve, reverse  # noqa: E402
 
 from sqlmigrate_app import conf  # noqa: E402
-from sqlmigrate_app.files import sql_file_names  # noqa: E402
+from sqlmigrate_app.directory import sql_file_names  # noqa: E402
 
 
 def requester() -> Callable[[str], HttpResponse]:

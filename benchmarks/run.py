@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
-from sqlmigrate_app.cache import RACY_NS  # noqa: E402
-from sqlmigrate_app.files import Migration, load_directory  # noqa: E402
+from sqlmigrate_app.directory import RACY_NS, load_directory  # noqa: E402
+from sqlmigrate_app.files import Migration  # noqa: E402
 from tests.postgres_server import postgres_url  # noqa: E402
 
 PSQL = shutil.which("psql") or "/usr/bin/psql"
@@ -354,7 +354,7 @@ def bench_single(
 
 
 def older_than_racy() -> None:
-    """Wait until files just written are older than ``cache.RACY_NS``, as a project's files are:
+    """Wait until files just written are older than ``directory.RACY_NS``, as a project's files are:
     younger ones are read on every check and every admin request, by design."""
     time.sleep(RACY_NS / 1e9 + 0.5)
 

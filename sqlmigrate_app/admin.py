@@ -31,8 +31,8 @@ from django.urls import URLPattern, path, re_path
 from django.views.decorators.http import require_safe
 
 from .cache import load_cached
+from .directory import MigrationSet
 from .errors import SqlMigrateError
-from .files import MigrationSet
 from .models import SqlMigration
 from .runner import MigrationRunner
 from .state import State, StatusTable

@@ -1,9 +1,11 @@
-"""Tell whether a migration file changed without reading it, by its ``stat()`` signature.
+"""What a load of a directory keeps of its files, to spare reading them again: the two
+:class:`~.directory.Reuse` hooks of :func:`~.directory.load_directory`, each knowing a file by
+its ``stat()`` signature.
 
-Two users. The admin page keeps each directory's parsed files between the requests of a process
+The admin page keeps each directory's parsed files between the requests of a process
 (:func:`load_cached`): a request lists the directory and stats its files, then reads only the
 files that are new or whose signature changed; a file gone from the listing is gone from the
-page. The system check keeps on disk which files it found well-formed (:class:`CleanRecord`), so
+page. The system check keeps on disk which files it found clean (:class:`CleanRecord`), so
 that ``manage.py check`` (every ``runserver`` reload, ``migrate``, ``test``) reads only the
 files that are new or changed since. The commands read every file: a deploy decides on the
 checksums.
@@ -17,75 +19,56 @@ import json
 import os
 import tempfile
 import threading
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, files, statements
-from .errors import MigrationFileError
-from .files import Migration, MigrationSet, assemble, directory_error, load_or_error, opened, sql_file_entries
-
-# How long after a file changed its signature is trusted. A file system stamps times at a coarse
-# tick (a jiffy on Linux), so a file written, read and written again within one tick, at the same
-# size, keeps its signature; one that changed this recently is read again each time, as git
-# does with its "racy" index entries.
-RACY_NS = 2_000_000_000
+from . import files
+from .directory import Loaded, MigrationSet, Reuse, Signatures, Vouched, load_directory
 
 
-def signatures(directory: Path) -> dict[str, str | None]:
-    """Each ``*.sql`` file of ``directory``, in name order, with its signature, or None for a file
-    changed too recently to trust one (see :data:`RACY_NS`). Taken before any file is read, so a
-    file changed while it is read has a newer signature next time.
+@dataclass(frozen=True)
+class _Listing:
+    """One load of a directory: its files' signatures, what each file with a signature to trust
+    was read as, and the set."""
 
-    A signature is what ``stat()`` says: size and modification time, and the inode's change time
-    and number, which an edit that keeps the size and puts the old modification time back
-    (``touch -r``, ``rsync -t``, a rename over it) still changes. It is a string, as is the
-    dict's every key: 10,000 tuples a request, kept alive through the request, made Python's
-    cycle collector run a full collection on every other request.
-    """
-    trusted_before = time.time_ns() - RACY_NS
-    listed: dict[str, str | None] = {}
-    for entry in sql_file_entries(directory):
-        try:
-            st = entry.stat()
-        except OSError:  # gone since the listing: load_or_error will say so
-            listed[entry.name] = None
-            continue
-        recent = max(st.st_mtime_ns, st.st_ctime_ns) > trusted_before
-        listed[entry.name] = None if recent else f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino}"
-    return listed
+    signed: Signatures
+    loaded: dict[str, Loaded | Vouched]
+    found: MigrationSet
 
 
-class FileCache:
+class FileCache(Reuse):
     """The parsed files of one directory, each kept with the signature it had when it was read."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        # The last listing, what was read under it, and their set: replaced in one assignment,
-        # so a concurrent request sees the old state or the new one, never half of each.
-        self._state: tuple[dict[str, str | None], dict[str, Migration | MigrationFileError], MigrationSet] | None
-        self._state = None
+        # The last load, replaced in one assignment, so a concurrent request sees the old one or
+        # the new one, never half of each.
+        self._last: _Listing | None = None
 
     def load(self) -> MigrationSet:
-        """What :func:`~.files.load_directory` would return, reading only the files whose
+        """What :func:`~.directory.load_directory` would return, reading only the files whose
         signature is new; while nothing changes, the same set (callers must not modify it).
 
         Concurrent requests may both read a file; each keeps a signature with content read after
         it was taken, so the cache never holds a file's old content under its new signature."""
-        unreadable = directory_error(self.directory)
-        if unreadable is not None:
-            return unreadable
-        listed = signatures(self.directory)
-        last_listed, last_items, last_found = self._state or ({}, {}, None)
-        if last_found is not None and listed == last_listed and None not in listed.values():
-            return last_found  # nothing changed since the last request
-        items: dict[str, Migration | MigrationFileError] = {}
-        with opened(self.directory) as dir_fd:
-            for name, signature in listed.items():
-                item = last_items.get(name) if signature is not None and last_listed.get(name) == signature else None
-                items[name] = item if item is not None else load_or_error(self.directory, name, dir_fd)
-        found = assemble(self.directory, items.values())
-        self._state = (listed, items, found)
-        return found
+        return load_directory(self.directory, self)
+
+    def unchanged(self, signed: Signatures) -> MigrationSet | None:
+        """The last set, when every file is as it was then and none changed too recently."""
+        last = self._last
+        if last is not None and signed == last.signed and None not in signed.values():
+            return last.found
+        return None
+
+    def reuse(self, name: str, signature: str) -> Loaded | Vouched | None:
+        """The file as read under this signature, if it was."""
+        last = self._last
+        return last.loaded.get(name) if last is not None and last.signed.get(name) == signature else None
+
+    def remember(self, signed: Signatures, loaded: dict[str, Loaded | Vouched], found: MigrationSet) -> None:
+        """Keep every file, and the set, in place of the last load's: what is no longer listed
+        goes. A file without a signature to trust is kept, but never reused."""
+        self._last = _Listing(signed, loaded, found)
 
 
 _caches: dict[Path, FileCache] = {}
@@ -100,18 +83,23 @@ def load_cached(directory: Path) -> MigrationSet:
     return cache.load()
 
 
-class CleanRecord:
-    """The files of one directory that the system check found well-formed, as
-    ``"name size mtime ctime inode"`` keys, in ``$XDG_CACHE_HOME/sqlmigrate/`` (else
-    ``~/.cache/sqlmigrate/``). Only clean files are recorded, so a malformed one is read, and
-    reported, by every check. The record is a cache: when it cannot be read or written, every
-    file is read, as without it; and it is keyed to this version of the parsing rules."""
+class CleanRecord(Reuse):
+    """The files of one directory that the system check found clean, as ``"name size mtime
+    ctime inode"`` keys, in ``$XDG_CACHE_HOME/sqlmigrate/`` (else ``~/.cache/sqlmigrate/``).
+    Only clean files are recorded, so a malformed one is read, and reported, by every check. The
+    record is a cache: when it cannot be read or written, every file is read, as without it; and
+    it holds for one version of the rules (:data:`~.files.RULES_VERSION`).
+
+    As a :class:`~.directory.Reuse`, it vouches for the files it holds, which are not read; what
+    is clean after this check is for :meth:`keep` to say, once their statements are checked."""
 
     def __init__(self, directory: Path) -> None:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         where = str(Path(directory).resolve())
         self.path = Path(base) / "sqlmigrate" / f"check-{hashlib.sha256(where.encode()).hexdigest()[:24]}.json"
-        self.header = {"directory": where, "rules": _rules()}
+        self.header = {"directory": where, "rules": files.RULES_VERSION}
+        self._was_clean: set[str] | None = None  # read when first needed
+        self._signed: Signatures | None = None  # the listing of the load made with this record
 
     @staticmethod
     def key(name: str, signature: str) -> str:
@@ -144,14 +132,30 @@ class CleanRecord:
                 os.unlink(temporary)
                 raise
 
+    def reuse(self, name: str, signature: str) -> Vouched | None:
+        """The file vouched for, unread, if it was recorded clean with this signature."""
+        return Vouched(name[:-4]) if self.key(name, signature) in self._clean_before() else None
 
-def _rules() -> str:
-    """What a clean record depends on besides the files: the version, and the modules holding the
-    rules (so an edited rule, even within a version, invalidates the record)."""
-    stamps = [__version__]
-    for module in (files, statements):
-        try:
-            stamps.append(str(os.stat(module.__file__ or "").st_mtime_ns))
-        except OSError:  # no source file to stat (a frozen or zipped install): the version alone
-            stamps.append("-")
-    return ":".join(stamps)
+    def remember(self, signed: Signatures, loaded: dict[str, Loaded | Vouched], found: MigrationSet) -> None:
+        """Note the signatures this load was made under, for :meth:`keep`."""
+        self._signed = signed
+
+    def keep(self, checked: MigrationSet) -> None:
+        """Record the files found clean: every file of the load just made (with a signature to
+        trust) that ``checked``, its set with the statements checked, holds no error of, and that
+        does not name a Django migration (whether that exists can change while the file does not,
+        so such a file is read by every check). Nothing without a load (a directory that cannot
+        be read)."""
+        if self._signed is None:
+            return
+        unclean = {error.path.name for error in checked.errors}
+        unclean.update(f"{migration.id}.sql" for migration in checked.migrations if migration.requires)
+        clean = {self.key(name, sig) for name, sig in self._signed.items() if sig is not None and name not in unclean}
+        if clean != self._clean_before():
+            self.write(clean)
+
+    def _clean_before(self) -> set[str]:
+        """The keys recorded clean before this check, read once."""
+        if self._was_clean is None:
+            self._was_clean = self.read()
+        return self._was_clean

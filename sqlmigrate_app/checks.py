@@ -24,18 +24,12 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from . import conf
 from .backends import backend_for
-from .cache import CleanRecord, signatures
+from .cache import CleanRecord
+from .directory import directory_problem, load_directory
 from .errors import EmptyMigration, MigrationFileError, SqlMigrateError
-from .files import (
-    Migration,
-    directory_error,
-    directory_problem,
-    load_or_error,
-    opened,
-    statement_error,
-    timestamp_clash,
-)
+from .files import Migration
 from .requirements import unknown_requirements
+from .statements import with_statements_checked
 
 TAG = "sqlmigrate"
 
@@ -152,45 +146,11 @@ def check_files(directory: Path) -> tuple[list[MigrationFileError], list[Migrati
     the migrations read to say it: only the files the :class:`~.cache.CleanRecord` does not
     hold. A file with ``requires=`` is never recorded, so it is always read: whether the Django
     migration it names exists can change without the file changing."""
-    unreadable = directory_error(directory)
-    if unreadable is not None:
-        return unreadable.errors, []
     record = CleanRecord(directory)
-    was_clean = record.read()
-    clean: set[str] = set()
-    errors: list[MigrationFileError] = []
-    read: list[Migration] = []
-    seen: dict[str, str] = {}
-    with opened(directory) as dir_fd:
-        for name, signature in signatures(directory).items():
-            key = CleanRecord.key(name, signature) if signature is not None else None
-            error, migration = _check_file(directory, name, key in was_clean, seen, dir_fd)
-            if migration is not None:
-                read.append(migration)
-            if error is not None:
-                errors.append(error)
-            elif key is not None and not (migration and migration.requires):
-                clean.add(key)
-    if clean != was_clean:
-        record.write(clean)
-    return errors, read
-
-
-def _check_file(
-    directory: Path, name: str, known_clean: bool, seen: dict[str, str], dir_fd: int | None
-) -> tuple[MigrationFileError | None, Migration | None]:
-    """The problem of one file, in the order ``validate`` finds them (its name and content, not
-    read when ``known_clean``; its timestamp; its statements), and the migration if read."""
-    migration = None
-    if not known_clean:
-        loaded = load_or_error(directory, name, dir_fd)
-        if isinstance(loaded, MigrationFileError):
-            return loaded, None
-        migration = loaded
-    clash = timestamp_clash(directory, name[:-4], seen)
-    if clash is not None or migration is None:
-        return clash, migration
-    return statement_error(migration), migration
+    found = load_directory(directory, record)
+    checked = with_statements_checked(found)
+    record.keep(checked)
+    return checked.errors, found.migrations
 
 
 def _file_message(error: MigrationFileError) -> CheckMessage:

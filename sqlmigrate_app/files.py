@@ -1,26 +1,26 @@
-"""Find, name-check, parse and checksum migration files.
+"""One migration file: its name, its format and its checksum.
 
-Everything here is pure: it reads files and returns data, it never writes and never touches a
-database, so ``validate``, ``status``, the system checks and the admin can all share it.
+The rules of a file on its own: the name pattern, the bytes decoded (UTF-8, nothing else), the
+``-- UP`` / ``-- DOWN`` markers and ``-- sqlmigrate:`` directives, the sections with their file
+lines, the checksum. Pure: bytes and text in, a :class:`Migration` out. Reading a directory of
+them is :mod:`.directory`'s job, checking their statements :mod:`.statements`'.
 """
 
 from __future__ import annotations
 
-import errno
 import functools
 import hashlib
-import os
 import re
-import stat
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .errors import EmptyMigration, MigrationFileError, plural
-from .statements import ALL_HINTS, mentions, refusal_in_transaction, refusal_without_transaction
+from .errors import EmptyMigration, MigrationFileError
 
+# What a file is checked for, here and in statements.py: the system check's record of clean
+# files (cache.CleanRecord) holds only for this version. Bump it when a change to either module
+# changes which files pass; tests/test_cache.py fails until the change is looked at.
+RULES_VERSION = 1
 FILENAME_RE = re.compile(r"(?P<timestamp>[0-9]{14})_(?P<slug>[a-z0-9_]+)\.sql")
 # A ``--`` comment that is a marker (``-- UP``, ``-- DOWN``) or a directive (``-- sqlmigrate:
 # ...``) if nothing but whitespace comes before it on its line (see :func:`heads`).
@@ -34,10 +34,6 @@ BOM = "\ufeff"
 OTHER_ENCODINGS = (("UTF-32", (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")), ("UTF-16", (b"\xff\xfe", b"\xfe\xff")))
 # The id must fit the history table's VARCHAR(255) and the file name the usual 255-byte limit.
 MAX_SLUG = 200
-# Most migrations fit one read of this size; a bigger one is read on in 1 MB pieces.
-READ_SIZE = 1 << 16
-# No newline translation on Windows; never waiting for a writer to a named pipe.
-READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
 # A line holding something besides whitespace that is not a ``--`` comment.
 SQL_LINE_RE = re.compile(r"^[^\S\n]*(?!--)\S", re.MULTILINE)
 
@@ -130,30 +126,6 @@ class Migration:
         return has_sql(self.down_sql)
 
 
-@dataclass
-class MigrationSet:
-    """Every well-formed migration of a directory, in id order, and every problem found."""
-
-    directory: Path
-    migrations: list[Migration] = field(default_factory=list)
-    errors: list[MigrationFileError] = field(default_factory=list)
-    _by_id: dict[str, Migration] | None = field(default=None, init=False, repr=False, compare=False)
-
-    def by_id(self) -> dict[str, Migration]:
-        """The migrations by id, built once: ``load_directory`` has finished the list by then."""
-        if self._by_id is None:
-            self._by_id = {migration.id: migration for migration in self.migrations}
-        return self._by_id
-
-    def raise_first_error(self) -> None:
-        """Raise the first problem found, saying how many more there are."""
-        if self.errors:
-            more = len(self.errors) - 1
-            suffix = f" (and {plural(more, 'more problem')}; run sqlmigrate_validate)" if more else ""
-            first = self.errors[0]
-            raise MigrationFileError(first.path, first.message + suffix, first.line)
-
-
 @functools.lru_cache(maxsize=1 << 16)  # the admin page shows the same names request after request
 def display_name(migration_id: str) -> str:
     """``20241201000001_create_client_registrations`` -> ``Create Client Registrations``."""
@@ -180,12 +152,18 @@ def checksum(text: str) -> str:
     return digest.hexdigest()
 
 
-def decode(path: Path, data: bytes) -> str:
-    """The file's text as it will run: UTF-8 with a leading BOM dropped, nothing else changed
-    (CRLF line ends stay in the SQL, as psql would send them; a file of classic Mac CR line ends
-    alone has them read as LF). Refuses what no database would
+def decode(directory: Path, name: str, data: bytes) -> str:
+    """The text of the file ``name`` of ``directory`` as it will run: UTF-8 with a leading BOM
+    dropped, nothing else changed (CRLF line ends stay in the SQL, as psql would send them; a
+    file of classic Mac CR line ends alone has them read as LF). Refuses what no database would
     run as written: another encoding, and a NUL byte, where libpq stops reading the SQL (the
-    rest of the migration would be lost) and SQLite's driver refuses it."""
+    rest of the migration would be lost) and SQLite's driver refuses it.
+
+    Plain ASCII, as most files are, needs none of that care: a memchr or two, and no ``Path``
+    made (10,000 of them cost 20 ms)."""
+    if data.isascii() and b"\0" not in data and (b"\r" not in data or b"\n" in data):
+        return data.decode("ascii")
+    path = directory / name
     for encoding, boms in OTHER_ENCODINGS:
         if data.startswith(boms):
             message = f"is {encoding} (it starts with a {encoding} byte-order mark), not UTF-8: save it as UTF-8"
@@ -210,17 +188,19 @@ def decode(path: Path, data: bytes) -> str:
     return text
 
 
-def check_filename(path: Path) -> str:
-    """Return the migration id of a well-named file, or raise saying what is wrong."""
-    match = FILENAME_RE.fullmatch(path.name)
+def check_name(directory: Path, name: str) -> str:
+    """The migration id of the well-named file ``name`` of ``directory``, or raise saying what is
+    wrong with the name (the ``Path`` made only then)."""
+    match = FILENAME_RE.fullmatch(name)
     if not match:
         raise MigrationFileError(
-            path, "bad file name: expected YYYYMMDDHHMMSS_snake_case_name.sql (lowercase letters, digits, _)"
+            directory / name,
+            "bad file name: expected YYYYMMDDHHMMSS_snake_case_name.sql (lowercase letters, digits, _)",
         )
     stamp = match["timestamp"]
     if not _real_time(stamp):
-        raise MigrationFileError(path, f"bad file name: {stamp} is not a real date and time")
-    return path.name[:-4]
+        raise MigrationFileError(directory / name, f"bad file name: {stamp} is not a real date and time")
+    return name[:-4]
 
 
 def _real_time(stamp: str) -> bool:
@@ -296,53 +276,13 @@ def line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
 
-def read_file(path: str | Path, dir_fd: int | None = None) -> bytes:
-    """The bytes of a file (``path`` relative to ``dir_fd`` if given): ``os.read`` into a buffer
-    of about the right size, a third of the time ``Path.read_bytes`` takes on small files.
-
-    Opened without blocking and checked to be a regular file whenever a read comes back empty or
-    full, so a named pipe never hangs a command and a device is never read without end."""
-    fd = os.open(path, READ_FLAGS, dir_fd=dir_fd)
-    try:
-        data = os.read(fd, READ_SIZE)
-        if 0 < len(data) < READ_SIZE:
-            return data
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        if len(data) < READ_SIZE:
-            return data
-        parts = [data]
-        while more := os.read(fd, 1 << 20):
-            parts.append(more)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
-
-
-def unreadable(path: Path, error: OSError) -> str:
-    """Why the file at ``path`` could not be read, for its error message: what it is when it is
-    not a regular file (nothing named like a migration is skipped without a word)."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        if os.path.islink(path):
-            return f"is a symbolic link to {os.readlink(path)}, which does not exist"
-        return "cannot be read: it is gone"
-    except OSError:
-        mode = stat.S_IFREG
-    kinds = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFSOCK: "a socket"}
-    if not stat.S_ISREG(mode):
-        return f"is {kinds.get(stat.S_IFMT(mode), 'a device')}, not a regular file: move it out of the directory"
-    return f"cannot be read: {error.strerror or error}"
-
-
 def parse_migration(path: Path, data: bytes) -> Migration:
     """Parse one file's bytes into a :class:`Migration`, or raise naming the file and line.
 
     The bytes are let go once decoded, so a big file is not held twice while it is parsed.
     """
-    migration_id = check_filename(path)
-    text = decode(path, data)
+    migration_id = check_name(path.parent, path.name)
+    text = decode(path.parent, path.name, data)
     del data
     return parse_text(path.parent, migration_id, text)
 
@@ -351,7 +291,7 @@ def parse_text(directory: Path, migration_id: str, text: str) -> Migration:
     """Sections, directives and checksum of the decoded file ``migration_id`` of ``directory``
     (see :func:`parse_migration`).
 
-    Not its statements: :func:`statement_error` checks those, for the migrations that need it.
+    Not its statements: :func:`~.statements.statement_error` checks those, for the migrations that need it.
     """
     try:
         return _parse(directory, migration_id, text)
@@ -441,168 +381,3 @@ def _check_marker(kind: str, line_no: int, up_marker: int | None, down_marker: i
         raise _Malformed("-- DOWN before -- UP: the UP section comes first", line_no)
     if kind == "DOWN" and down_marker is not None:
         raise _Malformed(f"second -- DOWN marker (the first is on line {down_marker})", line_no)
-
-
-def statement_error(migration: Migration) -> MigrationFileError | None:
-    """The first statement of either section that cannot run as the migration is written (see
-    :func:`~.statements.refusal_in_transaction`), as the file's error; None when there is none.
-
-    The one check of a file that reads its statements, so it runs only where they matter: for
-    every file in ``validate`` and the system check, for the files a run will execute in
-    ``up`` and ``down``; ``status`` and the admin page skip it.
-    """
-    if not mentions(f"{migration.up_sql}\n{migration.down_sql}", ALL_HINTS):
-        return None  # the usual answer: one pass over the file, not one per section
-    check = refusal_in_transaction if migration.transactional else refusal_without_transaction
-    for section in (migration.up, migration.down):
-        refusal = check(section.sql, section.line)
-        if refusal is not None:
-            return MigrationFileError(migration.path, refusal.message, refusal.line)
-    return None
-
-
-def check_statements(migrations: Iterable[Migration]) -> None:
-    """Raise the first statement error of these migrations, before any of them runs."""
-    for migration in migrations:
-        error = statement_error(migration)
-        if error is not None:
-            raise error
-
-
-def with_statements_checked(found: MigrationSet) -> MigrationSet:
-    """``found`` with every migration's statements checked: a migration with a refused statement
-    becomes an error, in file order among the others (what ``validate`` reports)."""
-    checked = MigrationSet(found.directory, errors=list(found.errors))
-    for migration in found.migrations:
-        error = statement_error(migration)
-        if error is None:
-            checked.migrations.append(migration)
-        else:
-            checked.errors.append(error)
-    if len(checked.errors) > len(found.errors):
-        checked.errors.sort(key=lambda error: error.path.name)
-    return checked
-
-
-def directory_problem(directory: Path) -> str | None:
-    """What is wrong with a migrations directory ("does not exist", ...), or None."""
-    if directory.is_dir():
-        return None
-    return "is not a directory" if directory.exists() else "does not exist"
-
-
-def sql_file_entries(directory: Path) -> list[os.DirEntry[str]]:
-    """The entries named ``*.sql`` of ``directory``, sorted by name (sorting names beats sorting
-    Paths 5x). Whatever else is there is ignored; one of these that is not a regular file (a
-    directory, a named pipe, a broken link) is listed, to be reported when it is read."""
-    with os.scandir(directory) as entries:
-        found = [entry for entry in entries if entry.name.lower().endswith(".sql")]
-    found.sort(key=lambda entry: entry.name)
-    return found
-
-
-def sql_file_names(directory: Path) -> list[str]:
-    """The names of the ``*.sql`` files of ``directory``, sorted (see :func:`sql_file_entries`)."""
-    return [entry.name for entry in sql_file_entries(directory)]
-
-
-def load_file(directory: Path, name: str, dir_fd: int | None = None) -> Migration:
-    """Read, name-check and parse the file ``name`` of ``directory`` (not its statements), or
-    raise :class:`MigrationFileError` naming it. ``dir_fd``, the directory opened (see
-    :func:`opened`), spares the system resolving the directory's path again for each file."""
-    match = FILENAME_RE.fullmatch(name)
-    if not (match and _real_time(match["timestamp"])):
-        check_filename(directory / name)  # raises, saying what is wrong
-    try:
-        data = read_file(name, dir_fd) if dir_fd is not None else read_file(os.path.join(directory, name))
-    except OSError as exc:
-        raise MigrationFileError(directory / name, unreadable(directory / name, exc)) from None
-    # Plain ASCII, as most files are, needs none of decode()'s care: a memchr or two.
-    plain = data.isascii() and b"\0" not in data and (b"\r" not in data or b"\n" in data)
-    text = data.decode("ascii") if plain else decode(directory / name, data)
-    del data
-    return parse_text(directory, name[:-4], text)
-
-
-def load_or_error(directory: Path, name: str, dir_fd: int | None = None) -> Migration | MigrationFileError:
-    """:func:`load_file`, with its error returned rather than raised."""
-    try:
-        return load_file(directory, name, dir_fd)
-    except MigrationFileError as exc:
-        return exc
-
-
-@contextmanager
-def opened(directory: Path) -> Iterator[int | None]:
-    """A descriptor of ``directory`` to open its files by name (:func:`load_file`), or None
-    where ``os.open`` takes none (Windows) or the directory cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY) if os.open in os.supports_dir_fd else None
-    except OSError:
-        fd = None
-    try:
-        yield fd
-    finally:
-        if fd is not None:
-            os.close(fd)
-
-
-def assemble(directory: Path, loaded: Iterable[Migration | MigrationFileError]) -> MigrationSet:
-    """The set of a directory's files, loaded in file order: their errors, and a migration whose
-    timestamp an earlier well-formed file already uses is one too."""
-    found = MigrationSet(Path(directory))
-    seen: dict[str, str] = {}
-    for item in loaded:
-        if isinstance(item, MigrationFileError):
-            found.errors.append(item)
-            continue
-        clash = timestamp_clash(found.directory, item.id, seen)
-        if clash is not None:
-            found.errors.append(clash)
-        else:
-            found.migrations.append(item)
-    found.migrations.sort(key=lambda migration: migration.id)
-    return found
-
-
-def timestamp_clash(directory: Path, migration_id: str, seen: dict[str, str]) -> MigrationFileError | None:
-    """The error of a well-formed file whose timestamp an earlier one (in file order) already
-    uses, or None after noting it in ``seen`` (timestamp -> id)."""
-    stamp = migration_id[:14]
-    other = seen.setdefault(stamp, migration_id)
-    if other == migration_id:
-        return None
-    return MigrationFileError(directory / f"{migration_id}.sql", f"timestamp {stamp} is also used by {other}.sql")
-
-
-def directory_error(directory: Path) -> MigrationSet | None:
-    """The set holding only the error of a directory that cannot be read, or None."""
-    problem = directory_problem(directory)
-    if problem is None:
-        return None
-    return MigrationSet(Path(directory), errors=[MigrationFileError(directory, f"migrations directory {problem}")])
-
-
-def load_directory(directory: Path) -> MigrationSet:
-    """Read, check and parse every ``*.sql`` file of ``directory`` (subdirectories are ignored);
-    the statements are left to :func:`statement_error`."""
-    directory = Path(directory)
-    unreadable = directory_error(directory)
-    if unreadable is not None:
-        return unreadable
-    with opened(directory) as dir_fd:
-        return assemble(directory, [load_or_error(directory, name, dir_fd) for name in sql_file_names(directory)])
-
-
-def load_one(directory: Path, migration_id: str) -> MigrationSet:
-    """The set of the one file of ``migration_id``, read by its name alone (no listing of the
-    directory, so its timestamp is not compared with the others'): empty when there is no such
-    file, or when ``migration_id`` could not name one (a history row of another tool)."""
-    directory = Path(directory)
-    unreadable = directory_error(directory)
-    if unreadable is not None:
-        return unreadable
-    name = f"{migration_id}.sql"
-    if not FILENAME_RE.fullmatch(name) or not os.path.isfile(os.path.join(directory, name)):
-        return MigrationSet(directory)
-    return assemble(directory, [load_or_error(directory, name)])

@@ -27,8 +27,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import conf
 from .backends import backend_for
+from .directory import load_directory
 from .errors import ConfigurationError, HistoryTableError, LintFailed, LintUnavailable, database_errors, printable
-from .files import Migration, Section, load_directory
+from .files import Migration, Section
 from .runner import MigrationRunner
 from .selection import applied_on, under_test
 

@@ -11,6 +11,7 @@ import difflib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from .directory import MigrationSet
 from .errors import (
     InvalidRepair,
     InvalidRollback,
@@ -20,7 +21,7 @@ from .errors import (
     UnknownMigration,
     plural,
 )
-from .files import Migration, MigrationSet
+from .files import Migration
 from .history import AppliedMigration
 from .state import State, check_recorded, out_of_order, statuses
 

@@ -1,6 +1,6 @@
 """The public API: status, validate, plan, apply and roll back, over one Django connection.
 
-:class:`MigrationRunner` composes the pieces: the files (:mod:`.files`), the history table
+:class:`MigrationRunner` composes the pieces: the files (:mod:`.directory`), the history table
 (:mod:`.history`), their states (:mod:`.state`), the plans (:mod:`.planner`), the execution
 (:mod:`.executor`) and the database's backend (:mod:`.backends`). It returns plain data and
 reports progress through a :class:`~.executor.Reporter`; only the management commands print.
@@ -16,14 +16,16 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from . import conf
 from .backends import backend_for
+from .directory import MigrationSet, load_directory, load_one
 from .errors import SqlMigrateError, database_error_types, redo_stopped, reports_database_errors
 from .executor import Executor, Reporter, Result
-from .files import Migration, MigrationSet, check_statements, load_directory, load_one, with_statements_checked
+from .files import Migration
 from .history import AppliedMigration, HistoryTable
 from .planner import Repair, plan_down, plan_redo, plan_repair, plan_up
 from .requirements import check_requirements, unknown_requirements
 from .script import Script
 from .state import MigrationStatus, Problem, State, StatusTable, problems, statuses
+from .statements import check_statements, with_statements_checked
 
 
 class MigrationRunner:
@@ -61,7 +63,7 @@ class MigrationRunner:
 
     def _files(self) -> MigrationSet:
         """Every file's sections and checksum; the first bad one raises. Statements are checked
-        only in the migrations a run executes (:func:`~.files.check_statements`)."""
+        only in the migrations a run executes (:func:`~.statements.check_statements`)."""
         found = self.loader(self.directory)
         found.raise_first_error()
         return found

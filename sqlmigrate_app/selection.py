@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
+from .directory import MigrationSet
 from .errors import ConfigurationError
-from .files import Migration, MigrationSet
+from .files import Migration
 from .planner import resolve
 from .runner import MigrationRunner
 

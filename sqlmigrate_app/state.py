@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from .directory import MigrationSet
 from .errors import (
     HistoryTableError,
     MissingMigration,
@@ -20,7 +21,7 @@ from .errors import (
     ProblemKind,
     SqlMigrateError,
 )
-from .files import Migration, MigrationSet
+from .files import Migration
 from .history import AppliedMigration
 
 

@@ -13,10 +13,12 @@ The scanner assumes ``standard_conforming_strings = on``, PostgreSQL's default: 
 backslash in a plain ``'...'`` string escapes the next character (``'a\\';b'`` is one string),
 so statements would end elsewhere. That setting is not supported.
 
-The same scanner checks each file when it is loaded, looking only at each statement's first
-words: statements PostgreSQL refuses inside a transaction block, transaction control (``BEGIN``,
-``COMMIT``, ...) and what no migration can run (``COPY ... FROM STDIN``, psql meta-commands,
-two-phase commit). Word pre-filters keep it from scanning ordinary migrations at all.
+The same scanner checks a migration's statements (:func:`statement_error`, where they matter:
+every file in ``validate`` and the system check, the files a run executes in ``up`` and
+``down``), looking only at each statement's first words: statements PostgreSQL refuses inside a
+transaction block, transaction control (``BEGIN``, ``COMMIT``, ...) and what no migration can
+run (``COPY ... FROM STDIN``, psql meta-commands, two-phase commit). Word pre-filters, run once
+per file (:func:`_hints`), keep it from scanning ordinary migrations at all.
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+from .directory import MigrationSet
+from .errors import MigrationFileError
+
+if TYPE_CHECKING:
+    from .files import Migration
 
 LEADING_NOISE_RE = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)  # before a SQLite statement
 # Cheap pre-filter: only text containing one of these words can hold a statement that
@@ -408,13 +416,13 @@ def transaction_control(statement: str) -> Literal["begin", "commit", "rollback"
     ``RELEASE``, ``ROLLBACK TO``). ``statement`` is one statement as :func:`split` or
     :func:`split_sqlite` returns it; leading comments do not matter.
 
-    What ``parse_text`` has already checked of each section of such a migration, so the runner
-    need not: a group never opens inside another, every group is closed by the end of the
-    section and nothing closes one that is not open; savepoints occur only inside groups; no
-    statement refused inside a transaction block (CREATE INDEX CONCURRENTLY, ...) is inside one;
-    there is no ``AND CHAIN`` and no two-phase commit. So the statements of a group took effect
-    only once its ``"commit"`` succeeded; if one of them fails, the session is left in a failed
-    transaction block that only a ROLLBACK ends.
+    What :func:`statement_error` has checked of each section of such a migration before it runs,
+    so the runner need not: a group never opens inside another, every group is closed by the
+    end of the section and nothing closes one that is not open; savepoints occur only inside
+    groups; no statement refused inside a transaction block (CREATE INDEX CONCURRENTLY, ...) is
+    inside one; there is no ``AND CHAIN`` and no two-phase commit. So the statements of a group
+    took effect only once its ``"commit"`` succeeded; if one of them fails, the session is left
+    in a failed transaction block that only a ROLLBACK ends.
     """
     control = _control(_leading_words(statement, 0, len(statement)))
     if control is None or control.kind == "savepoint" or control.kind == "two-phase":
@@ -483,18 +491,29 @@ def mentions(sql: str, words: tuple[str, ...]) -> bool:
     return any(any(map(chunk.__contains__, words)) for chunk in _lowered_chunks(sql))
 
 
-def _hints(sql: str) -> tuple[bool, bool]:
-    """Whether ``sql`` may hold a statement refused inside a transaction block, and whether it may
-    hold transaction control, COPY or a psql meta-command (see the pre-filters above)."""
-    refused = controlled = False
+class _Hints(NamedTuple):
+    """What a text may hold, by the pre-filters above: each False rules out a kind of refusal
+    without a scan; a True only means the text must be scanned for it."""
+
+    refused: bool  # a statement refused inside a transaction block
+    controlled: bool  # transaction control or COPY
+    meta: bool  # a psql meta-command (a backslash)
+
+
+def _hints(sql: str) -> _Hints:
+    """The pre-filters, the one place they run: a pass over the text for every hint word at once
+    (the usual answer: none), then, for the words found, which kinds they hint at. The hints of a
+    whole file hold for each of its sections."""
+    refused = controlled = meta = False
     for chunk in _lowered_chunks(sql):
         if not any(map(chunk.__contains__, ALL_HINTS)):  # the usual answer, in one pass
             continue
         refused = refused or any(map(chunk.__contains__, NON_TRANSACTIONAL_HINTS))
         controlled = controlled or any(map(chunk.__contains__, CONTROL_WORDS))
+        meta = meta or "\\" in chunk
     if controlled:
         controlled = CONTROL_AT_START_RE.match(sql) is not None or any(r.search(sql) for r in CONTROL_AFTER_RES)
-    return refused, controlled
+    return _Hints(refused, controlled, meta)
 
 
 def _headed(sql: str, first_line: int, head_re: re.Pattern[str]) -> Iterator[tuple[Statement, list[str]]]:
@@ -507,10 +526,10 @@ def _headed(sql: str, first_line: int, head_re: re.Pattern[str]) -> Iterator[tup
             yield Statement(sql[start:end], line), _leading_words(sql, start, end, WORDS_LOOKED_AT)
 
 
-def _checked(sql: str, first_line: int) -> Iterable[tuple[Statement, list[str]]]:
+def _checked(sql: str, first_line: int, hints: _Hints) -> Iterable[tuple[Statement, list[str]]]:
     """The statements a section check must look at: none in most sections, which mention no word
     that could start one (see the pre-filters above)."""
-    refused, controlled = _hints(sql)
+    refused, controlled = hints.refused, hints.controlled
     if not (refused or controlled):
         return ()
     head_re = ANY_HEAD_RE if refused and controlled else REFUSED_HEAD_RE if refused else CONTROL_HEAD_RE
@@ -519,7 +538,7 @@ def _checked(sql: str, first_line: int) -> Iterable[tuple[Statement, list[str]]]
 
 def first_non_transactional(sql: str, first_line: int = 1) -> Statement | None:
     """The first statement PostgreSQL refuses inside a transaction block, or None."""
-    if not mentions(sql, NON_TRANSACTIONAL_HINTS):
+    if not _hints(sql).refused:
         return None
     for statement, words in _headed(sql, first_line, REFUSED_HEAD_RE):
         if _refused(words):
@@ -532,8 +551,6 @@ def _meta_command(sql: str, first_line: int) -> Refusal | None:
     the line as one of its own commands (``\\! rm -rf``, ``\\connect``) and the server, which has
     no backslash operator, reports a syntax error: refused, so that ``up --sql | psql`` never
     does what ``up`` cannot."""
-    if "\\" not in sql:
-        return None
     pos = 0
     while (match := BACKSLASH_OR_QUOTE_RE.search(sql, pos)) is not None:
         at = match.start()
@@ -554,11 +571,16 @@ def refusal_in_transaction(sql: str, first_line: int = 1) -> Refusal | None:
     """The first statement of a section that cannot run inside the migration's transaction:
     transaction control (it would end or nest that transaction), a statement PostgreSQL refuses
     in a transaction block, or what no migration can run; None when there is none."""
-    return _earliest(_meta_command(sql, first_line), _statement_in_transaction(sql, first_line))
+    return _in_transaction(sql, first_line, _hints(sql))
 
 
-def _statement_in_transaction(sql: str, first_line: int) -> Refusal | None:
-    for statement, words in _checked(sql, first_line):
+def _in_transaction(sql: str, first_line: int, hints: _Hints) -> Refusal | None:
+    meta = _meta_command(sql, first_line) if hints.meta else None
+    return _earliest(meta, _statement_in_transaction(sql, first_line, hints))
+
+
+def _statement_in_transaction(sql: str, first_line: int, hints: _Hints) -> Refusal | None:
+    for statement, words in _checked(sql, first_line, hints):
         message = _never_runs(statement, words)
         control = _control(words)
         if message is None and control is not None and control.kind in ("begin", "commit", "rollback"):
@@ -575,12 +597,17 @@ def refusal_without_transaction(sql: str, first_line: int = 1) -> Refusal | None
     """The first statement of a ``no-transaction`` section that cannot run as written: what no
     migration can run, or a BEGIN ... COMMIT group that is not well formed (see
     :func:`transaction_control` for what that promises the runner); None when there is none."""
-    return _earliest(_meta_command(sql, first_line), _statement_without_transaction(sql, first_line))
+    return _without_transaction(sql, first_line, _hints(sql))
 
 
-def _statement_without_transaction(sql: str, first_line: int) -> Refusal | None:
+def _without_transaction(sql: str, first_line: int, hints: _Hints) -> Refusal | None:
+    meta = _meta_command(sql, first_line) if hints.meta else None
+    return _earliest(meta, _statement_without_transaction(sql, first_line, hints))
+
+
+def _statement_without_transaction(sql: str, first_line: int, hints: _Hints) -> Refusal | None:
     group: Statement | None = None  # the BEGIN of the open group
-    for statement, words in _checked(sql, first_line):
+    for statement, words in _checked(sql, first_line, hints):
         control = _control(words)
         message = _never_runs(statement, words) or _group_refusal(statement, words, control, group)
         if message is not None:
@@ -614,6 +641,51 @@ def _group_refusal(
             f"{group.line} is one: move it after that group's COMMIT"
         )
     return None
+
+
+# Migrations: their statements checked ---------------------------------------------------------
+
+
+def statement_error(migration: Migration) -> MigrationFileError | None:
+    """The first statement of either section that cannot run as the migration is written (see
+    :func:`refusal_in_transaction`), as the file's error; None when there is none.
+
+    The one check of a file that reads its statements, so it runs only where they matter: for
+    every file in ``validate`` and the system check, for the files a run will execute in
+    ``up`` and ``down``; ``status`` and the admin page skip it.
+    """
+    hints = _hints(f"{migration.up_sql}\n{migration.down_sql}")  # one pass over the file, not one per section
+    if not any(hints):
+        return None  # the usual answer
+    check = _in_transaction if migration.transactional else _without_transaction
+    for sql, line in ((migration.up_sql, migration.up_line), (migration.down_sql, migration.down_line)):
+        refusal = check(sql, line, hints)
+        if refusal is not None:
+            return MigrationFileError(migration.path, refusal.message, refusal.line)
+    return None
+
+
+def check_statements(migrations: Iterable[Migration]) -> None:
+    """Raise the first statement error of these migrations, before any of them runs."""
+    for migration in migrations:
+        error = statement_error(migration)
+        if error is not None:
+            raise error
+
+
+def with_statements_checked(found: MigrationSet) -> MigrationSet:
+    """``found`` with every migration's statements checked: a migration with a refused statement
+    becomes an error, in file order among the others (what ``validate`` reports)."""
+    checked = MigrationSet(found.directory, errors=list(found.errors))
+    for migration in found.migrations:
+        error = statement_error(migration)
+        if error is None:
+            checked.migrations.append(migration)
+        else:
+            checked.errors.append(error)
+    if len(checked.errors) > len(found.errors):
+        checked.errors.sort(key=lambda error: error.path.name)
+    return checked
 
 
 # Words without which a section cannot change a session setting beyond its transaction.

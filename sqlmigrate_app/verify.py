@@ -21,9 +21,10 @@ from typing import Any
 from django.core.management import call_command
 
 from . import conf, snapshot
+from .directory import MigrationSet, load_directory
 from .errors import SqlMigrateError, plural
 from .executor import Reporter, Result
-from .files import Migration, MigrationSet, load_directory
+from .files import Migration
 from .runner import MigrationRunner
 from .selection import applied_on, under_test
 from .snapshot import Change, Snapshot

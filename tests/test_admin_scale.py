@@ -15,8 +15,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from sqlmigrate_app import cache
-from sqlmigrate_app.files import load_directory
+from sqlmigrate_app import cache, directory
+from sqlmigrate_app.directory import load_directory
 
 from .admin_demo import detail_url, list_url, listed_rows
 
@@ -47,7 +47,7 @@ def many(target: Any, settings: Any) -> Any:
 @pytest.fixture
 def trusting_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     """Trust a file's signature at once: the files of a test are younger than RACY_NS."""
-    monkeypatch.setattr(cache, "RACY_NS", 0)
+    monkeypatch.setattr(directory, "RACY_NS", 0)
 
 
 def ids_on(client: Client, **params: str) -> list[str]:

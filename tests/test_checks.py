@@ -13,10 +13,11 @@ import sys
 import pytest
 from django.core.checks import run_checks
 
-from sqlmigrate_app import cache
-from sqlmigrate_app.cache import CleanRecord, signatures
+from sqlmigrate_app import directory
+from sqlmigrate_app.cache import CleanRecord
 from sqlmigrate_app.checks import check_files
-from sqlmigrate_app.files import load_directory, with_statements_checked
+from sqlmigrate_app.directory import load_directory, signatures
+from sqlmigrate_app.statements import with_statements_checked
 
 from .conftest import ROOT
 
@@ -172,7 +173,7 @@ BAD_FILES = {
 @pytest.fixture
 def trusting(monkeypatch):
     """Trust a file's signature at once: the files of a test are younger than RACY_NS."""
-    monkeypatch.setattr(cache, "RACY_NS", 0)
+    monkeypatch.setattr(directory, "RACY_NS", 0)
 
 
 def write_files(directory, files):

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from sqlmigrate_app.files import load_directory
+from sqlmigrate_app.directory import load_directory
 from sqlmigrate_app.management.base import EXIT_CODES
 
 CRLF_FILE = (

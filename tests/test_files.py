@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from sqlmigrate_app.directory import load_directory
 from sqlmigrate_app.errors import MigrationFileError
-from sqlmigrate_app.files import display_name, load_directory, parse_migration
+from sqlmigrate_app.files import display_name, parse_migration
 
 GOOD = "-- Create things.\n\n-- UP\nCREATE TABLE things (id INTEGER);\n\n-- DOWN\nDROP TABLE things;\n"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sqlmigrate_app.files import has_sql, load_directory, parse_migration
+from sqlmigrate_app.directory import load_directory
+from sqlmigrate_app.files import has_sql, parse_migration
 from sqlmigrate_app.statements import first_non_transactional
 
 NAME = Path("20240101000000_example.sql")

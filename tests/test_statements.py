@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from benchmarks.run import write_big
-from sqlmigrate_app.files import load_directory
+from sqlmigrate_app.directory import load_directory
 from sqlmigrate_app.statements import first_non_transactional, refused_in_transaction, split
 
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from sqlmigrate_app import files
+from sqlmigrate_app import directory, files, statements
 from sqlmigrate_app.errors import SqlMigrateError
 from sqlmigrate_app.runner import MigrationRunner
 
@@ -19,7 +19,7 @@ from sqlmigrate_app.runner import MigrationRunner
 @pytest.fixture
 def unchecked(monkeypatch):
     """The checks at load switched off: every section reaches the database."""
-    monkeypatch.setattr(files, "statement_error", lambda migration: None)
+    monkeypatch.setattr(statements, "statement_error", lambda migration: None)
 
 
 def test_a_rollback_inside_a_migration_applies_and_records_nothing(target, unchecked):
@@ -157,7 +157,7 @@ def test_a_nul_byte_that_reaches_the_database_fails_whole(target):
     refused by the backend, never cut short at the NUL with the rest of it lost."""
     text = "-- UP\nCREATE TABLE first (id integer);\nSELECT '\0';\nCREATE TABLE second (id integer);\n"
     migration = files.parse_text(target.directory, "20240101000001_nul", text)
-    runner = MigrationRunner(using=target.alias, loader=lambda directory: files.assemble(directory, [migration]))
+    runner = MigrationRunner(using=target.alias, loader=lambda path: directory.assemble(path, [migration]))
 
     with pytest.raises(SqlMigrateError, match="NUL byte"):
         runner.migrate()
