@@ -114,7 +114,7 @@ def _wait_until_accepting(port: int, server: subprocess.Popen[bytes], log: Path)
 
 def docker_answers() -> bool:
     try:
-        import docker
+        import docker  # type: ignore[import-untyped]
 
         docker.from_env(timeout=3).ping()
         return True

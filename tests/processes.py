@@ -35,12 +35,12 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60, what: str = "
 class Output:
     """Collects a stream in a thread, so a test can wait for some text without blocking."""
 
-    def __init__(self, stream) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, stream) -> None:
         self.chunks: list[str] = []
         self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
         self.thread.start()
 
-    def _read(self, stream) -> None:  # type: ignore[no-untyped-def]
+    def _read(self, stream) -> None:
         while chunk := stream.read(1):
             self.chunks.append(chunk)
 

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from sqlmigrate_app.errors import printable
+from sqlmigrate_app.errors import ProblemKind, printable
 from sqlmigrate_app.management.base import EXIT_CODES
 
 from .odd_history import ODD_IDS, TEXT_HISTORY, add_odd_rows
@@ -65,10 +65,10 @@ def test_bad_file_is_one_line_naming_it_and_nothing_runs(target, name, content, 
     assert f"{name}{expected}" in error or (name in error and expected in error), error
     assert target.tables() == set()  # not even the history table
     validated = target.manage("sqlmigrate_validate")
-    assert validated.returncode == EXIT_CODES["bad_file"]
+    assert validated.returncode == EXIT_CODES[ProblemKind.BAD_FILE]
     assert name in validated.stderr and "Traceback" not in validated.stderr
     checked = target.manage("sqlmigrate_status", "--check")
-    assert checked.returncode == EXIT_CODES["bad_file"] and name in one_line_error(checked)
+    assert checked.returncode == EXIT_CODES[ProblemKind.BAD_FILE] and name in one_line_error(checked)
 
 
 @sqlite_only
@@ -137,9 +137,9 @@ def test_history_table_of_another_tool_is_refused_and_left_alone(target, tool):
         error = one_line_error(result)
         assert "'schema_migrations' exists but is not a sqlmigrate history table" in error
         assert "SQLMIGRATE_TABLE" in error
-    assert target.manage("sqlmigrate_status", "--check").returncode == EXIT_CODES["history_table"]
+    assert target.manage("sqlmigrate_status", "--check").returncode == EXIT_CODES[ProblemKind.HISTORY_TABLE]
     validated = target.manage("sqlmigrate_validate")
-    assert validated.returncode == EXIT_CODES["history_table"] and "SQLMIGRATE_TABLE" in validated.stderr
+    assert validated.returncode == EXIT_CODES[ProblemKind.HISTORY_TABLE] and "SQLMIGRATE_TABLE" in validated.stderr
 
     assert "good" not in target.tables()
     assert len(target.query("SELECT * FROM schema_migrations")) == 1
@@ -195,9 +195,9 @@ def test_odd_history_rows_are_missing_migrations_shown_one_line_each(target):
         GOOD: "applied",
         **dict.fromkeys(ODD_IDS, "missing"),
     }
-    assert check.returncode == EXIT_CODES["missing"]
+    assert check.returncode == EXIT_CODES[ProblemKind.MISSING]
     assert one_line_error(check) == "CommandError: migrations are not up to date (missing)"
-    assert validated.returncode == EXIT_CODES["missing"]
+    assert validated.returncode == EXIT_CODES[ProblemKind.MISSING]
     problems = validated.stderr.splitlines()
     assert (
         len(problems) == len(ODD_IDS) + 1

@@ -201,7 +201,7 @@ def test_the_check_reports_what_validate_reports_of_the_files_on_every_run(tmp_p
     assert first == second == validate_says(tmp_path)
     assert len(first) == 5
     assert CleanRecord(tmp_path).read() == {
-        CleanRecord.key(name, signature)
+        CleanRecord.key(name, signature)  # type: ignore[arg-type]  # trusting: never None
         for name, signature in signatures(tmp_path).items()
         if name in ("20240101000000_good.sql", "20240103000000_same_second.sql")
     }
@@ -220,6 +220,7 @@ def test_a_file_recorded_clean_is_not_read_again_until_its_signature_changes(tmp
     assert record.read() == set()
 
     [(name, signature)] = signatures(tmp_path).items()
+    assert signature is not None  # trusting: a signature is taken at once
     record.write({CleanRecord.key(name, signature)})  # as if the nonsense had been found clean
     assert errors_of(tmp_path) == []
 
@@ -230,6 +231,7 @@ def test_a_record_of_other_rules_or_another_directory_is_ignored(tmp_path):
     path.write_text("nonsense\n")
     record = CleanRecord(tmp_path)
     [(name, signature)] = signatures(tmp_path).items()
+    assert signature is not None  # trusting: a signature is taken at once
     record.write({CleanRecord.key(name, signature)})
     data = json.loads(record.path.read_text())
 

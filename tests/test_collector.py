@@ -9,7 +9,7 @@ from sqlmigrate_app.management.base import start_up_frozen
 
 def test_objects_made_before_a_command_are_frozen_while_it_runs_and_handed_back_after():
     assert gc.get_freeze_count() == 0
-    before = object.__new__(type("Made", (), {}))
+    before: object = object.__new__(type("Made", (), {}))
     with start_up_frozen():
         assert gc.get_freeze_count() > 0
         assert not any(obj is before for obj in gc.get_objects())  # frozen objects are not tracked here
@@ -22,7 +22,7 @@ def test_a_process_that_froze_objects_itself_is_left_as_it_is():
     try:
         frozen = gc.get_freeze_count()
         with start_up_frozen():
-            made_inside = [object.__new__(type("Made", (), {}))]
+            made_inside: list[object] = [object.__new__(type("Made", (), {}))]
         assert gc.get_freeze_count() == frozen
         assert any(obj is made_inside[0] for obj in gc.get_objects())
     finally:

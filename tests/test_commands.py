@@ -11,6 +11,7 @@ import pytest
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
+from sqlmigrate_app.errors import ProblemKind
 from sqlmigrate_app.management.base import EXIT_CODES
 from sqlmigrate_app.runner import MigrationRunner
 from sqlmigrate_app.scaffold import create_migration_file
@@ -284,19 +285,19 @@ def test_status_json(target):
 
 def test_status_check_exit_codes(target):
     three(target)
-    assert target.call("sqlmigrate_status", check=True).code == EXIT_CODES["pending"] == 3
+    assert target.call("sqlmigrate_status", check=True).code == EXIT_CODES[ProblemKind.PENDING] == 3
     ok(target.call("sqlmigrate_up"))
     ok(target.call("sqlmigrate_status", check=True))
     target.migration("20240101120000_late", "SELECT 1;")
-    assert target.call("sqlmigrate_status", check=True).code == EXIT_CODES["out_of_order"] == 4
+    assert target.call("sqlmigrate_status", check=True).code == EXIT_CODES[ProblemKind.OUT_OF_ORDER] == 4
     (target.directory / "20240101120000_late.sql").unlink()
     path = target.directory / f"{SECOND}.sql"
     path.write_text(path.read_text() + "\n-- edited\n")
-    assert target.call("sqlmigrate_status", check=True).code == EXIT_CODES["modified"] == 5
+    assert target.call("sqlmigrate_status", check=True).code == EXIT_CODES[ProblemKind.MODIFIED] == 5
     path.unlink()
-    assert target.call("sqlmigrate_status", check=True).code == EXIT_CODES["missing"] == 6
+    assert target.call("sqlmigrate_status", check=True).code == EXIT_CODES[ProblemKind.MISSING] == 6
     target.write("bad.sql", "-- UP\nSELECT 1;\n")
-    assert target.call("sqlmigrate_status", check=True).code == EXIT_CODES["bad_file"] == 7
+    assert target.call("sqlmigrate_status", check=True).code == EXIT_CODES[ProblemKind.BAD_FILE] == 7
     assert target.call("sqlmigrate_status").code == 1
 
 
@@ -316,7 +317,7 @@ def test_validate_lists_every_problem_with_file_and_reason(target):
     target.write("20240103000000_same_stamp.sql", "-- UP\nSELECT 1;\n")
     target.write("20240104000000_no_up.sql", "SELECT 1;\n")
     result = target.call("sqlmigrate_validate")
-    assert result.code == EXIT_CODES["bad_file"]
+    assert result.code == EXIT_CODES[ProblemKind.BAD_FILE]
     problems = result.err.splitlines()
     assert problems[-1] == "validation failed: 5 problems"
     directory = target.directory
@@ -337,7 +338,7 @@ def test_validate_reports_a_foreign_history_table(target):
     three(target)
     target.query("CREATE TABLE schema_migrations (version VARCHAR(255) PRIMARY KEY)")
     result = target.call("sqlmigrate_validate")
-    assert result.code == EXIT_CODES["history_table"] == 8
+    assert result.code == EXIT_CODES[ProblemKind.HISTORY_TABLE] == 8
     assert "is not a sqlmigrate history table (its columns are version" in result.err
     up = target.call("sqlmigrate_up")
     assert up.code == 1 and "SQLMIGRATE_TABLE" in up.err
@@ -428,7 +429,7 @@ def test_a_history_table_made_by_the_nodejs_runner_is_adopted(target):
     assert target.history() == [FIRST, SECOND]
     ok(target.call("sqlmigrate_status", check=True))
     target.query("UPDATE schema_migrations SET checksum = %s WHERE id = %s", ["0" * 64, FIRST])
-    assert target.call("sqlmigrate_validate").code == EXIT_CODES["modified"]
+    assert target.call("sqlmigrate_validate").code == EXIT_CODES[ProblemKind.MODIFIED]
 
 
 def test_sqlmigrate_table_setting_is_honoured(target, settings):

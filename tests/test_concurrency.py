@@ -68,7 +68,7 @@ def held_lock(target):
     """Hold the migration lock from outside, as another runner would; yield a release function."""
     if target.vendor == "postgresql":
         holder = psycopg.connect(target.url, autocommit=True)
-        key = advisory_lock_key(holder.execute("SELECT current_schema()").fetchone()[0], "schema_migrations")
+        key = advisory_lock_key(holder.execute("SELECT current_schema()").fetchone()[0], "schema_migrations")  # type: ignore[index]
         holder.execute("SELECT pg_advisory_lock(%s)", [key])
         yield lambda: holder.execute("SELECT pg_advisory_unlock(%s)", [key])
         holder.close()
@@ -102,7 +102,7 @@ def test_waiter_says_it_is_waiting_then_applies(target, held_lock):
     held_lock()
     waiter.wait(timeout=60)
 
-    assert waiter.returncode == 0, out.text + waiter.stderr.read()
+    assert waiter.returncode == 0, out.text + waiter.stderr.read()  # type: ignore[union-attr]
     assert "Applied 1 migration" in out.text
     assert target.history() == ["20240101000000_things"]
 

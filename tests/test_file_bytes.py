@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from sqlmigrate_app.directory import load_directory
+from sqlmigrate_app.errors import ProblemKind
 from sqlmigrate_app.management.base import EXIT_CODES
 
 CRLF_FILE = (
@@ -41,7 +42,7 @@ def test_a_nul_byte_is_refused_at_load_naming_the_line_and_nothing_runs(target):
     validated = target.manage("sqlmigrate_validate")
     applied = target.manage("sqlmigrate_up")
 
-    assert validated.returncode == EXIT_CODES["bad_file"] == 7
+    assert validated.returncode == EXIT_CODES[ProblemKind.BAD_FILE] == 7
     assert "20240101000001_half.sql:3: holds a NUL byte" in validated.stderr
     assert applied.returncode == 1 and "Traceback" not in applied.stderr
     assert "20240101000001_half.sql:3: holds a NUL byte" in applied.stderr

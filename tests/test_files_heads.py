@@ -65,8 +65,8 @@ def reference_parse(text: str) -> tuple[object, ...]:
     if first_up_sql is None and not options.get("empty"):
         raise EmptyMigration(PATH, "the -- UP section is empty: write its SQL, or add '-- sqlmigrate: empty' ...", up)
     if first_up_sql is not None and options.get("empty"):
-        line = up + 1 + up_sql.count("\n", 0, first_up_sql.start())
-        raise MigrationFileError(PATH, "'-- sqlmigrate: empty' but the -- UP section holds SQL", line)
+        sql_line = up + 1 + up_sql.count("\n", 0, first_up_sql.start())
+        raise MigrationFileError(PATH, "'-- sqlmigrate: empty' but the -- UP section holds SQL", sql_line)
     down_sql = text[down_start:] if down is not None else ""
     return up_sql, up + 1, down_sql, down + 1 if down is not None else 0, sorted(options.items(), key=str)
 
@@ -81,7 +81,7 @@ def outcome(parse: object, text: str) -> tuple[object, ...]:
 
 def parse_now(text: str) -> tuple[object, ...]:
     m = parse_text(PATH.parent, "20240101000000_x", text)
-    options = {"transactional": m.transactional, "lock_timeout": m.lock_timeout, "empty": m.empty}
+    options: dict[str, object] = {"transactional": m.transactional, "lock_timeout": m.lock_timeout, "empty": m.empty}
     options.update(statement_timeout=m.statement_timeout, requires=m.requires)
     defaults = {"transactional": True, "lock_timeout": None, "statement_timeout": None, "empty": False, "requires": ()}
     changed = sorted(((key, value) for key, value in options.items() if value != defaults[key]), key=str)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -102,7 +103,7 @@ def test_ctrl_c_in_a_no_transaction_migration_says_which_statements_had_run(targ
 
 
 @pytest.fixture
-def own_server() -> str:
+def own_server() -> Iterator[str]:
     """A PostgreSQL of this test's own, which it may shut down."""
     bindir = find_server_binaries()
     if bindir is None:

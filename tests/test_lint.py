@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sqlmigrate_app.errors import ProblemKind
 from sqlmigrate_app.management.base import EXIT_CODES
 
 from .conftest import ROOT, Target
@@ -20,7 +21,7 @@ from .processes import wait_until
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 sqlite_only = pytest.mark.parametrize("target", ["sqlite"], indirect=True)
 
-EXIT_LINT = EXIT_CODES["lint"]
+EXIT_LINT = EXIT_CODES[ProblemKind.LINT]
 ORDERS = "20240101000001_create_orders"
 INDEX = "20240101000002_index_orders"
 TIMEOUTS = "-- sqlmigrate: lock-timeout=2s\n-- sqlmigrate: statement-timeout=1min\n"

@@ -34,7 +34,7 @@ def sh(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory) -> Path:
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     sh(sys.executable, "-m", "build", "--outdir", out, ROOT, cwd=ROOT)
     return out
@@ -72,7 +72,7 @@ def test_wheel_and_sdist_hold_every_package_file(dist):
         "Requires-Python: >=3.10",
         "Requires-Dist: django>=5.2",
         "Classifier: Framework :: Django :: 5.2",
-        "Classifier: Framework :: Django :: 6.0",
+        "Classifier: Programming Language :: Python :: 3.11",  # the classifiers claim what CI runs
         "Provides-Extra: postgres",
         "Provides-Extra: lint",
         "Provides-Extra: test",

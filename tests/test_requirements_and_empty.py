@@ -14,7 +14,7 @@ AUTH = "auth.0012_alter_user_first_name_max_length"
 USES_AUTH = "20240101000000_user_notes"
 
 
-def checks() -> list[tuple[str, str]]:
+def checks() -> list[tuple[str | None, str]]:
     return [(message.id, message.msg) for message in run_checks(tags=["sqlmigrate"])]
 
 

@@ -23,10 +23,10 @@ def other_connection_runs(target, sql: str, params: tuple[str, ...]) -> None:
         with psycopg.connect(target.url, autocommit=True) as other:
             other.execute(sql, params)
     else:
-        other = sqlite3.connect(target.url.removeprefix("sqlite:///"))
-        with other:
-            other.execute(sql.replace("%s", "?"), params)
-        other.close()
+        other_file = sqlite3.connect(target.url.removeprefix("sqlite:///"))
+        with other_file:
+            other_file.execute(sql.replace("%s", "?"), params)
+        other_file.close()
 
 
 class DeletesRowFirst(Reporter):
@@ -56,10 +56,10 @@ class InsertsRowFirst(Reporter):
             with psycopg.connect(self.target.url, autocommit=True) as other:
                 other.execute("INSERT INTO schema_migrations (id, name, checksum) VALUES (%s, %s, %s)", row)
         else:
-            other = sqlite3.connect(self.target.url.removeprefix("sqlite:///"))
-            with other:
-                other.execute("INSERT INTO schema_migrations (id, name, checksum) VALUES (?, ?, ?)", row)
-            other.close()
+            other_file = sqlite3.connect(self.target.url.removeprefix("sqlite:///"))
+            with other_file:
+                other_file.execute("INSERT INTO schema_migrations (id, name, checksum) VALUES (?, ?, ?)", row)
+            other_file.close()
 
 
 def test_a_migration_claimed_by_another_runner_is_skipped_and_its_sql_not_run(target):

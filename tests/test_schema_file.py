@@ -245,7 +245,7 @@ def reader_role(postgres_server) -> Iterator[str]:
 @pytest.mark.parametrize("target", ["postgresql"], indirect=True)  # catalog privileges are PostgreSQL's
 def test_a_database_error_while_reading_the_schema_is_one_line(reader_role, target, tmp_path, settings):
     with psycopg.connect(target.url, autocommit=True) as admin:
-        name = admin.execute("SELECT current_database()").fetchone()[0]
+        name = admin.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
         admin.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {reader_role}")
         admin.execute("REVOKE SELECT ON pg_catalog.pg_event_trigger FROM PUBLIC")
         admin.execute(f"ALTER DATABASE {name} SET role = {reader_role}")

@@ -9,6 +9,7 @@ import json
 from django.db import connections
 
 from sqlmigrate_app.backends import backend_for
+from sqlmigrate_app.errors import ProblemKind
 from sqlmigrate_app.files import checksum, display_name
 from sqlmigrate_app.history import HistoryTable
 from sqlmigrate_app.management.base import EXIT_CODES
@@ -40,8 +41,8 @@ def test_status_shows_a_pending_migration_with_a_refused_statement_as_pending(ta
 
     assert status.code == 0, status.text
     assert [(row["id"], row["state"]) for row in json.loads(status.out)] == [(GOOD, "pending"), (REFUSED, "pending")]
-    assert checked.code == EXIT_CODES["pending"]
-    assert validated.code == EXIT_CODES["bad_file"]
+    assert checked.code == EXIT_CODES[ProblemKind.PENDING]
+    assert validated.code == EXIT_CODES[ProblemKind.BAD_FILE]
     assert f"{REFUSED}.sql:3: {VACUUM_MESSAGE}" in validated.err
 
 
@@ -78,7 +79,7 @@ def test_an_applied_migration_with_a_refused_statement_does_not_stop_up_but_vali
 
     assert applied.code == 0, applied.text
     assert target.history() == [REFUSED, LATER]
-    assert validated.code == EXIT_CODES["bad_file"]
+    assert validated.code == EXIT_CODES[ProblemKind.BAD_FILE]
     assert [line.split(": ", 1)[0] for line in validated.err.splitlines()[:-1]] == ["bad_file"]
 
 

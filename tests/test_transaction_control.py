@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from sqlmigrate_app.errors import ProblemKind
 from sqlmigrate_app.management.base import EXIT_CODES
 from sqlmigrate_app.statements import (
     refusal_in_transaction,
@@ -38,10 +39,10 @@ def assert_refused(target, line: int, message: str) -> str:
     validated = target.call("sqlmigrate_validate")
     applied = target.call("sqlmigrate_up")
 
-    assert validated.code == EXIT_CODES["bad_file"] == 7, validated.text
+    assert validated.code == EXIT_CODES[ProblemKind.BAD_FILE] == 7, validated.text
     assert validated.err.splitlines()[0].startswith(f"bad_file: {where}"), validated.err
     assert applied.code == 1, applied.text
-    error = applied.err.strip().splitlines()[-1]
+    error: str = applied.err.strip().splitlines()[-1]
     assert error.startswith(where), error
     assert target.tables() == set()  # not the good migration, not even the history table
     return error

@@ -499,7 +499,7 @@ def commits(target: Target) -> tuple[int, ...]:
     name = target.url.rsplit("/", 1)[1]
     with psycopg.connect(server_of(target), autocommit=True) as admin:
         deadline = time.monotonic() + 30
-        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [name]).fetchone()[0]:
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [name]).fetchone()[0]:  # type: ignore[index]
             assert time.monotonic() < deadline, "sessions on the target database did not end"
             time.sleep(0.05)
         row = admin.execute(
@@ -507,14 +507,14 @@ def commits(target: Target) -> tuple[int, ...]:
             " WHERE datname = %s",
             [name],
         ).fetchone()
-    return tuple(row)
+    return tuple(row)  # type: ignore[arg-type]
 
 
 def autovacuum_runs(target: Target) -> int:
     """How often autovacuum has worked on the target's tables: it commits there too."""
     with psycopg.connect(target.url, autocommit=True) as conn:
         row = conn.execute("SELECT sum(autovacuum_count + autoanalyze_count) FROM pg_stat_all_tables").fetchone()
-    return int(row[0])
+    return int(row[0])  # type: ignore[index]
 
 
 @pg_only
@@ -816,7 +816,7 @@ def test_an_interrupted_create_database_still_at_work_is_ended_before_the_drop(t
         thread.start()
         wait_until(lambda: bool(backends_on(target, "postgres", "CREATE DATABASE%")), what="CREATE DATABASE")
         place.asked.add(name)
-        place.creating[name] = creator.info.backend_pid
+        place.creating[name] = creator.info.backend_pid  # type: ignore[attr-defined]
 
         place.drop(name)
 
