@@ -36,7 +36,7 @@ import psycopg  # noqa: E402
 
 from sqlmigrate_app.directory import RACY_NS, load_directory  # noqa: E402
 from sqlmigrate_app.files import Migration  # noqa: E402
-from tests.postgres_server import postgres_url  # noqa: E402
+from tests.support.postgres_server import postgres_url  # noqa: E402
 
 PSQL = shutil.which("psql") or "/usr/bin/psql"
 TABLE = "schema_migrations"

@@ -44,7 +44,7 @@ import psycopg  # noqa: E402
 from run import ROOT, TABLE, Bench, interleaved, machine, write_tables  # noqa: E402
 
 from sqlmigrate_app.verify import VerifyReporter  # noqa: E402
-from tests.postgres_server import postgres_url  # noqa: E402
+from tests.support.postgres_server import postgres_url  # noqa: E402
 
 APPLIED, NEW = 1_000, 5
 SNAPSHOT_READS = 7

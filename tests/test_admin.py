@@ -9,7 +9,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from .admin_demo import (
+from .support.admin_demo import (
     APPLIED_IDS,
     DEMO_IDS,
     PENDING_IDS,
@@ -19,7 +19,7 @@ from .admin_demo import (
     list_url,
     listed_rows,
 )
-from .odd_history import ODD_IDS, TEXT_HISTORY, add_odd_rows
+from .support.odd_history import ODD_IDS, TEXT_HISTORY, add_odd_rows
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from pytest_django.live_server_helper import LiveServer
 
-from .admin_demo import APPLIED_IDS, PENDING_IDS, ROOT, apply_demo_migrations, use_demo_directory
+from .support.admin_demo import APPLIED_IDS, PENDING_IDS, apply_demo_migrations, use_demo_directory
+from .support.target import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -18,7 +18,7 @@ from django.urls import reverse
 from sqlmigrate_app import cache, directory
 from sqlmigrate_app.directory import load_directory
 
-from .admin_demo import detail_url, list_url, listed_rows
+from .support.admin_demo import detail_url, list_url, listed_rows
 
 pytestmark = pytest.mark.django_db
 COUNT = 150

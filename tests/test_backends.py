@@ -28,9 +28,9 @@ from sqlmigrate_app.backends import backend_for, driver_error
 from sqlmigrate_app.errors import ConfigurationError, DatabaseError
 from sqlmigrate_app.runner import MigrationRunner
 
-from .processes import wait_until
+from .support.processes import wait_until
+from .support.target import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(sqlmigrate_app.__file__).parent
 NO_BACKEND = "nobackend"
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)

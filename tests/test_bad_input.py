@@ -10,7 +10,7 @@ import pytest
 from sqlmigrate_app.errors import ProblemKind, printable
 from sqlmigrate_app.management.base import EXIT_CODES
 
-from .odd_history import ODD_IDS, TEXT_HISTORY, add_odd_rows
+from .support.odd_history import ODD_IDS, TEXT_HISTORY, add_odd_rows
 
 sqlite_only = pytest.mark.parametrize("target", ["sqlite"], indirect=True)
 GOOD = "20240101000000_good"

@@ -19,7 +19,7 @@ from sqlmigrate_app.checks import check_files
 from sqlmigrate_app.directory import load_directory, signatures
 from sqlmigrate_app.statements import with_statements_checked
 
-from .conftest import ROOT
+from .support.target import ROOT
 
 GOOD = "-- UP\nCREATE TABLE t (id INTEGER);\n-- DOWN\nDROP TABLE t;\n"
 

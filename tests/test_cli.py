@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from .conftest import ROOT
+from .support.target import ROOT
 
 DEMO = sorted(path.name[:-4] for path in (ROOT / "migrations_sql").glob("*.sql"))
 DEMO_TABLES = {"client_registrations", "agent_definitions", "workflow_definitions", "tool_definitions", "rag_databases"}

@@ -10,7 +10,7 @@ import pytest
 
 from sqlmigrate_app.backends.postgresql import advisory_lock_key
 
-from .processes import Output, spawn
+from .support.processes import Output, spawn
 
 MIGRATIONS = 50
 RUNNERS = 8

@@ -18,8 +18,8 @@ from sqlmigrate_app.errors import MigrationInterrupted
 from sqlmigrate_app.executor import Reporter
 from sqlmigrate_app.runner import MigrationRunner
 
-from .conftest import ROOT
-from .processes import Output, spawn
+from .support.processes import Output, spawn
+from .support.target import ROOT
 
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 FIRST, SECOND, THIRD = "20240101000000_create_a", "20240102000000_create_b", "20240103000000_create_c"

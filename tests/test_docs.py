@@ -9,7 +9,7 @@ import re
 import pytest
 from django.core.management import get_commands, load_command_class
 
-from .conftest import ROOT
+from .support.target import ROOT
 
 COMMANDS_MD = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -7,8 +7,8 @@ import shutil
 
 from sqlmigrate_app.management.base import EXIT_SCHEMA_FILE
 
-from .conftest import ROOT, Target
-from .twins import twin
+from .support.target import ROOT, Target
+from .support.twins import twin
 
 PG_EXTRAS = (
     "CREATE TYPE status AS ENUM ('new', 'paid');\n"

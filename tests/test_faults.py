@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from .processes import Output, spawn, wait_until
+from .support.processes import Output, spawn, wait_until
 
 FIRST = "20240101000000_create_a"
 SLOW = "20240101000001_slow"

@@ -12,9 +12,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from .conftest import Target
-from .postgres_server import find_server_binaries, local_cluster
-from .processes import Output, spawn, wait_until
+from .support.postgres_server import find_server_binaries, local_cluster
+from .support.processes import Output, spawn, wait_until
+from .support.target import Target
 from .test_faults import FIRST, LAST, SLOW, assert_stopped_before_middle, write_three
 
 # Long enough to be interrupted; on SQLite the signal is acted on when the statement ends

@@ -15,8 +15,8 @@ import pytest
 from sqlmigrate_app.errors import ProblemKind
 from sqlmigrate_app.management.base import EXIT_CODES
 
-from .conftest import ROOT, Target
-from .processes import wait_until
+from .support.processes import wait_until
+from .support.target import ROOT, Target
 
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 sqlite_only = pytest.mark.parametrize("target", ["sqlite"], indirect=True)

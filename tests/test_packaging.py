@@ -21,7 +21,7 @@ import pytest
 
 import sqlmigrate_app
 
-from .conftest import ROOT
+from .support.target import ROOT
 
 pytestmark = pytest.mark.slow
 PACKAGE = ROOT / "sqlmigrate_app"

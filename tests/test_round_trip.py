@@ -14,7 +14,7 @@ from sqlmigrate_app.executor import Reporter
 from sqlmigrate_app.files import Migration
 from sqlmigrate_app.runner import MigrationRunner
 
-from .wire import queries_on_the_wire
+from .support.wire import queries_on_the_wire
 
 
 def other_connection_runs(target, sql: str, params: tuple[str, ...]) -> None:

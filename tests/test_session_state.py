@@ -7,7 +7,7 @@ import pytest
 
 from sqlmigrate_app.runner import MigrationRunner
 
-from .wire import queries_on_the_wire
+from .support.wire import queries_on_the_wire
 
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 

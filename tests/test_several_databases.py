@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 
-from .conftest import ROOT, register_alias, unregister_alias
+from .support.target import ROOT, register_alias, unregister_alias
 
 COMMANDS = ["sqlmigrate_up", "sqlmigrate_down", "sqlmigrate_status", "sqlmigrate_validate", "sqlmigrate_create"]
 

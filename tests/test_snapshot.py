@@ -10,7 +10,7 @@ from django.db import connections
 
 from sqlmigrate_app import snapshot
 
-from .twins import twin
+from .support.twins import twin
 
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 sqlite_only = pytest.mark.parametrize("target", ["sqlite"], indirect=True)

@@ -13,7 +13,7 @@ from sqlmigrate_app.backends import StatementError, backend_for
 from sqlmigrate_app.files import Section
 from sqlmigrate_app.statements import Statement
 
-from .conftest import ROOT
+from .support.target import ROOT
 
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 MIGRATION = "20240101000000_fill"

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from .conftest import ROOT
+from .support.target import ROOT
 
 DEMO_MIGRATIONS = ROOT / "migrations_sql"
 SQL_TABLES = {"client_registrations", "agent_definitions", "schema_migrations"}

@@ -24,8 +24,8 @@ from sqlmigrate_app.backends import backend_for
 from sqlmigrate_app.management.base import EXIT_ROUND_TRIP
 from sqlmigrate_app.throwaway import Creator
 
-from .conftest import ROOT, Target, register_alias, unregister_alias
-from .processes import Output, spawn, wait_until
+from .support.processes import Output, spawn, wait_until
+from .support.target import ROOT, Target, register_alias, unregister_alias
 
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 sqlite_only = pytest.mark.parametrize("target", ["sqlite"], indirect=True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 from typing import Any
 
 from django.urls import reverse
 
-ROOT = Path(__file__).resolve().parent.parent
+from .target import ROOT
+
 DEMO_IDS = sorted(path.name[:-4] for path in (ROOT / "migrations_sql").glob("*.sql"))
 APPLIED_IDS, PENDING_IDS = DEMO_IDS[:3], DEMO_IDS[3:]
 ROW_RE = re.compile(r'data-state="(\w+)">.*?/change/[^"]*">([^<]+)</a>', re.DOTALL)

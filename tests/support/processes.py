@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .conftest import ROOT, Target
+from .target import ROOT, Target
 
 
 def spawn(target: Target, *args: str) -> subprocess.Popen[str]:

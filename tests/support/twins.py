@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import psycopg
 
-from .conftest import Target, register_alias, unregister_alias
+from .target import Target, register_alias, unregister_alias
 
 
 @contextmanager
