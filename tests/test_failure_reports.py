@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .test_round_trip import big_section
+from .support.migrations import big_section
 
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 

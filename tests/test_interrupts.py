@@ -15,7 +15,7 @@ import pytest
 from .support.postgres_server import find_server_binaries, local_cluster
 from .support.processes import Output, spawn, wait_until
 from .support.target import Target
-from .test_faults import FIRST, LAST, SLOW, assert_stopped_before_middle, write_three
+from .test_executor_faults import FIRST, LAST, SLOW, assert_stopped_before_middle, write_three
 
 # Long enough to be interrupted; on SQLite the signal is acted on when the statement ends
 # (SQLite does not look at signals), so there it must also end soon.

@@ -25,10 +25,9 @@ from sqlmigrate_app import snapshot
 from sqlmigrate_app.backends.postgresql import inert_psql_variables
 from sqlmigrate_app.statements import psql_open_body, psql_variable_colons
 
+from .support.migrations import LEAKS, demo_migrations
 from .support.target import Target
 from .support.twins import twin
-from .test_dump import demo_migrations
-from .test_session_state import LEAKS
 
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 SPLITTING = Path(__file__).parent / "splitting"

@@ -98,3 +98,9 @@ def unregister_alias(alias: str) -> None:
     connections[alias].close()
     del connections[alias]
     del connections.settings[alias]
+
+
+def ok(result: CommandResult) -> CommandResult:
+    """The result of a command that must have succeeded (else its output is the failure)."""
+    assert result.code == 0, result.text
+    return result

@@ -1,7 +1,7 @@
 """Defence in depth: a section that ends its own transaction never leaves a history that lies.
 
-The checks at load refuse transaction control (tests/test_transaction_control.py). Here they are
-switched off, so the statements reach the database as a section that escaped them would: the
+The checks at load refuse transaction control (tests/test_statements_transaction_control.py).
+Here they are switched off, so the statements reach the database as a section that escaped them would: the
 history row is written last, after a guard (PostgreSQL) or a look at the transaction after each
 statement (SQLite), so it never commits with part of the SQL; the error names the migration, the
 statement that ended the transaction and what it committed.

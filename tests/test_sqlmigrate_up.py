@@ -16,19 +16,8 @@ from sqlmigrate_app.management.base import EXIT_CODES
 from sqlmigrate_app.runner import MigrationRunner
 from sqlmigrate_app.scaffold import create_migration_file
 
-FIRST, SECOND, THIRD = "20240101000000_create_a", "20240102000000_create_b", "20240103000000_create_c"
-
-
-def three(target):
-    """Three reversible migrations, each creating one table."""
-    for migration_id, table in ((FIRST, "a"), (SECOND, "b"), (THIRD, "c")):
-        target.migration(migration_id, f"CREATE TABLE {table} (id INTEGER PRIMARY KEY);", f"DROP TABLE {table};")
-
-
-def ok(result):
-    assert result.code == 0, result.text
-    return result
-
+from .support.migrations import FIRST, SECOND, THIRD, three
+from .support.target import ok
 
 # up -----------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from sqlmigrate_app.executor import Reporter
 from sqlmigrate_app.files import Migration
 from sqlmigrate_app.runner import MigrationRunner
 
+from .support.migrations import big_section
 from .support.wire import queries_on_the_wire
 
 
@@ -156,17 +157,6 @@ def test_a_constraint_checked_at_commit_fails_the_migration_and_rolls_it_back(ta
     assert not {"parent", "child"} & target.tables()
     assert target.history() == []
     assert target.call("sqlmigrate_status").code == 0
-
-
-PADDING = "x" * 60
-
-
-def big_section(bad_line: int | None = None, statements: int = 20_000) -> str:
-    """Over a megabyte of INSERTs, optionally one of them broken."""
-    lines = [f"INSERT INTO big VALUES ({i}, '{PADDING}');" for i in range(statements)]
-    if bad_line is not None:
-        lines[bad_line] = lines[bad_line].replace("INSERT INTO", "INSERT INTOO")
-    return "CREATE TABLE big (id integer PRIMARY KEY, pad text);\n" + "\n".join(lines) + "\n"
 
 
 @pytest.mark.parametrize("target", ["postgresql"], indirect=True)

@@ -62,9 +62,10 @@ def test_notices_and_query_results_inside_a_section_are_ignored(target):
     ],
 )
 def test_copy_to_or_from_the_client_is_refused_and_the_connection_stays_usable(target, copy, transactional, ran):
-    """A file holding such a COPY is refused when it is loaded (test_transaction_control.py), so
-    this second line of defence is driven here through the backend, as the runner drives it: a
-    section in the runner's outermost transaction, or statement by statement in autocommit."""
+    """A file holding such a COPY is refused when it is loaded
+    (test_statements_transaction_control.py), so this second line of defence is driven here through
+    the backend, as the runner drives it: a section in the runner's outermost transaction, or
+    statement by statement in autocommit."""
     backend = backend_for(connections[target.alias])
     up = f"CREATE TABLE filled (id INTEGER);\nINSERT INTO filled VALUES (1);\n{copy}\nINSERT INTO filled VALUES (2);"
     section = Section(up, 2)

@@ -3,30 +3,10 @@ rewritten by up and down when SQLMIGRATE_SCHEMA_FILE is set, and --check for CI.
 
 from __future__ import annotations
 
-import shutil
-
 from sqlmigrate_app.management.base import EXIT_SCHEMA_FILE
 
-from .support.target import ROOT, Target
+from .support.migrations import demo_migrations
 from .support.twins import twin
-
-PG_EXTRAS = (
-    "CREATE TYPE status AS ENUM ('new', 'paid');\n"
-    "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;\n"
-    "CREATE TABLE invoices (id bigserial PRIMARY KEY, state status NOT NULL DEFAULT 'new');\n"
-    "CREATE TRIGGER invoices_touch BEFORE UPDATE ON invoices FOR EACH ROW EXECUTE FUNCTION touch();\n"
-    "CREATE VIEW unpaid AS SELECT id FROM invoices WHERE state = 'new';\n"
-    "COMMENT ON TABLE invoices IS 'one per order';"
-)
-
-
-def demo_migrations(target: Target) -> None:
-    for path in sorted((ROOT / "migrations_sql").glob("*.sql")):
-        shutil.copy(path, target.directory)
-    if target.vendor == "postgresql":
-        target.migration(
-            "20241201000006_invoices", PG_EXTRAS, "DROP VIEW unpaid; DROP TABLE invoices; DROP TYPE status;"
-        )
 
 
 def test_two_databases_built_by_the_same_migrations_dump_identical_files(target, tmp_path):

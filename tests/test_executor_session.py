@@ -7,37 +7,12 @@ import pytest
 
 from sqlmigrate_app.runner import MigrationRunner
 
+from .support.migrations import LEAKS
 from .support.wire import queries_on_the_wire
 
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 
 FIRST, SECOND = "20240101000001_sets", "20240101000002_plain"
-
-# (what migration 1 does to the session, plain SQL in migration 2 that fails if it leaked)
-LEAKS = {
-    "pg_dump's set_config": (
-        "SELECT pg_catalog.set_config('search_path', '', false);",
-        "CREATE TABLE second (id integer);",  # no schema has been selected to create in
-    ),
-    "SET search_path": ("SET search_path = nowhere;", "CREATE TABLE second (id integer);"),
-    "SET statement_timeout": (
-        "SET statement_timeout = '10ms';",
-        "CREATE TABLE second (id integer);\nSELECT pg_sleep(0.2);",
-    ),
-    "SET TIME ZONE": (
-        "SET TIME ZONE 'America/New_York';",
-        "CREATE TABLE second (id integer);\n"
-        "SELECT 1 / (current_setting('TimeZone') = 'UTC')::integer;",  # division by zero when leaked
-    ),
-    "SET inside a DO block": (
-        "DO $$ BEGIN SET search_path = nowhere; END $$;",
-        "CREATE TABLE second (id integer);",
-    ),
-    "RESET of the app's own setting": (
-        "RESET TimeZone;",  # the server's default is not the UTC Django chose for this session
-        "CREATE TABLE second (id integer);\nSELECT 1 / (current_setting('TimeZone') = 'UTC')::integer;",
-    ),
-}
 
 
 def write_pair(target, sets: str, plain: str, header: str = "") -> None:
