@@ -17,6 +17,7 @@ from sqlmigrate_app import directory
 from sqlmigrate_app.cache import CleanRecord
 from sqlmigrate_app.checks import check_files
 from sqlmigrate_app.directory import load_directory, signatures
+from sqlmigrate_app.scaffold import create_migration_file
 from sqlmigrate_app.statements import with_statements_checked
 
 from .support.target import ROOT
@@ -280,3 +281,13 @@ def test_files_with_requires_or_an_empty_up_are_read_by_every_check(settings, tm
     assert ids() == ["sqlmigrate.E007", "sqlmigrate.W002"]
     assert ids() == ["sqlmigrate.E007", "sqlmigrate.W002"]
     assert CleanRecord(tmp_path).read() == set()
+
+
+def test_a_file_fresh_from_create_is_only_a_warning_for_the_system_check(settings, tmp_path):
+    settings.SQLMIGRATE_DIR = tmp_path
+    path = create_migration_file(tmp_path, "not written yet")
+
+    [(check_id, message)] = messages()
+
+    assert check_id == "sqlmigrate.W002"
+    assert message.startswith(f"{path}:4: the -- UP section is empty: write its SQL, or add '-- sqlmigrate: empty'")

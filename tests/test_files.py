@@ -1,4 +1,5 @@
-"""Parsing migration files: names, markers, sections, checksums. Pure: no database."""
+"""One migration file: its name, markers, sections and checksum (pure, no database); then what
+reaches the database of its bytes (CRLF kept, a NUL byte refused) and an empty UP section."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from sqlmigrate_app.directory import load_directory
-from sqlmigrate_app.errors import MigrationFileError
+from sqlmigrate_app.errors import MigrationFileError, ProblemKind
 from sqlmigrate_app.files import display_name, parse_migration
+from sqlmigrate_app.management.base import EXIT_CODES
+from sqlmigrate_app.scaffold import create_migration_file
 
 GOOD = "-- Create things.\n\n-- UP\nCREATE TABLE things (id INTEGER);\n\n-- DOWN\nDROP TABLE things;\n"
 
@@ -175,30 +178,68 @@ def test_a_utf16_file_is_an_error_saying_so(encoding):
     )
 
 
-# Directories --------------------------------------------------------------------------------
+# What reaches the database -------------------------------------------------------------------
 
 
-def test_load_directory_orders_by_id_and_reports_every_bad_file(tmp_path):
-    (tmp_path / "20240102000000_second.sql").write_text(GOOD)
-    (tmp_path / "20240101000000_first.sql").write_text(GOOD)
-    (tmp_path / "20240102000000_zz_same_second.sql").write_text(GOOD)
-    (tmp_path / "notes.sql").write_text(GOOD)
-    (tmp_path / "20240103000000_empty.sql").write_text("")
-    (tmp_path / "README.md").write_text("not a migration")
-    (tmp_path / "20240104000000_subdir.sql").mkdir()
-    found = load_directory(tmp_path)
-    assert [m.id for m in found.migrations] == ["20240101000000_first", "20240102000000_second"]
-    messages = sorted(str(error) for error in found.errors)
-    assert len(messages) == 4
-    assert any("20240104000000_subdir.sql: is a directory, not a regular file" in m for m in messages)
-    assert any(
-        "20240102000000_zz_same_second.sql" in m and "also used by 20240102000000_second.sql" in m for m in messages
+CRLF_FILE = (
+    "-- UP\r\n"
+    "CREATE TABLE notes (body text);\r\n"
+    "INSERT INTO notes VALUES ('a\r\nb');\r\n"
+    "-- DOWN\r\n"
+    "DROP TABLE notes;\r\n"
+)
+
+
+def test_crlf_stays_crlf_in_the_sql_sent_and_the_checksum_reads_lf(target):
+    target.write("20240101000001_notes.sql", CRLF_FILE.encode())
+
+    result = target.call("sqlmigrate_up")
+
+    assert result.code == 0, result.text
+    assert target.query("SELECT body FROM notes") == [("a\r\nb",)]  # what psql -f stores
+    lf = load_directory(target.directory).migrations[0].checksum
+    target.write("20240101000001_notes.sql", CRLF_FILE.replace("\r\n", "\n").encode())
+    assert load_directory(target.directory).migrations[0].checksum == lf
+    assert target.call("sqlmigrate_status", "--check").code == 0
+
+
+def test_a_nul_byte_is_refused_at_load_naming_the_line_and_nothing_runs(target):
+    target.write("20240101000001_half.sql", b"-- UP\nCREATE TABLE half (id integer);\nSELECT '\x00';\nCOMMIT;\n")
+
+    validated = target.manage("sqlmigrate_validate")
+    applied = target.manage("sqlmigrate_up")
+
+    assert validated.returncode == EXIT_CODES[ProblemKind.BAD_FILE] == 7
+    assert "20240101000001_half.sql:3: holds a NUL byte" in validated.stderr
+    assert applied.returncode == 1 and "Traceback" not in applied.stderr
+    assert "20240101000001_half.sql:3: holds a NUL byte" in applied.stderr
+    assert target.tables() == set()
+
+
+def test_up_and_validate_still_refuse_an_empty_up_section(target):
+    path = create_migration_file(target.directory, "not written yet")
+
+    applied = target.call("sqlmigrate_up")
+    validated = target.call("sqlmigrate_validate")
+
+    assert applied.code == 1 and applied.err.startswith(f"{path}:4: the -- UP section is empty")
+    assert validated.code == 7
+    assert target.tables() == set()
+
+
+def test_an_empty_migration_on_purpose_is_applied_and_recorded(target):
+    target.migration(
+        "20240101000000_moved_to_app_code",
+        "-- the data is migrated in application code",
+        header="-- sqlmigrate: empty\n",
     )
-    assert any("notes.sql" in m and "bad file name" in m for m in messages)
-    assert any("20240103000000_empty.sql:1" in m and "empty" in m for m in messages)
+    target.migration("20240101000001_said_empty", "SELECT 1;", header="-- sqlmigrate: empty\n")
 
+    refused = target.call("sqlmigrate_validate")
+    (target.directory / "20240101000001_said_empty.sql").unlink()
+    applied = target.call("sqlmigrate_up")
 
-def test_a_missing_directory_is_an_error(tmp_path):
-    found = load_directory(tmp_path / "nope")
-    assert found.migrations == []
-    assert "migrations directory does not exist" in str(found.errors[0])
+    assert refused.code == 7
+    assert "20240101000001_said_empty.sql:3: '-- sqlmigrate: empty' but the -- UP section holds SQL" in refused.err
+    assert applied.code == 0, applied.text
+    assert target.history() == ["20240101000000_moved_to_app_code"]

@@ -1,15 +1,20 @@
-"""Bad input: one line naming the file (and line), exit 1, no traceback, nothing applied."""
+"""What every command shares (management/base.py): errors as one line naming the file (and line),
+no traceback, nothing applied; the exit codes pipelines read; --wait, --version and --help; the
+cycle collector kept off Django's start-up objects while a command runs."""
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
+from collections.abc import Iterator
 
 import pytest
 
 from sqlmigrate_app.errors import ProblemKind, printable
-from sqlmigrate_app.management.base import EXIT_CODES
+from sqlmigrate_app.management.base import EXIT_CODES, start_up_frozen
 
+from .support.migrations import FIRST, SECOND, three
 from .support.odd_history import ODD_IDS, TEXT_HISTORY, add_odd_rows
 
 sqlite_only = pytest.mark.parametrize("target", ["sqlite"], indirect=True)
@@ -206,3 +211,165 @@ def test_odd_history_rows_are_missing_migrations_shown_one_line_each(target):
     assert all(line.startswith("missing: ") and "\x1b" not in line for line in problems[:-1])
     assert f"migration {printable(ODD_IDS[0])} was applied but its file is missing" in validated.stderr
     assert up.returncode == 1 and "was applied but its file is missing" in one_line_error(up)
+
+
+@pytest.mark.parametrize("target", ["sqlite"], indirect=True)
+def test_wait_replaces_lock_timeout_which_still_works_with_a_note(target):
+    three(target)
+
+    old = target.manage("sqlmigrate_up", "--lock-timeout", "5")
+    new = target.manage("sqlmigrate_down", "--wait", "5")
+
+    assert old.returncode == 0 and "--lock-timeout is now --wait" in old.stderr
+    assert new.returncode == 0 and new.stderr == ""
+    assert "--wait SECONDS" in target.manage("sqlmigrate_up", "--help").stdout
+    assert "--lock-timeout" not in target.manage("sqlmigrate_up", "--help").stdout
+
+
+@pytest.mark.parametrize("target", ["sqlite"], indirect=True)
+def test_version_and_help_say_what_they_should(target):
+    from sqlmigrate_app import __version__
+
+    version = target.manage("sqlmigrate_status", "--version").stdout.strip()
+    status_help = " ".join(target.manage("sqlmigrate_status", "--help").stdout.split())
+    validate_help = " ".join(target.manage("sqlmigrate_validate", "--help").stdout.split())
+    create_help = " ".join(target.manage("sqlmigrate_create", "--help").stdout.split())
+
+    assert version.startswith(f"django-sqlmigrate {__version__} (Django ")
+    assert "2 usage; 3 pending; 4 out of order; 5 modified; 6 missing; 7 bad file; 8 history table" in status_help
+    assert "2 usage; 4 out of order; 5 modified; 6 missing; 7 bad file; 8 history table" in validate_help
+    assert "3 pending" not in validate_help  # validate never exits 3
+    assert "130 Ctrl-C, 143 SIGTERM" in status_help and "130 Ctrl-C, 143 SIGTERM" in validate_help
+    assert "10 lint" in validate_help and "10 lint" not in status_help  # only validate --lint finds it
+    assert "Only picks the directory" in create_help
+    for command, code in (
+        ("verify", "9 a round trip did not match"),
+        ("lint", "10 squawk found"),
+        ("dump", "11 --check"),
+    ):
+        text = " ".join(target.manage(f"sqlmigrate_{command}", "--help").stdout.split())
+        assert "Exit codes: 0 " in text and code in text and "130 Ctrl-C, 143 SIGTERM" in text, command
+
+
+@pytest.fixture
+def nothing_frozen() -> Iterator[None]:
+    """The collector as a process starts with it, nothing frozen (what ``start_up_frozen`` looks
+    at), whatever an earlier test left; what was frozen before is frozen again after."""
+    frozen_before = gc.get_freeze_count() > 0
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+    if frozen_before:
+        gc.freeze()
+
+
+def test_objects_made_before_a_command_are_frozen_while_it_runs_and_handed_back_after(nothing_frozen):
+    assert gc.get_freeze_count() == 0
+    before: object = object.__new__(type("Made", (), {}))
+    with start_up_frozen():
+        assert gc.get_freeze_count() > 0
+        assert not any(obj is before for obj in gc.get_objects())  # frozen objects are not tracked here
+    assert gc.get_freeze_count() == 0
+    assert any(obj is before for obj in gc.get_objects())
+
+
+def test_a_process_that_froze_objects_itself_is_left_as_it_is(nothing_frozen):
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with start_up_frozen():
+            made_inside: list[object] = [object.__new__(type("Made", (), {}))]
+        assert gc.get_freeze_count() == frozen
+        assert any(obj is made_inside[0] for obj in gc.get_objects())
+    finally:
+        gc.unfreeze()
+
+
+def test_call_command_hands_everything_back(target, nothing_frozen):
+    sql = "-- UP\nCREATE TABLE one (id int);\n-- DOWN\nDROP TABLE one;\n"
+    (target.directory / "20240101000000_one.sql").write_text(sql)
+    assert target.call("sqlmigrate_up").code == 0
+    assert target.call("sqlmigrate_status").code == 0
+    assert gc.get_freeze_count() == 0
+
+
+def applied(target, *ids):
+    for migration_id in ids:
+        table = migration_id.rsplit("_", 1)[1]
+        target.migration(migration_id, f"CREATE TABLE t_{table} (id INTEGER);", f"DROP TABLE t_{table};")
+    assert target.call("sqlmigrate_up").code == 0
+
+
+def up_to_date(target):
+    applied(target, FIRST, SECOND)
+
+
+def pending(target):
+    applied(target, FIRST)
+    target.migration(SECOND, "CREATE TABLE t_b (id INTEGER);")
+
+
+def out_of_order(target):
+    applied(target, SECOND)
+    target.migration(FIRST, "CREATE TABLE t_a (id INTEGER);")
+
+
+def modified(target):
+    applied(target, FIRST, SECOND)
+    target.migration(FIRST, "CREATE TABLE t_a (id INTEGER, added INTEGER);", "DROP TABLE t_a;")
+
+
+def missing(target):
+    applied(target, FIRST, SECOND)
+    (target.directory / f"{SECOND}.sql").unlink()
+
+
+def bad_file(target):
+    applied(target, FIRST)
+    target.write(f"{SECOND}.sql", "CREATE TABLE t_b (id INTEGER);\n")
+
+
+def history_table(target):
+    target.migration(FIRST, "CREATE TABLE t_a (id INTEGER);")
+    target.query("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, dirty BOOLEAN)")
+
+
+def modified_and_pending(target):
+    modified(target)
+    target.migration("20240103000000_create_c", "CREATE TABLE t_c (id INTEGER);")
+
+
+# state -> (exit code of status --check, exit code of validate)
+CASES = {
+    up_to_date: (0, 0),
+    pending: (3, 0),  # pending is not a problem with files or history
+    out_of_order: (4, 4),
+    modified: (5, 5),
+    missing: (6, 6),
+    bad_file: (7, 7),
+    history_table: (8, 8),
+    modified_and_pending: (5, 5),  # several kinds: the highest code
+}
+
+
+@pytest.mark.parametrize("state", CASES, ids=lambda state: state.__name__)
+def test_status_check_and_validate_exit_codes(target, state):
+    state(target)
+    status_code, validate_code = CASES[state]
+    status = target.call("sqlmigrate_status", check=True)
+    assert status.code == status_code, status.text
+    validate = target.call("sqlmigrate_validate")
+    assert validate.code == validate_code, validate.text
+
+
+def test_status_without_check_exits_0_even_when_behind(target):
+    pending(target)
+    assert target.call("sqlmigrate_status").code == 0
+
+
+@pytest.mark.parametrize("state", [pending, modified], ids=lambda state: state.__name__)
+def test_manage_py_process_exits_with_the_code(target, state):
+    state(target)
+    status_code, validate_code = CASES[state]
+    assert target.manage("sqlmigrate_status", "--check").returncode == status_code
+    assert target.manage("sqlmigrate_validate").returncode == validate_code

@@ -1,5 +1,5 @@
-"""A fresh file warns instead of breaking the project, an empty migration can be meant, and a SQL
-migration can wait for the Django migration whose tables it uses."""
+"""``requires=APP.MIGRATION``: a SQL migration waits for the Django migration whose tables it uses;
+an unknown app or migration, or a badly written directive, is named."""
 
 from __future__ import annotations
 
@@ -8,59 +8,12 @@ import json
 from django.core.checks import run_checks
 from django.core.management import call_command
 
-from sqlmigrate_app.scaffold import create_migration_file
-
 AUTH = "auth.0012_alter_user_first_name_max_length"
 USES_AUTH = "20240101000000_user_notes"
 
 
 def checks() -> list[tuple[str | None, str]]:
     return [(message.id, message.msg) for message in run_checks(tags=["sqlmigrate"])]
-
-
-# An empty UP section -----------------------------------------------------------------------------
-
-
-def test_a_file_fresh_from_create_is_only_a_warning_for_the_system_check(settings, tmp_path):
-    settings.SQLMIGRATE_DIR = tmp_path
-    path = create_migration_file(tmp_path, "not written yet")
-
-    [(check_id, message)] = checks()
-
-    assert check_id == "sqlmigrate.W002"
-    assert message.startswith(f"{path}:4: the -- UP section is empty: write its SQL, or add '-- sqlmigrate: empty'")
-
-
-def test_up_and_validate_still_refuse_an_empty_up_section(target):
-    path = create_migration_file(target.directory, "not written yet")
-
-    applied = target.call("sqlmigrate_up")
-    validated = target.call("sqlmigrate_validate")
-
-    assert applied.code == 1 and applied.err.startswith(f"{path}:4: the -- UP section is empty")
-    assert validated.code == 7
-    assert target.tables() == set()
-
-
-def test_an_empty_migration_on_purpose_is_applied_and_recorded(target):
-    target.migration(
-        "20240101000000_moved_to_app_code",
-        "-- the data is migrated in application code",
-        header="-- sqlmigrate: empty\n",
-    )
-    target.migration("20240101000001_said_empty", "SELECT 1;", header="-- sqlmigrate: empty\n")
-
-    refused = target.call("sqlmigrate_validate")
-    (target.directory / "20240101000001_said_empty.sql").unlink()
-    applied = target.call("sqlmigrate_up")
-
-    assert refused.code == 7
-    assert "20240101000001_said_empty.sql:3: '-- sqlmigrate: empty' but the -- UP section holds SQL" in refused.err
-    assert applied.code == 0, applied.text
-    assert target.history() == ["20240101000000_moved_to_app_code"]
-
-
-# requires=app.migration ------------------------------------------------------------------------------
 
 
 def test_up_waits_for_the_django_migration_a_sql_migration_requires(target):

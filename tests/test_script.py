@@ -25,6 +25,7 @@ from sqlmigrate_app import snapshot
 from sqlmigrate_app.backends.postgresql import inert_psql_variables
 from sqlmigrate_app.statements import psql_open_body, psql_variable_colons
 
+from .support import migrations
 from .support.migrations import LEAKS, demo_migrations
 from .support.target import Target
 from .support.twins import twin
@@ -457,3 +458,59 @@ def test_plan_and_sql_refuse_an_unmet_requirement_as_up_does(target):
     assert planned.code == 0 and FIRST in planned.out
     assert script.code == 0 and "CREATE TABLE notes" in script.out
     assert target.call("sqlmigrate_up", fake=True).code == 0  # --fake runs nothing: no requirement
+
+
+def run_script_checked(target, script: str) -> None:
+    """Run a script with psql or Python's sqlite3, failing on its first error."""
+    if target.vendor == "postgresql":
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", target.url], input=script, text=True, check=True)
+    else:
+        with sqlite3.connect(target.url.removeprefix("sqlite:///"), isolation_level=None) as connection:
+            connection.executescript(script)
+
+
+def test_up_and_down_sql_print_the_script_and_change_nothing(target):
+    migrations.three(target)
+    target.migration(
+        "20240104000000_index",
+        "CREATE INDEX a_id ON a (id)",
+        "DROP INDEX a_id",
+        header="-- sqlmigrate: lock-timeout=5s\n",
+    )
+
+    script = target.call("sqlmigrate_up", sql=True)
+
+    assert script.code == 0, script.text
+    assert target.tables() == set()  # not even the history table
+    assert script.out.count("BEGIN;") == 4 and script.out.count("COMMIT;") == 4
+    if target.vendor == "postgresql":
+        assert "SET LOCAL lock_timeout = '5s';" in script.out
+    run_script_checked(target, script.out)
+    assert target.history() == [migrations.FIRST, migrations.SECOND, migrations.THIRD, "20240104000000_index"]
+    assert target.call("sqlmigrate_validate").code == 0  # the same rows sqlmigrate_up writes
+
+    down = target.call("sqlmigrate_down", "2", sql=True)
+    assert target.history() == [migrations.FIRST, migrations.SECOND, migrations.THIRD, "20240104000000_index"]
+    run_script_checked(target, down.out)
+    assert target.history() == [migrations.FIRST, migrations.SECOND]
+
+
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+def test_the_sql_script_run_in_another_time_zone_records_utc(target):
+    target.migration("20240101000001_one", "CREATE TABLE one (id integer);")
+    script = target.call("sqlmigrate_up", "--sql").out
+
+    ran = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", target.url],
+        input=script,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PGTZ": "Asia/Tokyo"},
+        timeout=60,
+    )
+
+    assert ran.returncode == 0, ran.stderr
+    (delta,) = target.query(
+        "SELECT abs(extract(epoch FROM (CURRENT_TIMESTAMP AT TIME ZONE 'UTC') - executed_at)) FROM schema_migrations"
+    )[0]
+    assert delta < 60

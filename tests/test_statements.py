@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from benchmarks.run import write_big
 from sqlmigrate_app.directory import load_directory
 from sqlmigrate_app.statements import first_non_transactional, refused_in_transaction, split
 
@@ -373,6 +373,22 @@ def test_tricky_statements_run_one_by_one_in_a_no_transaction_migration(target):
     assert result.code == 0, result.text
     assert target.query("SELECT sign_of(-1), sign_of(1)") == [("minus; one", "plus")]
     assert target.query("SELECT what FROM log ORDER BY what") == [("a;",), ("b",)]
+
+
+def write_big(directory: Path) -> None:
+    """One migration of 50,000 single-row INSERT statements (about 4 MB), as benchmarks/ times."""
+    rows = "".join(
+        f"INSERT INTO big_rows (name, amount, data) VALUES ('row number {i:06d}', {i * 7 % 1000}, "
+        f"""'{{"n": {i}, "even": {str(i % 2 == 0).lower()}}}');\n"""
+        for i in range(50_000)
+    )
+    (directory / "20200101000000_big_insert.sql").write_text(
+        "-- UP\n"
+        "CREATE TABLE big_rows (id bigserial PRIMARY KEY, name varchar(100) NOT NULL, amount integer, data jsonb);\n"
+        f"{rows}"
+        "-- DOWN\n"
+        "DROP TABLE big_rows;\n"
+    )
 
 
 def test_a_5_mb_migration_with_hint_words_in_every_string_is_scanned_whole(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 
-from .target import ROOT, Target
+from .target import ROOT, Target, ok
 
 FIRST, SECOND, THIRD = "20240101000000_create_a", "20240102000000_create_b", "20240103000000_create_c"
 
@@ -73,3 +73,13 @@ def demo_migrations(target: Target) -> None:
         target.migration(
             "20241201000006_invoices", PG_EXTRAS, "DROP VIEW unpaid; DROP TABLE invoices; DROP TYPE status;"
         )
+
+
+def states_fixture(target):
+    """One migration in each state: applied, modified, missing, pending."""
+    three(target)
+    target.migration("20231231000000_gone", "CREATE TABLE g (id INTEGER);", "DROP TABLE g;")
+    ok(target.call("sqlmigrate_up", to=SECOND))
+    (target.directory / "20231231000000_gone.sql").unlink()
+    second = target.directory / f"{SECOND}.sql"
+    second.write_text(second.read_text() + "-- edited\n")
