@@ -3,7 +3,9 @@
 fresh ``django-admin startproject`` project in a clean venv (no system site-packages, nothing of
 this checkout importable) can install the wheel and run every command.
 
-Slow-ish (about 20 s): builds in an isolated environment from PyPI, then makes a venv.
+Marked ``network``: it builds in an isolated environment and installs into fresh venvs from the
+package index (about 20 s), so plain ``pytest`` deselects it and works offline; ``nox -s tests``
+(CI) selects it, and so does ``pytest -m network``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sqlmigrate_app
 
 from .support.target import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.network  # deselected by default (pyproject.toml); nox -s tests runs it
 PACKAGE = ROOT / "sqlmigrate_app"
 
 
