@@ -90,7 +90,7 @@ def demo_set(target: Target) -> str:
 
 
 def session_set(target: Target) -> str:
-    """Each of test_session_state's leaks: a migration that changes a session setting, then one
+    """Each of test_executor_session's leaks: a migration that changes a session setting, then one
     that fails or differs if it leaked."""
     if target.vendor == "sqlite":  # PRAGMA foreign_keys does nothing inside a transaction
         target.migration(
@@ -114,7 +114,8 @@ def session_set(target: Target) -> str:
 
 def no_transaction_set(target: Target) -> str:
     """A ``no-transaction`` migration with timeouts that empties ``search_path``, an index with a
-    lock timeout (test_day_two's), and a migration after them."""
+    lock timeout (as test_up_and_down_sql_print_the_script_and_change_nothing has), and a
+    migration after them."""
     target.migration(FIRST, "CREATE TABLE a (id integer);", header="-- sqlmigrate: lock-timeout=5s\n")
     if target.vendor == "postgresql":
         target.migration(
