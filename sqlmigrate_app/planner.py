@@ -137,8 +137,10 @@ class Repair:
     recorded: str
     checksum: str | None  # the file's, for a modified migration
 
-    def describe(self) -> str:
-        """``id: checksum 4b9bf56eb22b -> 800dc677e20f`` or ``id: row deleted (file missing)``."""
+    @property
+    def summary(self) -> str:
+        """The change in one line: ``id: checksum 4b9bf56eb22b -> 800dc677e20f`` or ``id: history
+        row deleted (its file is missing)``."""
         if self.checksum is None:
             return f"{self.migration_id}: history row deleted (its file is missing)"
         return f"{self.migration_id}: checksum {self.recorded[:12]} -> {self.checksum[:12]}"
