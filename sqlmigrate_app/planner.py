@@ -1,4 +1,4 @@
-"""What ``up`` and ``down`` would run, in order, or why they must not run at all.
+"""What ``up``, ``down``, ``redo`` and ``repair`` would do, in order, or why they must not run at all.
 
 A plan is refused as a whole, before anything runs: an applied migration whose file is gone or
 changed, a pending one out of order, an unknown ``--to``, a rollback count that cannot be, a
