@@ -321,10 +321,8 @@ def split(sql: str, first_line: int = 1) -> list[Statement]:
 
 
 def _refused(words: list[str]) -> bool:
-    """Whether a statement starting with ``words`` is one PostgreSQL will not run inside a
-    transaction block."""
-    if not words:
-        return False
+    """Whether a statement starting with ``words`` (never none: only statements whose head a
+    pre-filter matched are looked at) is one PostgreSQL will not run inside a transaction block."""
     head, pair = words[0], " ".join(words[:2])
     if head == "VACUUM" or pair in REFUSED_PAIRS:
         return True
