@@ -353,13 +353,13 @@ def test_status_json_says_whether_a_migration_can_be_rolled_back_and_when_it_ran
 
 
 @pytest.mark.parametrize("target", ["sqlite"], indirect=True)
-def test_wait_replaces_lock_timeout_which_still_works_with_a_note(target):
+def test_wait_is_the_option_and_lock_timeout_is_not(target):
     three(target)
 
     old = target.manage("sqlmigrate_up", "--lock-timeout", "5")
-    new = target.manage("sqlmigrate_down", "--wait", "5")
+    new = target.manage("sqlmigrate_up", "--wait", "5")
 
-    assert old.returncode == 0 and "--lock-timeout is now --wait" in old.stderr
+    assert old.returncode == 2 and "unrecognized arguments: --lock-timeout" in old.stderr
     assert new.returncode == 0 and new.stderr == ""
     assert "--wait SECONDS" in target.manage("sqlmigrate_up", "--help").stdout
     assert "--lock-timeout" not in target.manage("sqlmigrate_up", "--help").stdout
