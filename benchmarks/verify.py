@@ -131,8 +131,8 @@ class Clock(VerifyReporter):
     def breakdown(self) -> dict[str, float]:
         """Seconds from the start to the throwaway database made (files read, the target's
         history read, CREATE DATABASE); applying the earlier migrations with the first full
-        snapshot and the first round trip; each later round trip (3 steps, 3 re-reads); the
-        DROP DATABASE at the end."""
+        snapshot and the first rehearsal; each later rehearsal (3 steps, 3 re-reads; its key
+        still says round_trip, as the recorded results do); the DROP DATABASE at the end."""
         at = dict(self.marks[:3])
         verified = [moment for name, moment in self.marks if name == "verified"]
         parts = {

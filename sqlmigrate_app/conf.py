@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from .errors import ConfigurationError
-from .files import parse_duration
+from .files import Timeouts, parse_duration
 
 DEFAULT_TABLE = "schema_migrations"
 TABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -94,6 +94,11 @@ def lock_timeout() -> str | None:
 def statement_timeout() -> str | None:
     """Default PostgreSQL ``statement_timeout`` for each migration (``None``: the server's)."""
     return _duration("SQLMIGRATE_STATEMENT_TIMEOUT")
+
+
+def timeouts() -> Timeouts:
+    """The two timeouts every migration runs with unless its directives say otherwise."""
+    return Timeouts(lock_timeout(), statement_timeout())
 
 
 def retries() -> int:

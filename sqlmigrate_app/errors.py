@@ -169,7 +169,8 @@ class InvalidRepair(SqlMigrateError):
 
 
 class LockTimeout(SqlMigrateError):
-    """Another runner held the migration lock for longer than ``--lock-timeout``."""
+    """Another runner held the run-wide lock longer than this one would wait (``--wait``,
+    ``MigrationRunner(lock_wait_timeout=...)``)."""
 
 
 class MigrationFailed(SqlMigrateError):

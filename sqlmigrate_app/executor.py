@@ -13,6 +13,7 @@ import contextlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from time import perf_counter, sleep
 from typing import Any
 
@@ -29,11 +30,10 @@ from .errors import (
     database_message,
     sqlstate,
 )
-from .files import Migration, Section
+from .files import Migration, Section, Timeouts
 from .history import HistoryTable
 from .statements import Statement, may_change_session, transaction_control
 
-APPLIED, FAKED, ROLLED_BACK, SKIPPED = "applied", "faked", "rolled back", "skipped"
 RETRY_PAUSE, LONGEST_RETRY_PAUSE = 0.5, 30.0  # seconds before the 2nd try; doubling, up to this
 NOTHING_APPLIED = "rolled back, nothing of it was applied or recorded"
 LOST_BEFORE_COMMIT = (
@@ -41,13 +41,24 @@ LOST_BEFORE_COMMIT = (
 )
 
 
+class Action(str, Enum):
+    """What a run did with a migration."""
+
+    APPLIED = "applied"
+    FAKED = "faked"  # recorded as applied without running it (``--fake``)
+    ROLLED_BACK = "rolled back"
+    SKIPPED = "skipped"  # another runner did it first
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
-    """What became of one migration: ``action`` is applied, faked, rolled back or skipped
-    (another runner did it first)."""
+    """What became of one migration, and how long it took."""
 
     migration: Migration
-    action: str
+    action: Action
     elapsed_ms: float
 
 
@@ -57,7 +68,7 @@ class Reporter:
     def waiting(self, message: str) -> None:
         """Another runner holds the lock; this one waits."""
 
-    def starting(self, migration: Migration, action: str) -> None:
+    def starting(self, migration: Migration, action: Action) -> None:
         """A migration is about to be applied, faked or rolled back."""
 
     def finished(self, result: Result) -> None:
@@ -75,21 +86,21 @@ class Reporter:
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
+class Side:
     """One side of a migration: the section to run and the history statement that records it,
-    sent ahead of it in its transaction. Only the way up may send the COMMIT along: the way
-    down must see the DELETE's row count before committing."""
+    sent after it in its transaction."""
 
     migration: Migration
-    action: str
+    action: Action  # applied or rolled back
     section: Section
     history_sql: str
-    may_commit: bool
 
     @property
     def applying(self) -> bool:
-        """Whether this step applies the migration (its history row appears)."""
-        return self.action == APPLIED
+        """Whether this side applies the migration (its history row appears). Only the way up
+        may send the COMMIT along with the section: the way down must see the DELETE's row
+        count before committing."""
+        return self.action == Action.APPLIED
 
 
 class _AlreadyDone(Exception):
@@ -108,14 +119,14 @@ def open_group(ran: list[Statement]) -> int | None:
     return opened
 
 
-def changes_session(backend: Backend, migration: Migration, section: Section, timeouts: dict[str, str | None]) -> bool:
+def changes_session(backend: Backend, migration: Migration, section: Section, defaults: Timeouts) -> bool:
     """Whether running ``section`` may leave session settings changed for the next migration:
     SQL that sets them (see :func:`~.statements.may_change_session`), or the timeouts of a
     ``no-transaction`` migration, which are the session's. The runner and the ``--sql`` script
     put the session back after such a migration."""
     if may_change_session(section.sql):
         return True
-    return not migration.transactional and bool(backend.timeout_statements(migration, timeouts, local=False))
+    return not migration.transactional and bool(backend.timeout_statements(migration.timeouts(defaults), local=False))
 
 
 class Executor:
@@ -126,14 +137,14 @@ class Executor:
         backend: Backend,
         history: HistoryTable,
         reporter: Reporter,
-        timeouts: dict[str, str | None],
+        timeouts: Timeouts,
         retries: int = 0,
     ) -> None:
         self.backend = backend
         self.connection = backend.connection
         self.history = history
         self.reporter = reporter
-        self.timeouts = timeouts
+        self.timeouts = timeouts  # the settings': a migration's directives win (Migration.timeouts)
         self.retries = retries
         self._session: Any = None  # the session's settings as the run found them, read when needed
 
@@ -145,50 +156,50 @@ class Executor:
         """Run the UP section and record the migration as applied; a transactional migration
         that fails on its lock timeout is tried again ``retries`` times."""
         row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
-        step = Step(migration, APPLIED, migration.up, row, may_commit=True)
-        return self._timed_work(migration, APPLIED, lambda: self._with_retries(step))
+        side = Side(migration, Action.APPLIED, migration.up, row)
+        return self._timed_work(migration, Action.APPLIED, lambda: self._with_retries(side))
 
-    def _with_retries(self, step: Step) -> None:
-        """Run the step; while it fails only because it waited longer than its lock timeout (it
+    def _with_retries(self, side: Side) -> None:
+        """Run the side; while it fails only because it waited longer than its lock timeout (it
         was rolled back whole, so trying again is safe), pause, longer each time, and retry."""
         for attempt in itertools.count(1):
             try:
-                self._run(step)
+                self._run(side)
                 return
             except MigrationFailed as exc:
-                if attempt > self.retries or not self._may_retry(step.migration, exc):
+                if attempt > self.retries or not self._may_retry(side.migration, exc):
                     raise
             pause = min(RETRY_PAUSE * 2 ** (attempt - 1), LONGEST_RETRY_PAUSE)
-            self.reporter.retrying(step.migration, attempt + 1, self.retries + 1, pause)
+            self.reporter.retrying(side.migration, attempt + 1, self.retries + 1, pause)
             sleep(pause)
 
     def _may_retry(self, migration: Migration, failure: MigrationFailed) -> bool:
         """A transactional migration with a lock timeout (its directive, or the setting) that
         failed on it."""
-        lock_timeout = migration.lock_timeout or self.timeouts.get("lock_timeout")
+        lock_timeout = migration.timeouts(self.timeouts).lock
         return migration.transactional and bool(lock_timeout) and failure.lock_timed_out
 
     def revert(self, migration: Migration) -> Result:
         """Run the DOWN section and remove the migration's history row."""
         row = self.history.delete_sql(migration.id)
-        return self._timed(Step(migration, ROLLED_BACK, migration.down, row, may_commit=False))
+        return self._timed(Side(migration, Action.ROLLED_BACK, migration.down, row))
 
     def fake(self, migration: Migration) -> Result:
         """Record the migration as applied without running it (``--fake``)."""
-        return self._timed_work(migration, FAKED, lambda: self._record_fake(migration))
+        return self._timed_work(migration, Action.FAKED, lambda: self._record_fake(migration))
 
     # Timing and outcome -----------------------------------------------------------------------
 
-    def _timed(self, step: Step) -> Result:
-        return self._timed_work(step.migration, step.action, lambda: self._run(step))
+    def _timed(self, side: Side) -> Result:
+        return self._timed_work(side.migration, side.action, lambda: self._run(side))
 
-    def _timed_work(self, migration: Migration, action: str, work: Callable[[], None]) -> Result:
+    def _timed_work(self, migration: Migration, action: Action, work: Callable[[], None]) -> Result:
         self.reporter.starting(migration, action)
         started = perf_counter()
         try:
             work()
         except _AlreadyDone:
-            action = SKIPPED
+            action = Action.SKIPPED
         except KeyboardInterrupt:
             self.reporter.interrupted(migration, (perf_counter() - started) * 1000)
             raise
@@ -199,18 +210,18 @@ class Executor:
         self.reporter.finished(result)
         return result
 
-    def _run(self, step: Step) -> None:
+    def _run(self, side: Side) -> None:
         """Run one side of a migration, then put back the session settings it may have changed
         (``SET``, ``set_config``, ``PRAGMA``, a ``no-transaction`` run's timeouts), so the next
         migration starts from the run's own."""
-        run = self._in_transaction if step.migration.transactional else self._without_transaction
-        if not changes_session(self.backend, step.migration, step.section, self.timeouts):
-            run(step)
+        run = self._in_transaction if side.migration.transactional else self._without_transaction
+        if not changes_session(self.backend, side.migration, side.section, self.timeouts):
+            run(side)
             return
         if self._session is None:
             self._session = self.backend.session_state()
         try:
-            run(step)
+            run(side)
         except BaseException:
             with contextlib.suppress(*database_error_types(self.connection)):
                 self._restore_session()
@@ -219,7 +230,7 @@ class Executor:
             self._restore_session()
         except database_error_types(self.connection) as exc:
             where = (
-                f"{step.migration.path}: {step.migration.id} was {step.action}, but the session settings it changed "
+                f"{side.migration.path}: {side.migration.id} was {side.action}, but the session settings it changed "
                 "could not be put back"
             )
             raise DatabaseError(self.connection.alias, exc, where) from exc
@@ -239,8 +250,8 @@ class Executor:
             except IntegrityError:
                 raise _AlreadyDone from None
 
-    def _in_transaction(self, step: Step) -> None:
-        """The step in one transaction with its history change, rolled back whatever fails.
+    def _in_transaction(self, side: Side) -> None:
+        """The side in one transaction with its history change, rolled back whatever fails.
 
         The error names the migration: a statement's error with its line, a lost connection or
         a failing COMMIT as such. When the server has gone, Django's own rollback fails too:
@@ -250,28 +261,28 @@ class Executor:
         try:
             with transaction.atomic(using=self.connection.alias):
                 try:
-                    self._section_with_history(step)
+                    self._section_with_history(side)
                 except (StatementError, TransactionEnded) as exc:
                     failed.append(exc)
                     raise
         except KeyboardInterrupt as exc:
-            raise self._interrupted(step.migration, exc, self._outcome_of_interrupted(step)) from exc
+            raise self._interrupted(side.migration, exc, self._outcome_of_interrupted(side)) from exc
         except (StatementError, TransactionEnded) + database_error_types(self.connection) as exc:
-            raise self._transaction_failure(step.migration, failed[0] if failed else exc) from exc
+            raise self._transaction_failure(side.migration, failed[0] if failed else exc) from exc
 
-    def _section_with_history(self, step: Step) -> None:
+    def _section_with_history(self, side: Side) -> None:
         """The section, then the history statement: on PostgreSQL the BEGIN, timeouts, section
-        and history row make one round trip, with the COMMIT too when the step may commit and
-        ours is the outermost atomic block. The history statement comes last, so that it commits
+        and history row make one round trip, with the COMMIT too when the side applies the
+        migration and ours is the outermost atomic block. The history statement comes last, so that it commits
         only with the whole section (the backend checks the section did not end the transaction
         itself); when it touches no row, another runner was first: the transaction is rolled back."""
-        timeouts = self.backend.timeout_statements(step.migration, self.timeouts, local=True)
+        timeouts = self.backend.timeout_statements(side.migration.timeouts(self.timeouts), local=True)
         outermost = len(self.connection.atomic_blocks) == 1
-        record = [step.history_sql]
-        if self._session is not None and may_change_session(step.section.sql):
+        record = [side.history_sql]
+        if self._session is not None and may_change_session(side.section.sql):
             record[:0] = self.backend.identity_statements(self._session)  # a SET ROLE in the section
         rows = self.backend.run_section(
-            self.backend.raw_cursor(), step.section, timeouts, record, step.may_commit and outermost
+            self.backend.raw_cursor(), side.section, timeouts, record, side.applying and outermost
         )
         if rows == 0:
             raise _AlreadyDone
@@ -295,22 +306,22 @@ class Executor:
 
     # Without a transaction --------------------------------------------------------------------
 
-    def _without_transaction(self, step: Step) -> None:
-        """The step statement by statement in autocommit; the history change after the last."""
-        migration = step.migration
+    def _without_transaction(self, side: Side) -> None:
+        """The side statement by statement in autocommit; the history change after the last."""
+        migration = side.migration
         if self.connection.in_atomic_block:
             raise SqlMigrateError(f"{migration.path}: a no-transaction migration cannot run inside transaction.atomic")
         cursor = self.backend.raw_cursor()
-        statements = self.backend.split(step.section)
+        statements = self.backend.split(side.section)
         ran: list[Statement] = []
         try:
-            self.backend.set_timeouts(cursor, migration, self.timeouts)
+            self.backend.set_timeouts(cursor, migration.timeouts(self.timeouts))
             self.backend.run_statements(cursor, statements, ran)
         except StatementError as exc:
             raise self._failure(migration, exc.error, exc.line, self._stopped(ran, statements)) from exc
         except KeyboardInterrupt as exc:
             raise self._interrupted(migration, exc, self._stopped(ran, statements)) from exc
-        if step.applying:
+        if side.applying:
             self.history.insert(migration.id, migration.name, migration.checksum)
         else:
             self.history.delete(migration.id)
@@ -357,12 +368,12 @@ class Executor:
             migration, f"{migration.path}: {migration.id} interrupted ({how}) [{outcome}]", terminated
         )
 
-    def _outcome_of_interrupted(self, step: Step) -> str:
-        """Whether an interrupted transactional step had committed: the history row says."""
+    def _outcome_of_interrupted(self, side: Side) -> str:
+        """Whether an interrupted transactional side had committed: the history row says."""
         try:
-            recorded = self.history.contains(step.migration.id)
+            recorded = self.history.contains(side.migration.id)
         except database_error_types(self.connection):
             return "the connection was lost: run sqlmigrate_status to see whether it was recorded"
-        if step.applying:
+        if side.applying:
             return "it had already committed: applied and recorded" if recorded else NOTHING_APPLIED
         return "its DOWN was rolled back: it is still applied" if recorded else "its DOWN had already committed"

@@ -45,11 +45,6 @@ class Section:
     sql: str
     line: int
 
-    @property
-    def is_empty(self) -> bool:
-        """True when the section holds only comments and blank lines."""
-        return not has_sql(self.sql)
-
 
 @dataclass(frozen=True, slots=True)
 class Requirement:
@@ -107,7 +102,8 @@ class Migration:
 
     @property
     def path(self) -> Path:
-        """The file, made when asked for: 10,000 ``Path`` objects cost 20 ms to build."""
+        """The file, made when asked for: building a ``Path`` per file adds up at 10,000 files
+        (benchmarks/README.md)."""
         return self.directory / f"{self.id}.sql"
 
     @property
@@ -116,14 +112,23 @@ class Migration:
         return display_name(self.id)
 
     @property
-    def timestamp(self) -> str:
-        """The 14-digit UTC timestamp the id starts with."""
-        return self.id[:14]
-
-    @property
     def reversible(self) -> bool:
         """False when the ``-- DOWN`` section is empty: the migration cannot be rolled back."""
         return has_sql(self.down_sql)
+
+    def timeouts(self, defaults: Timeouts) -> Timeouts:
+        """The timeouts it runs with: its ``lock-timeout`` / ``statement-timeout`` directives,
+        else ``defaults`` (the settings')."""
+        return Timeouts(self.lock_timeout or defaults.lock, self.statement_timeout or defaults.statement)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """PostgreSQL's ``lock_timeout`` and ``statement_timeout`` for a migration, each a duration
+    (``5s``) or None for the server's own."""
+
+    lock: str | None = None
+    statement: str | None = None
 
 
 @functools.lru_cache(maxsize=1 << 16)  # the admin page shows the same names request after request
@@ -160,7 +165,7 @@ def decode(directory: Path, name: str, data: bytes) -> str:
     rest of the migration would be lost) and SQLite's driver refuses it.
 
     Plain ASCII, as most files are, needs none of that care: a memchr or two, and no ``Path``
-    made (10,000 of them cost 20 ms)."""
+    made."""
     if data.isascii() and b"\0" not in data and (b"\r" not in data or b"\n" in data):
         return data.decode("ascii")
     path = directory / name
@@ -301,8 +306,7 @@ def parse_text(directory: Path, migration_id: str, text: str) -> Migration:
 
 class _Malformed(Exception):
     """A problem :func:`_parse` found, and the error class to report it with: :func:`parse_text`
-    names the file, so that no ``Path`` is made for the files that have none (10,000 of them
-    cost 20 ms)."""
+    names the file, so that no ``Path`` is made for the files that have none."""
 
     def __init__(self, message: str, line: int, error: type[MigrationFileError] = MigrationFileError) -> None:
         super().__init__(message)

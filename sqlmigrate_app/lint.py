@@ -20,6 +20,7 @@ import subprocess
 import sysconfig
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,25 @@ from . import conf
 from .backends import backend_for
 from .directory import load_directory
 from .errors import ConfigurationError, HistoryTableError, LintFailed, LintUnavailable, database_errors, printable
-from .files import Migration, Section
+from .files import Migration, Section, Timeouts
 from .runner import MigrationRunner
 from .selection import applied_on, under_test
 
 EXTRA = "django-sqlmigrate[lint]"
 # The squawk rules a timeout sqlmigrate sets makes moot.
-TIMEOUT_RULES = {"lock_timeout": "require-lock-timeout", "statement_timeout": "require-statement-timeout"}
+LOCK_TIMEOUT_RULE, STATEMENT_TIMEOUT_RULE = "require-lock-timeout", "require-statement-timeout"
 USAGE_ERROR = 2  # squawk's exit status for options it refuses
 SHOWN_CHARACTERS = 200  # of what squawk printed, in the error when it printed no report
+
+
+class Level(str, Enum):
+    """How squawk ranks a finding: a rule's ``warning``, or an ``error`` (SQL it cannot parse)."""
+
+    WARNING = "warning"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +61,7 @@ class Finding:
     line: int
     column: int
     rule: str
-    level: str
+    level: Level
     message: str
     help: str | None
 
@@ -66,7 +77,7 @@ class Finding:
             "line": self.line,
             "column": self.column,
             "rule": self.rule,
-            "level": self.level,
+            "level": self.level.value,
             "message": self.message,
             "help": self.help,
         }
@@ -124,7 +135,7 @@ def lint(
     settings = conf.lint_settings()
     exclude = tuple(exclude)
     _check_options(executable, exclude, settings)
-    defaults = {"lock_timeout": conf.lock_timeout(), "statement_timeout": conf.statement_timeout()}
+    defaults = conf.timeouts()
     excluded = {*settings.exclude, *exclude}
     findings = []
     for migration in migrations:
@@ -155,14 +166,12 @@ def _check_options(executable: str, exclude: tuple[str, ...], settings: conf.Lin
             raise ConfigurationError(f"{source}: {refused}: {_printed(done)}")
 
 
-def squawk_arguments(
-    migration: Migration, excluded: set[str], defaults: dict[str, str | None], pg_version: str | None
-) -> list[str]:
+def squawk_arguments(migration: Migration, excluded: set[str], defaults: Timeouts, pg_version: str | None) -> list[str]:
     """squawk's options for one migration: its transaction, the rules its timeouts make moot."""
+    timeouts = migration.timeouts(defaults)
     rules = set(excluded)
-    for setting, rule in TIMEOUT_RULES.items():
-        if getattr(migration, setting) or defaults.get(setting):
-            rules.add(rule)
+    rules |= {LOCK_TIMEOUT_RULE} if timeouts.lock else set()
+    rules |= {STATEMENT_TIMEOUT_RULE} if timeouts.statement else set()
     arguments = ["--assume-in-transaction" if migration.transactional else "--no-assume-in-transaction"]
     arguments += [f"--exclude={rule}" for rule in sorted(rules)]
     if pg_version:
@@ -190,7 +199,7 @@ def _lint_section(
             section.line + report["line"],
             report["column"] + 1,
             report["rule_name"],
-            report["level"].lower(),
+            Level(report["level"].lower()),
             report["message"],
             report["help"],
         )
@@ -251,11 +260,13 @@ def _reports(output: str) -> list[dict[str, Any]] | None:
 
 
 def _is_report(report: object) -> bool:
-    """Whether one item of squawk's JSON is a finding with the keys (and types) :func:`lint` reads."""
+    """Whether one item of squawk's JSON is a finding with the keys (and types) :func:`lint` reads,
+    at a level squawk has (:class:`Level`)."""
     return (
         isinstance(report, dict)
         and all(type(report.get(key)) is int for key in ("line", "column"))
         and all(isinstance(report.get(key), str) for key in ("rule_name", "level", "message"))
+        and report["level"].lower() in {level.value for level in Level}
         and isinstance(report.get("help"), (str, type(None)))
     )
 

@@ -2,7 +2,8 @@
 
 Django makes no table for it (``managed = False``); its one permission,
 ``sqlmigrate_app.view_sqlmigration``, decides who may see the page. The page's data comes from
-:meth:`MigrationRunner.status`, never from this model.
+:meth:`MigrationRunner.status_table` and :meth:`~MigrationRunner.status_of`, never from this
+model.
 """
 
 from django.db import models

@@ -1,4 +1,4 @@
-"""What ``up`` and ``down`` would run, in order, or why they must not run at all.
+"""What ``up``, ``down``, ``redo`` and ``repair`` would do, in order, or why they must not run at all.
 
 A plan is refused as a whole, before anything runs: an applied migration whose file is gone or
 changed, a pending one out of order, an unknown ``--to``, a rollback count that cannot be, a
@@ -137,8 +137,10 @@ class Repair:
     recorded: str
     checksum: str | None  # the file's, for a modified migration
 
-    def describe(self) -> str:
-        """``id: checksum 4b9bf56eb22b -> 800dc677e20f`` or ``id: row deleted (file missing)``."""
+    @property
+    def summary(self) -> str:
+        """The change in one line: ``id: checksum 4b9bf56eb22b -> 800dc677e20f`` or ``id: history
+        row deleted (its file is missing)``."""
         if self.checksum is None:
             return f"{self.migration_id}: history row deleted (its file is missing)"
         return f"{self.migration_id}: checksum {self.recorded[:12]} -> {self.checksum[:12]}"

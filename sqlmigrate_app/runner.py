@@ -49,9 +49,8 @@ class MigrationRunner:
         self.lock_wait_timeout = lock_wait_timeout
         self.reporter = reporter or Reporter()
         self.loader = loader  # how the files are read: the admin page passes cache.load_cached
-        timeouts = {"lock_timeout": conf.lock_timeout(), "statement_timeout": conf.statement_timeout()}
         retries = conf.retries() if retries is None else retries
-        self.executor = Executor(self.backend, self.history, self.reporter, timeouts, retries)
+        self.executor = Executor(self.backend, self.history, self.reporter, conf.timeouts(), retries)
 
     # Reading ----------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from .backends import Backend
 from .errors import plural
 from .executor import changes_session
-from .files import Migration, Section
+from .files import Migration, Section, Timeouts
 from .history import HistoryTable
 
 INERT_NOTE = "-- (a space after each ':' that psql would read as a variable; the server reads the same SQL)"
@@ -24,7 +24,7 @@ INERT_NOTE = "-- (a space after each ':' that psql would read as a variable; the
 class Script:
     """Writes the scripts of one database's plans."""
 
-    def __init__(self, backend: Backend, history: HistoryTable, timeouts: dict[str, str | None], using: str) -> None:
+    def __init__(self, backend: Backend, history: HistoryTable, timeouts: Timeouts, using: str) -> None:
         self.backend = backend
         self.history = history
         self.timeouts = timeouts
@@ -62,7 +62,7 @@ class Script:
         changed = changes_session(self.backend, migration, section, self.timeouts)
         resets = [f"{sql};" for sql in self.backend.script_session_reset()] if changed else []
         if migration.transactional:
-            timeouts = self.backend.timeout_statements(migration, self.timeouts, local=True)
+            timeouts = self.backend.timeout_statements(migration.timeouts(self.timeouts), local=True)
             # The history row last, after the guard that the section did not end the transaction.
             mark, guard = self.backend.guard(migration.checksum[:16]) or ("", "")
             identity = self.backend.identity_statements(None) if changed else []  # a SET ROLE in it
@@ -76,7 +76,7 @@ class Script:
                 *resets,
             ]
         else:
-            timeouts = self.backend.timeout_statements(migration, self.timeouts, local=False)
+            timeouts = self.backend.timeout_statements(migration.timeouts(self.timeouts), local=False)
             lines = [
                 f"-- {migration.id} (no-transaction: each statement on its own, outside a transaction)",
                 *(f"{sql};" for sql in timeouts),

@@ -1,6 +1,6 @@
 """Files and history together: each migration's state, and what is wrong with them.
 
-Pure functions of what :mod:`.files` read and what :mod:`.history` holds; the rules here (when
+Pure functions of what :mod:`.directory` read and what :mod:`.history` holds; the rules here (when
 a migration is modified, missing or out of order) are the only copies of those rules.
 """
 

@@ -3,22 +3,27 @@
 PostgreSQL gets a transactional section whole, in one round trip, so splitting is only needed
 where statements must run one by one: SQLite (whose driver takes one statement per call) and
 ``no-transaction`` migrations. SQLite's own ``complete_statement`` decides where its statements
-end (strings, comments, trigger bodies). For PostgreSQL a small scanner of its lexical rules
-does: quoted strings, ``E''`` strings, quoted identifiers, ``$$``/``$tag$`` bodies, ``--`` and
-nested ``/* */`` comments, psql's rules for ``BEGIN ATOMIC`` bodies and parenthesised rule
-actions, and SQLite's ``CREATE TRIGGER ... BEGIN ... END``. It jumps between quotes and
-semicolons with compiled regexes and ``str.find``, so it stays linear.
+end (strings, comments, trigger bodies). Everywhere else a small scanner does, following
+PostgreSQL's lexical rules and grammar: quoted strings, ``E''`` strings, quoted identifiers,
+``$$``/``$tag$`` bodies, ``--`` and nested ``/* */`` comments, ``BEGIN ATOMIC`` routine bodies
+and parenthesised rule actions (not psql's guess at routine bodies: see NESTING_RE), and
+SQLite's ``CREATE TRIGGER ... BEGIN ... END``, since the checks below read either database's
+files with it. It jumps between quotes and semicolons with compiled regexes and ``str.find``, so
+it stays linear.
 
 The scanner assumes ``standard_conforming_strings = on``, PostgreSQL's default: with it off, a
 backslash in a plain ``'...'`` string escapes the next character (``'a\\';b'`` is one string),
 so statements would end elsewhere. That setting is not supported.
 
-The same scanner checks a migration's statements (:func:`statement_error`, where they matter:
-every file in ``validate`` and the system check, the files a run executes in ``up`` and
-``down``), looking only at each statement's first words: statements PostgreSQL refuses inside a
-transaction block, transaction control (``BEGIN``, ``COMMIT``, ...) and what no migration can
+The same scanner checks a migration's statements (:func:`statement_error`), where they matter:
+every file in ``validate`` and the system check; the files a command will run in ``up`` and
+``down`` (and their ``--plan`` and ``--sql``), ``redo`` and ``verify``; none in ``status`` or the
+admin page. It looks only at each statement's first words: statements PostgreSQL refuses inside
+a transaction block, transaction control (``BEGIN``, ``COMMIT``, ...) and what no migration can
 run (``COPY ... FROM STDIN``, psql meta-commands, two-phase commit). Word pre-filters, run once
-per file (:func:`_hints`), keep it from scanning ordinary migrations at all.
+per file (:func:`_hints`), keep it from scanning ordinary migrations at all. Its other readers:
+which SQL may change session settings (:func:`may_change_session`), and for the ``--sql`` script
+what psql reads otherwise than the server (:func:`psql_variable_colons`, :func:`psql_open_body`).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ if TYPE_CHECKING:
 LEADING_NOISE_RE = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)  # before a SQLite statement
 # Cheap pre-filter: only text containing one of these words can hold a statement that
 # PostgreSQL refuses inside a transaction, so big ordinary migrations are never scanned. Plain
-# substring tests on the lowered text beat a case-insensitive regex (benchmarks/README.md).
+# substring tests on the lowered text, rather than a case-insensitive regex: benchmarks/README.md.
 NON_TRANSACTIONAL_HINTS = (
     "concurrently", "vacuum", "database", "tablespace", "system", "reindex", "cluster", "subscription", "discard",
 )  # fmt: skip
@@ -68,7 +73,7 @@ REFUSED_PAIRS = {
 # many migrations (CASE ... END, "start_date"), so when the text mentions one, a second
 # pre-filter looks for it where a statement can start: at the very start, or after a semicolon,
 # a line break or a comment. One regex for each, so that the regex engine can jump from one
-# literal ; or line break to the next (one regex for all is slower: benchmarks/README.md).
+# literal ; or line break to the next (rather than one regex for all: benchmarks/README.md).
 CONTROL_WORDS = (
     "begin", "start", "commit", "end", "rollback", "abort", "prepare", "savepoint", "release", "copy",
 )  # fmt: skip
@@ -315,14 +320,9 @@ def split(sql: str, first_line: int = 1) -> list[Statement]:
 # One statement: what it is -------------------------------------------------------------------
 
 
-def refused_in_transaction(statement: str) -> bool:
-    """True for the statements PostgreSQL will not run inside a transaction block."""
-    return _refused(_leading_words(statement, 0, len(statement), WORDS_LOOKED_AT))
-
-
 def _refused(words: list[str]) -> bool:
-    if not words:
-        return False
+    """Whether a statement starting with ``words`` (never none: only statements whose head a
+    pre-filter matched are looked at) is one PostgreSQL will not run inside a transaction block."""
     head, pair = words[0], " ".join(words[:2])
     if head == "VACUUM" or pair in REFUSED_PAIRS:
         return True
@@ -536,16 +536,6 @@ def _checked(sql: str, first_line: int, hints: _Hints) -> Iterable[tuple[Stateme
     return _headed(sql, first_line, head_re)
 
 
-def first_non_transactional(sql: str, first_line: int = 1) -> Statement | None:
-    """The first statement PostgreSQL refuses inside a transaction block, or None."""
-    if not _hints(sql).refused:
-        return None
-    for statement, words in _headed(sql, first_line, REFUSED_HEAD_RE):
-        if _refused(words):
-            return statement
-    return None
-
-
 def _meta_command(sql: str, first_line: int) -> Refusal | None:
     """A backslash outside quotes, comments and dollar quotes, where psql would run the rest of
     the line as one of its own commands (``\\! rm -rf``, ``\\connect``) and the server, which has
@@ -648,11 +638,11 @@ def _group_refusal(
 
 def statement_error(migration: Migration) -> MigrationFileError | None:
     """The first statement of either section that cannot run as the migration is written (see
-    :func:`refusal_in_transaction`), as the file's error; None when there is none.
+    :func:`refusal_in_transaction`, or :func:`refusal_without_transaction` for a
+    ``no-transaction`` migration), as the file's error; None when there is none.
 
-    The one check of a file that reads its statements, so it runs only where they matter: for
-    every file in ``validate`` and the system check, for the files a run will execute in
-    ``up`` and ``down``; ``status`` and the admin page skip it.
+    The one check of a file that reads its statements, so it runs only where they matter (see
+    the module's docstring); ``status`` and the admin page skip it.
     """
     hints = _hints(f"{migration.up_sql}\n{migration.down_sql}")  # one pass over the file, not one per section
     if not any(hints):

@@ -25,7 +25,7 @@ from django.test.runner import DiscoverRunner
 
 from . import conf
 from .errors import SqlMigrateError, plural
-from .executor import APPLIED
+from .executor import Action
 from .runner import MigrationRunner
 
 DISPATCH_UID = "sqlmigrate_app.testing.apply_sql_migrations"
@@ -51,7 +51,7 @@ def migrate_test_database(using: str, verbosity: int = 1) -> int:
             "If a kept test database (--keepdb / --reuse-db) ran an older version of a migration, "
             "recreate it (run once without --keepdb, or with --create-db)."
         ) from exc
-    applied = sum(1 for result in results if result.action == APPLIED)
+    applied = sum(1 for result in results if result.action == Action.APPLIED)
     if verbosity >= 1 and applied:
         sys.stderr.write(f"Applied {plural(applied, 'SQL migration')} to test database for alias {using!r}.\n")
     return applied

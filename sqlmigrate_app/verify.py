@@ -1,10 +1,10 @@
-"""Round trips: each migration under test applied, rolled back and applied again in a throwaway
+"""Rehearsals: each migration under test applied, rolled back and applied again in a throwaway
 database, its schema compared at each step.
 
 For each one: snapshot S0, UP, S1, DOWN, which must give S0 back, UP, which must give S1 back.
-The migrations before it are applied first, by ``sqlmigrate_up``'s own ``migrate``; the round
-trip's steps run through the same executor ``up`` and ``down`` use, each in a session of its own
-as separate commands would be, and a step that fails (rolled back) does not stop the run. The
+The migrations before it are applied first, by ``sqlmigrate_up``'s own ``migrate``; the
+rehearsal's steps run through the same executor ``up`` and ``down`` use, each in a session of its
+own as separate commands would be, and a step that fails (rolled back) does not stop the run. The
 target database is only read, and only when the migrations under test are its pending ones: its
 history, as ``sqlmigrate_status`` reads it.
 """
@@ -32,12 +32,12 @@ from .throwaway import ThrowawayReporter, throwaway_database
 
 
 class Outcome(str, Enum):
-    """What a migration's round trip showed."""
+    """What a migration's rehearsal showed."""
 
     OK = "ok"  # DOWN gave the schema before UP back, and UP again the schema after UP
     MISMATCH = "mismatch"  # one of them did not
     FAILED = "failed"  # a step's SQL failed
-    IRREVERSIBLE = "irreversible"  # no DOWN section: applied, not round-tripped
+    IRREVERSIBLE = "irreversible"  # no DOWN section: applied, not rolled back
     NOT_VERIFIED = "not_verified"  # an earlier no-transaction step failed part way: the state is not known
 
     def __str__(self) -> str:
@@ -45,7 +45,7 @@ class Outcome(str, Enum):
 
 
 class Step(str, Enum):
-    """The step of a round trip whose schema differs from the one it must give back."""
+    """The step of a rehearsal whose schema differs from the one it must give back."""
 
     DOWN = "down"
     UP_AGAIN = "up_again"
@@ -78,8 +78,8 @@ class Mismatch:
 
 
 @dataclass(frozen=True, slots=True)
-class RoundTrip:
-    """What became of one migration under test."""
+class Rehearsal:
+    """What became of one migration under test: UP, DOWN and UP again, each schema compared."""
 
     migration: Migration
     outcome: Outcome
@@ -105,15 +105,10 @@ class RoundTrip:
 
 @dataclass
 class Verification:
-    """Every round trip of a run, and the throwaway database it ran in (None: nothing to verify)."""
+    """Every rehearsal of a run, and the throwaway database it ran in (None: nothing to verify)."""
 
     database: str | None
-    results: list[RoundTrip] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        """Whether every round trip matched (or the migration is irreversible)."""
-        return all(result.passed for result in self.results)
+    results: list[Rehearsal] = field(default_factory=list)
 
 
 class VerifyReporter(ThrowawayReporter):
@@ -121,13 +116,13 @@ class VerifyReporter(ThrowawayReporter):
     them. Only the command prints."""
 
     def started(self, database: str, tested: list[Migration]) -> None:
-        """The throwaway database exists; these migrations will be round-tripped."""
+        """The throwaway database exists; these migrations will be rehearsed."""
 
     def preparing(self, migrations: list[Migration]) -> None:
         """These migrations, which come before a migration under test, are about to be applied."""
 
-    def verified(self, result: RoundTrip) -> None:
-        """One migration's round trip is done."""
+    def verified(self, result: Rehearsal) -> None:
+        """One migration's rehearsal is done."""
 
 
 class _FilesReadOnce:
@@ -166,7 +161,7 @@ def verify(
     keep: bool = False,
     reporter: VerifyReporter | None = None,
 ) -> Verification:
-    """Round-trip the migrations named (or ``every`` one, or the pending ones) of ``using``'s
+    """Rehearse the migrations named (or ``every`` one, or the pending ones) of ``using``'s
     directory in a throwaway database like ``using``'s; keep it afterwards if ``keep``."""
     reporter = reporter or VerifyReporter()
     using = conf.check_alias(using)
@@ -182,7 +177,7 @@ def verify(
         runner = MigrationRunner(scratch.alias, found.directory, reporter=Reporter(), loader=files)
         _django_migrations(runner, found.migrations[: found.migrations.index(tested[-1]) + 1])
         runner.create_history()
-        results = _RoundTrips(runner, files, reporter).run(tested)
+        results = _Rehearsals(runner, files, reporter).run(tested)
     return Verification(scratch.name, results)
 
 
@@ -193,8 +188,8 @@ def _django_migrations(runner: MigrationRunner, migrations: list[Migration]) -> 
         call_command("migrate", database=runner.using, interactive=False, verbosity=0, skip_checks=True)
 
 
-class _RoundTrips:
-    """The migrations under test round-tripped in turn, the ones before each applied first.
+class _Rehearsals:
+    """The migrations under test rehearsed in turn, the ones before each applied first.
 
     A step that failed was rolled back, so the state is known and the run goes on: a migration
     whose DOWN failed stays applied; one whose UP failed is not applied, as after a failed
@@ -214,8 +209,8 @@ class _RoundTrips:
         self.left_out: list[Migration] = []
         self.unknown: str | None = None  # why the state is not known, once it is not
 
-    def run(self, tested: list[Migration]) -> list[RoundTrip]:
-        """Every migration's round trip, in order, each told to the reporter as it ends."""
+    def run(self, tested: list[Migration]) -> list[Rehearsal]:
+        """Every migration's rehearsal, in order, each told to the reporter as it ends."""
         results = []
         for migration in tested:
             result = self._one(migration)
@@ -223,9 +218,9 @@ class _RoundTrips:
             self.reporter.verified(result)
         return results
 
-    def _one(self, migration: Migration) -> RoundTrip:
+    def _one(self, migration: Migration) -> Rehearsal:
         if self.unknown is not None:
-            return RoundTrip(migration, Outcome.NOT_VERIFIED, error=f"not verified: {self.unknown}")
+            return Rehearsal(migration, Outcome.NOT_VERIFIED, error=f"not verified: {self.unknown}")
         position = self.found.migrations.index(migration)
         earlier = self.found.migrations[self.applied : position]
         if earlier:
@@ -236,8 +231,8 @@ class _RoundTrips:
                 if not self.left_out:
                     raise  # the set cannot be applied as it is: not a finding about one migration
                 self.unknown = f"{exc}; {self._missing()}"
-                return RoundTrip(migration, Outcome.NOT_VERIFIED, error=f"not verified: {self.unknown}")
-        result, self.before = _round_trip(self.runner, self.reader, migration, self.before or self.reader.take())
+                return Rehearsal(migration, Outcome.NOT_VERIFIED, error=f"not verified: {self.unknown}")
+        result, self.before = _rehearse(self.runner, self.reader, migration, self.before or self.reader.take())
         self.applied = position + 1
         if result.outcome == Outcome.FAILED and self.left_out:
             result = replace(result, error=f"{result.error} ({self._missing()})")
@@ -276,9 +271,9 @@ def _apply_earlier(
         ) from exc
 
 
-def _round_trip(
+def _rehearse(
     runner: MigrationRunner, reader: snapshot.Reader, migration: Migration, before: Snapshot
-) -> tuple[RoundTrip, Snapshot | None]:
+) -> tuple[Rehearsal, Snapshot | None]:
     """UP, DOWN and UP again, each compared; the snapshot the database is left at (None when a
     step failed: it was rolled back). The steps are the executor's, as up and down run them,
     without planning again (verify knows what comes next) or the run lock (nobody else uses a
@@ -286,15 +281,15 @@ def _round_trip(
     try:
         _apply(runner, migration)
     except SqlMigrateError as exc:
-        return RoundTrip(migration, Outcome.FAILED, error=f"UP failed: {exc}"), None
+        return Rehearsal(migration, Outcome.FAILED, error=f"UP failed: {exc}"), None
     after = reader.take()
     if not migration.reversible:
-        return RoundTrip(migration, Outcome.IRREVERSIBLE), after
+        return Rehearsal(migration, Outcome.IRREVERSIBLE), after
     try:
         with _own_session(runner):
             runner.revert_one(migration)
     except SqlMigrateError as exc:
-        return RoundTrip(migration, Outcome.FAILED, error=f"DOWN failed: {exc}"), None
+        return Rehearsal(migration, Outcome.FAILED, error=f"DOWN failed: {exc}"), None
     mismatches = []
     undone = reader.take()
     if undone != before:
@@ -303,11 +298,11 @@ def _round_trip(
         _apply(runner, migration)
     except SqlMigrateError as exc:
         error = f"UP is not repeatable after DOWN: it failed: {exc}"
-        return RoundTrip(migration, Outcome.FAILED, tuple(mismatches), error), None
+        return Rehearsal(migration, Outcome.FAILED, tuple(mismatches), error), None
     again = reader.take()
     if again != after:
         mismatches.append(Mismatch(Step.UP_AGAIN, tuple(after.changes(again))))
-    return RoundTrip(migration, Outcome.MISMATCH if mismatches else Outcome.OK, tuple(mismatches)), again
+    return Rehearsal(migration, Outcome.MISMATCH if mismatches else Outcome.OK, tuple(mismatches)), again
 
 
 def _apply(runner: MigrationRunner, migration: Migration) -> Result:

@@ -9,7 +9,7 @@ import pytest
 
 from sqlmigrate_app.directory import load_directory
 from sqlmigrate_app.files import has_sql, parse_migration
-from sqlmigrate_app.statements import first_non_transactional
+from sqlmigrate_app.statements import refusal_in_transaction
 
 NAME = Path("20240101000000_example.sql")
 
@@ -55,12 +55,12 @@ def test_a_4_mb_migration_parses_whole(tmp_path: Path) -> None:
 
 def test_statements_refused_in_a_transaction_are_found_anywhere_in_a_big_section() -> None:
     filler = "SELECT '" + "x" * 1_200_000 + "';\n"  # the hint sits past the first megabyte-sized chunk
-    refused = first_non_transactional(f"{filler}CREATE INDEX CONCURRENTLY i ON t (n);\n", 1)
+    refused = refusal_in_transaction(f"{filler}CREATE INDEX CONCURRENTLY i ON t (n);\n", 1)
     assert refused is not None and refused.line == 2
-    assert first_non_transactional("SELECT 1;\n" * 200_000, 1) is None
+    assert refusal_in_transaction("SELECT 1;\n" * 200_000, 1) is None
 
 
 def test_alter_system_is_still_refused_in_a_transaction() -> None:
-    refused = first_non_transactional("SELECT 1;\nALTER\n  SYSTEM SET work_mem = '8MB';\n", 1)
+    refused = refusal_in_transaction("SELECT 1;\nALTER\n  SYSTEM SET work_mem = '8MB';\n", 1)
     assert refused is not None and refused.line == 2
-    assert first_non_transactional("CREATE TABLE system_users (id int);\n", 1) is None
+    assert refusal_in_transaction("CREATE TABLE system_users (id int);\n", 1) is None

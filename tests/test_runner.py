@@ -10,7 +10,7 @@ from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
 from sqlmigrate_app.errors import MigrationFailed, MigrationFileError
-from sqlmigrate_app.executor import APPLIED, ROLLED_BACK
+from sqlmigrate_app.executor import Action
 from sqlmigrate_app.runner import MigrationRunner
 
 from .support.migrations import FIRST, SECOND, THIRD, three
@@ -26,11 +26,11 @@ def test_one_migration_is_applied_and_rolled_back_without_a_plan(target):
 
     applied = runner.apply_one(second)  # no plan: the one named, even out of order
 
-    assert (applied.migration, applied.action) == (second, APPLIED)
+    assert (applied.migration, applied.action) == (second, Action.APPLIED)
     assert target.history() == [SECOND] and {"a", "b"} & target.tables() == {"b"}
     assert runner.is_applied(SECOND) and not runner.is_applied(FIRST)
     reverted = runner.revert_one(second)
-    assert (reverted.migration, reverted.action) == (second, ROLLED_BACK)
+    assert (reverted.migration, reverted.action) == (second, Action.ROLLED_BACK)
     assert target.history() == [] and {"a", "b"} & target.tables() == set()
 
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from sqlmigrate_app.directory import load_directory
-from sqlmigrate_app.statements import first_non_transactional, refused_in_transaction, split
+from sqlmigrate_app.statements import Statement, refusal_in_transaction, split
 
 pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 sqlite_only = pytest.mark.parametrize("target", ["sqlite"], indirect=True)
@@ -237,7 +237,7 @@ HIDDEN = {  # hint words where PostgreSQL reads no statement: none of these may 
 
 @pytest.mark.parametrize("sql", HIDDEN.values(), ids=HIDDEN.keys())
 def test_hint_words_in_quotes_and_comments_are_not_statements(sql):
-    assert first_non_transactional(sql, 1) is None
+    assert refusal_in_transaction(sql, 1) is None
 
 
 @pg_only
@@ -259,10 +259,12 @@ SELECT 'a;b', E'c\\';d' AS "e;f", $$g;h$$, $t$ $$; $t$; -- i;
 
 @pytest.mark.parametrize("statement", REFUSED)
 def test_refused_statements_after_semicolons_in_quotes_and_comments_are_found(statement):
-    refused = first_non_transactional(f"{TRICKY_PREFIX}\n  {statement.lower()}\n", 10)
+    sql = f"{TRICKY_PREFIX}\n  {statement.lower()}\n"
+    refused = refusal_in_transaction(sql, 10)
     assert refused is not None
     assert refused.line == 13
-    assert refused.sql == statement.lower()
+    assert "cannot run inside a transaction" in refused.message
+    assert split(sql, 10)[-1] == Statement(statement.lower(), 13)
 
 
 # Each of these runs inside a transaction block (PostgreSQL 15): none may be refused.
@@ -320,13 +322,13 @@ def test_statements_that_only_look_non_transactional_run_in_a_transactional_migr
     ],
 )
 def test_lookalikes_of_refused_statements_are_not_refused(statement):
-    assert not refused_in_transaction(statement)
+    assert refusal_in_transaction(statement) is None
 
 
 def test_refused_statement_is_found_whatever_the_layout():
-    refused = first_non_transactional("SELECT 1; CREATE /* unique? */ UNIQUE\n-- x\nINDEX\tConcurrently i ON t (n)", 1)
+    refused = refusal_in_transaction("SELECT 1; CREATE /* unique? */ UNIQUE\n-- x\nINDEX\tConcurrently i ON t (n)", 1)
     assert refused is not None and refused.line == 1
-    refused = first_non_transactional("SELECT 1;\n\nalter -- the whole server\n  System SET work_mem = '8MB'", 1)
+    refused = refusal_in_transaction("SELECT 1;\n\nalter -- the whole server\n  System SET work_mem = '8MB'", 1)
     assert refused is not None and refused.line == 3
     for allowed in (
         "CREATE INDEX i ON t (concurrently)",
@@ -335,7 +337,7 @@ def test_refused_statement_is_found_whatever_the_layout():
         "CLUSTER things USING things_pkey",
         "CLUSTER VERBOSE things",
     ):
-        assert first_non_transactional(f"SELECT 1;\n{allowed};", 1) is None
+        assert refusal_in_transaction(f"SELECT 1;\n{allowed};", 1) is None
 
 
 def test_split_keeps_quotes_comments_and_routine_bodies_whole():

@@ -21,7 +21,7 @@ import pytest
 from django.db import connections
 
 from sqlmigrate_app.backends import backend_for
-from sqlmigrate_app.management.base import EXIT_ROUND_TRIP
+from sqlmigrate_app.management.base import EXIT_REHEARSAL
 from sqlmigrate_app.throwaway import Creator
 
 from .support.processes import Output, spawn, wait_until
@@ -113,7 +113,7 @@ def test_a_down_that_drops_the_table_but_not_the_function_leaves_it_behind(targe
 
     result = verify(target)
 
-    assert result.code == EXIT_ROUND_TRIP == 9, result.text
+    assert result.code == EXIT_REHEARSAL == 9, result.text
     assert "20240101000001_slugs: FAILED" in result.out
     assert "DOWN left something behind" in result.out
     assert "added: function public.slugify(title text)" in result.out
@@ -132,7 +132,7 @@ def test_a_down_that_does_not_restore_a_column_default_is_caught(target):
 
     result = verify(target)
 
-    assert result.code == EXIT_ROUND_TRIP, result.text
+    assert result.code == EXIT_REHEARSAL, result.text
     assert "20240101000001_create_orders: OK" in result.out
     assert "changed: table public.orders" in result.out
     assert "-     column total integer default 0" in result.out
@@ -150,7 +150,7 @@ def test_a_down_that_leaves_an_enum_value_behind_is_caught(target):
 
     result = verify(target, "--json")
 
-    assert result.code == EXIT_ROUND_TRIP
+    assert result.code == EXIT_REHEARSAL
     first, second = json.loads(result.out)
     assert first["outcome"] == "ok"
     assert second["outcome"] == "mismatch"
@@ -175,7 +175,7 @@ def test_an_up_that_cannot_run_again_after_its_down_is_caught(target):
 
     result = verify(target)
 
-    assert result.code == EXIT_ROUND_TRIP, result.text
+    assert result.code == EXIT_REHEARSAL, result.text
     assert "20240101000001_invoices: FAILED" in result.out
     assert "added: sequence public.invoice_numbers" in result.out
     assert "UP is not repeatable after DOWN: it failed: " in result.out
@@ -198,7 +198,7 @@ def test_an_up_that_gives_another_schema_the_second_time_is_caught(target):
 
     result = verify(target)
 
-    assert result.code == EXIT_ROUND_TRIP, result.text
+    assert result.code == EXIT_REHEARSAL, result.text
     assert "DOWN left something behind" not in result.out
     assert "UP is not repeatable after DOWN" in result.out
     assert "removed: table public.first_time" in result.out
@@ -215,7 +215,7 @@ def test_after_a_failed_step_the_run_goes_on_and_reports_every_migration(target)
 
     result = verify(target, "--all", "--json")
 
-    assert result.code == EXIT_ROUND_TRIP, result.text
+    assert result.code == EXIT_REHEARSAL, result.text
     rows = {row["id"]: row for row in json.loads(result.out)}
     assert {key: row["outcome"] for key, row in rows.items()} == {
         ORDERS: "ok",
@@ -246,7 +246,7 @@ def test_in_text_every_failure_is_shown_with_its_file_and_line(target):
 
     result = verify(target)
 
-    assert result.code == EXIT_ROUND_TRIP
+    assert result.code == EXIT_REHEARSAL
     assert "20240101000001_bad_down: FAILED" in result.out
     assert f"DOWN failed: {target.directory / '20240101000001_bad_down.sql'}:4: " in result.out
     assert "20240101000002_bad_up: FAILED" in result.out
@@ -265,7 +265,7 @@ def test_a_no_transaction_step_that_failed_part_way_leaves_the_rest_not_verified
 
     result = verify(target, "--json")
 
-    assert result.code == EXIT_ROUND_TRIP
+    assert result.code == EXIT_REHEARSAL
     half, later = json.loads(result.out)
     assert half["outcome"] == "failed" and "1 of 2 statements had already run" in half["error"]
     assert later["outcome"] == "not_verified"
@@ -281,7 +281,7 @@ def test_an_earlier_migration_that_needs_one_whose_up_failed_leaves_the_rest_not
 
     result = verify(target, "20240101000001_bad_up", "20240101000003_notes", "--json")
 
-    assert result.code == EXIT_ROUND_TRIP, result.text
+    assert result.code == EXIT_REHEARSAL, result.text
     bad_up, notes = json.loads(result.out)
     assert bad_up["outcome"] == "failed"
     assert notes["outcome"] == "not_verified"
@@ -301,7 +301,7 @@ def test_a_statement_up_refuses_fails_the_up_of_any_migration_under_test(target)
 
     result = verify(target, "--json")
 
-    assert result.code == EXIT_ROUND_TRIP
+    assert result.code == EXIT_REHEARSAL
     first, commits = json.loads(result.out)
     assert first["outcome"] == "ok"
     assert commits["outcome"] == "failed"
@@ -327,7 +327,7 @@ def test_a_long_difference_is_cut_unless_verbose(target):
     short = verify(target)
     verbose = verify(target, verbosity=2)
 
-    assert short.code == verbose.code == EXIT_ROUND_TRIP
+    assert short.code == verbose.code == EXIT_REHEARSAL
     assert "more lines; -v 2 shows them)" in short.out
     assert "more lines" not in verbose.out and "c39 integer" in verbose.out
 
@@ -342,7 +342,7 @@ def test_a_down_that_forgets_an_index_is_caught(target):
 
     result = verify(target)
 
-    assert result.code == EXIT_ROUND_TRIP, result.text
+    assert result.code == EXIT_REHEARSAL, result.text
     if target.vendor == "sqlite":
         assert "added: index orders_total on orders" in result.out
     else:

@@ -45,9 +45,9 @@ def simple_query(conn: Any, sql: str | Sequence[str], kept: int = 0) -> Outcome:
 
 def _encoded(parts: list[str], encoding: str, pgconn: Any) -> bytes | bytearray:
     """The parts encoded into one buffer. A big section between a few statements is copied once,
-    a megabyte at a time, where joining and then encoding would copy it twice: a 50,000-INSERT
-    migration would peak 6 MB higher. Plain ASCII (what such sections are) only; psycopg's C
-    implementation takes the bytearray as it is."""
+    a megabyte at a time, where joining and then encoding would copy it twice (what that costs
+    the 50,000-INSERT migration's peak: benchmarks/README.md). Plain ASCII (what such sections
+    are) only; psycopg's C implementation takes the bytearray as it is."""
     if len(parts) == 1 or not all(part.isascii() for part in parts):
         return "".join(parts).encode(encoding)
     buffer = bytearray(sum(map(len, parts)))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..errors import driver_error
-from ..files import Migration, Section
+from ..files import Section, Timeouts
 from ..statements import Statement, transaction_control
 
 if TYPE_CHECKING:
@@ -221,14 +221,15 @@ class Backend(ABC):
             if ran is not None:
                 ran.append(statement)
 
-    def timeout_statements(self, migration: Migration, defaults: dict[str, str | None], local: bool) -> list[str]:
-        """The statements that apply the migration's timeouts (none where there are none)."""
+    def timeout_statements(self, timeouts: Timeouts, local: bool) -> list[str]:
+        """The statements that apply a migration's ``timeouts`` (see :meth:`~..files.Migration.timeouts`),
+        for its transaction only with ``local``; none where the database has no such timeouts."""
         return []
 
-    def set_timeouts(self, cursor: Any, migration: Migration, defaults: dict[str, str | None]) -> None:
-        """Apply the migration's timeouts to the session (a ``no-transaction`` migration); the
+    def set_timeouts(self, cursor: Any, timeouts: Timeouts) -> None:
+        """Apply a migration's ``timeouts`` to the session (a ``no-transaction`` migration); the
         runner puts the session back afterwards, see :meth:`session_state`."""
-        for sql in self.timeout_statements(migration, defaults, local=False):
+        for sql in self.timeout_statements(timeouts, local=False):
             cursor.execute(sql)
 
     # The session ---------------------------------------------------------------------------

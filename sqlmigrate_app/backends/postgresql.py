@@ -26,7 +26,7 @@ from ..errors import (
     database_message,
     sqlstate,
 )
-from ..files import Migration, Section
+from ..files import Section, Timeouts
 from ..snapshot.postgresql import PostgresReader
 from ..statements import Statement, mentions, psql_open_body, psql_variable_colons, split, transaction_control
 from . import _psycopg
@@ -298,13 +298,10 @@ class PostgresBackend(Backend):
             return None
         return section.line + section.sql.count("\n", 0, position - 1)
 
-    def timeout_statements(self, migration: Migration, defaults: dict[str, str | None], local: bool) -> list[str]:
+    def timeout_statements(self, timeouts: Timeouts, local: bool) -> list[str]:
         """``SET [LOCAL] lock_timeout / statement_timeout`` for the migration's durations."""
         scope = "SET LOCAL" if local else "SET"
-        values = {
-            "lock_timeout": migration.lock_timeout or defaults.get("lock_timeout"),
-            "statement_timeout": migration.statement_timeout or defaults.get("statement_timeout"),
-        }
+        values = {"lock_timeout": timeouts.lock, "statement_timeout": timeouts.statement}
         # Values are checked against a strict duration pattern, so quoting is safe.
         return [f"{scope} {setting} = '{value}'" for setting, value in values.items() if value]
 
@@ -380,10 +377,11 @@ class PostgresBackend(Backend):
     def reset_session(self) -> None:
         """``DISCARD ALL`` (temporary tables, prepared statements, settings, advisory locks,
         ``LISTEN``, cursors), then Django's own set-up of a new connection (time zone, role). A
-        new connection instead costs a verified migration 60 % more: a new backend starts with
-        cold catalog caches (benchmarks/README.md). What only a new connection would drop: a
-        database or role setting a step changed (``ALTER DATABASE ... SET``), connections a step
-        opened to other servers (``dblink``, ``postgres_fdw``). A lost connection is closed."""
+        new connection instead would make each verified migration slower: a new backend starts
+        with cold catalog caches (benchmarks/README.md has the figures). What only a new
+        connection would drop: a database or role setting a step changed (``ALTER DATABASE ...
+        SET``), connections a step opened to other servers (``dblink``, ``postgres_fdw``). A lost
+        connection is closed."""
         try:
             self.raw_cursor().execute("DISCARD ALL")
             self.connection.init_connection_state()

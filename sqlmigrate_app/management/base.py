@@ -1,5 +1,7 @@
-"""What every ``sqlmigrate_*`` command shares: the common options and turning errors into
-one-line ``CommandError``s."""
+"""What every ``sqlmigrate_*`` command shares: the common options (``--database``, ``--dir``,
+``--wait``), errors as one-line ``CommandError``s with the exit-code policy (:data:`EXIT_CODES`),
+SIGTERM taken as Ctrl-C, a closed output as a quiet stop, and the lines that show progress,
+plans and summaries (:class:`ProgressReporter`)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import os
 import signal
 import sys
 import threading
-from argparse import SUPPRESS, ArgumentParser
+from argparse import ArgumentParser
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from time import perf_counter
@@ -20,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from .. import __version__, schema_file
 from ..errors import MigrationInterrupted, ProblemKind, SchemaFileError, SqlMigrateError, Terminated, plural, printable
-from ..executor import APPLIED, FAKED, ROLLED_BACK, SKIPPED, Reporter, Result
+from ..executor import Action, Reporter, Result
 from ..files import Migration
 from ..runner import MigrationRunner
 
@@ -37,9 +39,9 @@ EXIT_CODES = {
     ProblemKind.HISTORY_TABLE: 8,
     ProblemKind.LINT: 10,  # squawk found something: sqlmigrate_lint, sqlmigrate_validate --lint
 }
-# The checks a pull request runs: a round trip that does not match (sqlmigrate_verify), and a
+# The checks a pull request runs: a rehearsal that does not match (sqlmigrate_verify), and a
 # schema file that differs from the database (sqlmigrate_dump --check).
-EXIT_ROUND_TRIP, EXIT_SCHEMA_FILE = 9, 11
+EXIT_REHEARSAL, EXIT_SCHEMA_FILE = 9, 11
 # The schema file cannot be written (up, down and redo: after their migrations committed, so a
 # deploy script can tell it from a failed migration; dump) or read (dump --check).
 EXIT_SCHEMA_FILE_NOT_WRITTEN = 12
@@ -75,8 +77,8 @@ def start_up_frozen() -> Iterator[None]:
     """Keep the cycle collector off the objects Django's start-up made while a command runs.
 
     Loading 10,000 files makes enough objects to set off full collections, each walking every
-    object of the process, most of them Django's own (``gc.freeze``: 40 to 90 ms less for a
-    status, validate or no-op up at 10,000, benchmarks/README.md). They are handed back
+    object of the process, most of them Django's own (``gc.freeze``; what it spares a status,
+    validate or no-op up at 10,000: benchmarks/README.md). They are handed back
     afterwards, for a process that goes on (``call_command``); a process that froze objects
     itself (a pre-forking server) is left as it is.
     """
@@ -208,23 +210,14 @@ class SqlMigrateCommand(BaseCommand):
         return MigrationRunner(using=options["database"], directory=options["directory"], **kwargs)
 
     def add_wait_argument(self, parser: ArgumentParser) -> None:
-        """``--wait SECONDS`` for the run-wide lock (``--lock-timeout``, its old name, still works:
-        it was renamed so as not to be taken for PostgreSQL's ``lock_timeout``)."""
+        """``--wait SECONDS`` for the run-wide lock (not ``--lock-timeout``, which would be taken
+        for PostgreSQL's ``lock_timeout``, the directive and ``SQLMIGRATE_LOCK_TIMEOUT``)."""
         parser.add_argument(
             "--wait",
             type=float,
             metavar="SECONDS",
             help="Give up after waiting this long for another sqlmigrate runner (default: wait as long as it takes).",
         )
-        parser.add_argument("--lock-timeout", type=float, dest="old_wait", help=SUPPRESS)
-
-    def wait(self, options: dict[str, Any]) -> float | None:
-        """The ``--wait`` given, or ``--lock-timeout`` with a note that it was renamed."""
-        if options.get("old_wait") is not None:
-            self.stderr.write("--lock-timeout is now --wait (it waits for another runner, not a table lock)")
-            return float(options["old_wait"])
-        wait: float | None = options.get("wait")
-        return wait
 
     def say(self, message: str, level: int = 1, ending: str = "\n") -> None:
         """Print ``message`` at verbosity ``level`` or above, at once."""
@@ -246,7 +239,7 @@ class SqlMigrateCommand(BaseCommand):
 class ProgressReporter(Reporter):
     """Prints ``Applying 2024..._name... OK (12 ms)`` as migrations run."""
 
-    VERBS = {APPLIED: "Applying", FAKED: "Faking", ROLLED_BACK: "Rolling back"}
+    VERBS = {Action.APPLIED: "Applying", Action.FAKED: "Faking", Action.ROLLED_BACK: "Rolling back"}
 
     def __init__(self, command: SqlMigrateCommand) -> None:
         self.command = command
@@ -255,14 +248,17 @@ class ProgressReporter(Reporter):
         """Say that another runner holds the lock."""
         self.command.say(self.command.style.WARNING(message))
 
-    def starting(self, migration: Migration, action: str) -> None:
+    def starting(self, migration: Migration, action: Action) -> None:
         """Print ``Applying <id>...`` and leave the line open."""
         self.command.say(f"{self.VERBS[action]} {migration.id}...", ending="")
 
     def finished(self, result: Result) -> None:
         """Close the line: ``OK``, ``FAKED`` or ``SKIPPED``, and the time."""
         style = self.command.style
-        outcome = {SKIPPED: style.WARNING(" SKIPPED (done by another runner)"), FAKED: style.SUCCESS(" FAKED")}
+        outcome = {
+            Action.SKIPPED: style.WARNING(" SKIPPED (done by another runner)"),
+            Action.FAKED: style.SUCCESS(" FAKED"),
+        }
         text = outcome.get(result.action, style.SUCCESS(" OK"))
         self.command.say(f"{text} ({result.elapsed_ms:.0f} ms)")
 
@@ -283,7 +279,7 @@ class ProgressReporter(Reporter):
 
 def counted(results: list[Result]) -> int:
     """How many of ``results`` this run did (not those another runner did first)."""
-    return sum(1 for result in results if result.action != SKIPPED)
+    return sum(1 for result in results if result.action != Action.SKIPPED)
 
 
 def print_summary(command: SqlMigrateCommand, results: list[Result], done: str, nothing: str, started: float) -> None:

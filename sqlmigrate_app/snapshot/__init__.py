@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .model import Change, Reader, SchemaObject, Snapshot
+from .model import Change, ChangeKind, Reader, SchemaObject, Snapshot
 
-__all__ = ["Change", "Reader", "SchemaObject", "Snapshot", "reader_for", "take"]
+__all__ = ["Change", "ChangeKind", "Reader", "SchemaObject", "Snapshot", "reader_for", "take"]
 
 
 def reader_for(connection: BaseDatabaseWrapper, history_table: str) -> Reader:

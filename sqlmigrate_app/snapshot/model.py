@@ -6,6 +6,7 @@ import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -48,18 +49,29 @@ class SchemaObject:
         return f"{self.kind} {self.name}"
 
 
+class ChangeKind(str, Enum):
+    """Whether an object is only in the later snapshot, only in the earlier one, or in both but different."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+    CHANGED = "changed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
-    """How one object differs between two snapshots: ``added``, ``removed`` or ``changed``, and its
-    lines marked ``+``/``-``/`` `` (a changed object's long unchanged runs shortened)."""
+    """How one object differs between two snapshots, and its lines marked ``+``/``-``/`` `` (a
+    changed object's long unchanged runs shortened)."""
 
-    change: str
+    change: ChangeKind
     object: str
     diff: tuple[str, ...]
 
     def as_dict(self) -> dict[str, Any]:
         """The ``--json`` object."""
-        return {"change": self.change, "object": self.object, "diff": list(self.diff)}
+        return {"change": self.change.value, "object": self.object, "diff": list(self.diff)}
 
 
 class Snapshot:
@@ -84,11 +96,11 @@ class Snapshot:
         found = []
         for key, lines in self.by_key.items():
             if key not in after.by_key:
-                found.append(Change("removed", key, tuple("- " + line for line in lines)))
+                found.append(Change(ChangeKind.REMOVED, key, tuple("- " + line for line in lines)))
             elif after.by_key[key] != lines:
-                found.append(Change("changed", key, tuple(line_diff(lines, after.by_key[key]))))
+                found.append(Change(ChangeKind.CHANGED, key, tuple(line_diff(lines, after.by_key[key]))))
         found += [
-            Change("added", key, tuple("+ " + line for line in lines))
+            Change(ChangeKind.ADDED, key, tuple("+ " + line for line in lines))
             for key, lines in after.by_key.items()
             if key not in self.by_key
         ]

@@ -7,8 +7,8 @@ A reader keeps what it read: the next snapshot re-reads only the relations with 
 written since (its ``xmin`` is newer than the last read) or a part dropped, and those that
 depend, in ``pg_depend``, on an object that changed (a renamed table, type, function or schema
 appears in their text). The deparsing
-functions cost about 35 µs an index, so re-reading a 1,000-table schema whole for each of the
-snapshots ``verify`` takes would dominate its run (benchmarks/README.md has the figures).
+functions are slow enough that re-reading a 1,000-table schema whole for each of the snapshots
+``verify`` takes would dominate its run (benchmarks/README.md has the figures).
 Schemas, extensions, types, functions, event triggers and comments are few and read each time.
 """
 

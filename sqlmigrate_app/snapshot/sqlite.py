@@ -59,10 +59,10 @@ class SQLiteReader(Reader):
                 [self.history_table],
             )
             rows = cursor.fetchall()
-        return Snapshot(describe(*row) for row in rows)
+        return Snapshot(schema_object(*row) for row in rows)
 
 
-def describe(type_: str, name: str, table: str, sql: str) -> SchemaObject:
+def schema_object(type_: str, name: str, table: str, sql: str) -> SchemaObject:
     """One ``sqlite_master`` row as an object: a table's name comes from the row (the SQL of a
     renamed table still starts with its old one)."""
     text = normalise(sql)

@@ -40,7 +40,7 @@ class Command(SqlMigrateCommand):
 
     def run(self, **options: Any) -> None:
         """Do it, and print the outcome."""
-        runner = self.runner(options, lock_wait_timeout=self.wait(options), reporter=ProgressReporter(self))
+        runner = self.runner(options, lock_wait_timeout=options["wait"], reporter=ProgressReporter(self))
         which = {"steps": options["steps"], "to": options["to"], "everything": options["everything"]}
         if options["sql"]:
             self.stdout.write(runner.down_script(**which), ending="")

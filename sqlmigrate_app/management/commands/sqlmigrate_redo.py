@@ -4,7 +4,7 @@ from argparse import ArgumentParser
 from time import perf_counter
 from typing import Any
 
-from ...executor import APPLIED
+from ...executor import Action
 from ..base import (
     EXIT_SCHEMA_FILE_NOT_WRITTEN,
     ProgressReporter,
@@ -31,9 +31,9 @@ class Command(SqlMigrateCommand):
 
     def run(self, **options: Any) -> None:
         """Do it, and print the outcome."""
-        runner = self.runner(options, lock_wait_timeout=self.wait(options), reporter=ProgressReporter(self))
+        runner = self.runner(options, lock_wait_timeout=options["wait"], reporter=ProgressReporter(self))
         started = perf_counter()
         results = runner.redo(options["steps"])
-        reapplied = [result for result in results if result.action == APPLIED]
+        reapplied = [result for result in results if result.action == Action.APPLIED]
         print_summary(self, reapplied, "Redid", "Nothing to redo.", started)
         rewrite_schema_file(self, runner, reapplied, "rolled back and applied again, recorded in the history")

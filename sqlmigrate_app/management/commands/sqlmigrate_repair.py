@@ -34,14 +34,14 @@ class Command(SqlMigrateCommand):
 
     def run(self, **options: Any) -> None:
         """Show the plan, ask, repair, and say what changed."""
-        runner = self.runner(options, lock_wait_timeout=self.wait(options), reporter=ProgressReporter(self))
+        runner = self.runner(options, lock_wait_timeout=options["wait"], reporter=ProgressReporter(self))
         plan = runner.plan_repair(options["ids"])
         if not plan:
             self.say("Nothing to repair.", level=0)
             return
         self.say(self.style.MIGRATE_HEADING(f"Repairs to the history of database {runner.using!r}:"), level=0)
         for repair in plan:
-            self.say(f"  {printable(repair.describe())}", level=0)
+            self.say(f"  {printable(repair.summary)}", level=0)
         if options["interactive"] and not self.confirmed():
             return
         done = runner.repair(options["ids"], expected=plan)

@@ -60,7 +60,7 @@ class Command(SqlMigrateCommand):
         if options["retries"] is not None and options["retries"] < 0:
             raise ConfigurationError(f"--retries {options['retries']}: give a number of at least 0")
         runner = self.runner(
-            options, lock_wait_timeout=self.wait(options), reporter=ProgressReporter(self), retries=options["retries"]
+            options, lock_wait_timeout=options["wait"], reporter=ProgressReporter(self), retries=options["retries"]
         )
         to, out_of_order = options["to"], options["allow_out_of_order"]
         if options["sql"]:

@@ -8,11 +8,13 @@ from django.core.management.base import CommandError
 
 from ...errors import plural
 from ...files import Migration
-from ...verify import Outcome, RoundTrip, VerifyReporter, verify
-from ..base import EXIT_ROUND_TRIP, SqlMigrateCommand, exit_codes_line
+from ...verify import Outcome, Rehearsal, VerifyReporter, verify
+from ..base import EXIT_REHEARSAL, SqlMigrateCommand, exit_codes_line
 
 # Lines of diff shown per object below -v 2.
 SHOWN_LINES = 30
+# What verify prints still calls a rehearsal a "round trip", as its output always has (tests and
+# the docs quote it); elsewhere a round trip is the network's.
 OUTCOMES = {
     Outcome.OK: "OK",
     Outcome.MISMATCH: "MISMATCH",
@@ -30,7 +32,7 @@ class Command(SqlMigrateCommand):
         "and UP is repeatable. Default: the migrations pending on the database."
     )
     exit_codes_help = exit_codes_line(
-        "every round trip matches", [(EXIT_ROUND_TRIP, "a round trip did not match or one of its steps failed")]
+        "every round trip matches", [(EXIT_REHEARSAL, "a round trip did not match or one of its steps failed")]
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -58,7 +60,7 @@ class Command(SqlMigrateCommand):
         if failed:
             raise CommandError(
                 f"round trip failed for {len(failed)} of {plural(len(results), 'migration')}: {', '.join(failed)}",
-                returncode=EXIT_ROUND_TRIP,
+                returncode=EXIT_REHEARSAL,
             )
         if not options["json"]:
             self.say(self.style.SUCCESS(f"All round trips match ({plural(len(results), 'migration')})."))
@@ -89,17 +91,17 @@ class ThrowawayLines(VerifyReporter):
 
 
 class TextReporter(ThrowawayLines):
-    """Prints each migration's round trip as it ends, and what differs."""
+    """Prints each migration's rehearsal as it ends, and what differs."""
 
     def started(self, database: str, tested: list[Migration]) -> None:
-        """Say where the round trips run."""
+        """Say where the rehearsals run."""
         self.command.say(f"Verifying {plural(len(tested), 'migration')} in the throwaway database {database}...")
 
     def preparing(self, migrations: list[Migration]) -> None:
         """Say that earlier migrations are applied first."""
         self.command.say(f"  applying {plural(len(migrations), 'earlier migration')} first")
 
-    def verified(self, result: RoundTrip) -> None:
+    def verified(self, result: Rehearsal) -> None:
         """One line per migration; below it, every step that did not match and the objects."""
         style = self.command.style
         paint = style.SUCCESS if result.passed else style.ERROR
