@@ -214,13 +214,13 @@ def test_odd_history_rows_are_missing_migrations_shown_one_line_each(target):
 
 
 @pytest.mark.parametrize("target", ["sqlite"], indirect=True)
-def test_wait_replaces_lock_timeout_which_still_works_with_a_note(target):
+def test_wait_is_the_option_and_lock_timeout_is_not(target):
     three(target)
 
     old = target.manage("sqlmigrate_up", "--lock-timeout", "5")
-    new = target.manage("sqlmigrate_down", "--wait", "5")
+    new = target.manage("sqlmigrate_up", "--wait", "5")
 
-    assert old.returncode == 0 and "--lock-timeout is now --wait" in old.stderr
+    assert old.returncode == 2 and "unrecognized arguments: --lock-timeout" in old.stderr
     assert new.returncode == 0 and new.stderr == ""
     assert "--wait SECONDS" in target.manage("sqlmigrate_up", "--help").stdout
     assert "--lock-timeout" not in target.manage("sqlmigrate_up", "--help").stdout
