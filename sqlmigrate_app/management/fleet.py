@@ -228,9 +228,8 @@ def run_fleet_command(
         raise
     printer.close()
     report(command, results, options)
-    failed = [result for result in results if result.failed]
-    if failed:
-        raise CommandError(failures_line(failed, len(results)), returncode=EXIT_SOME_FAILED)
+    if any(result.failed for result in results):
+        raise CommandError(failures_line(results), returncode=EXIT_SOME_FAILED)
     return results
 
 
@@ -247,15 +246,18 @@ def report(command: SqlMigrateCommand, results: list[TargetResult], options: dic
         command.say(counts(tenants, "tenant"))
 
 
-def failures_line(failed: list[TargetResult], total: int) -> str:
+def failures_line(results: list[TargetResult]) -> str:
     """``2 of 1000 failed: acme (tenant/0002_x.sql:3), beta (...)`` (the first :data:`NAMED`)."""
-    databases = len({result.target.database for result in failed})
+    failed = [result for result in results if result.failed]
+    databases = len({result.target.database for result in results})
     named = ", ".join(
-        f"{name(result.target, databases)} ({location(result.error)})" if result.error else name(result.target)
+        f"{name(result.target, databases)} ({location(result.error)})"
+        if result.error
+        else name(result.target, databases)
         for result in failed[:NAMED]
     )
     more = f" and {len(failed) - NAMED} more" if len(failed) > NAMED else ""
-    return f"{len(failed)} of {total} failed: {named}{more}"
+    return f"{len(failed)} of {len(results)} failed: {named}{more}"
 
 
 def rewrite_schema_files(
