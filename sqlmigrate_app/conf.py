@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -111,6 +112,8 @@ def tenant_dir(using: str = DEFAULT_DB_ALIAS) -> Path | None:
     value = getattr(settings, "SQLMIGRATE_TENANT_DIR", None)
     if isinstance(value, dict):
         value = value.get(using)
+    if value and not isinstance(value, (str, os.PathLike)):
+        raise ConfigurationError(f"SQLMIGRATE_TENANT_DIR {value!r} is not a directory (see manage.py check)")
     return Path(value) if value else None
 
 
