@@ -89,7 +89,9 @@ TENANT_CATALOG = (
     " AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY s.i"
 )
 # The rows of the history tables (``{tables}``: one SELECT per table, numbered) that are not
-# exactly the expected (id, checksum) pairs; one row saying so for each table that is.
+# exactly the expected (id, checksum) pairs; one row saying so for each table that is. Each
+# SELECT ends in OFFSET 0, which keeps the planner from pulling 500 subqueries up into one
+# append relation: at 1,000 tables of 50 rows that took a new session 0.32 s, against 0.17 s.
 TENANT_ROWS = (
     "WITH expected (id, checksum) AS (SELECT * FROM unnest(%s::text[], %s::text[])),"
     " history (t, id, name, checksum) AS MATERIALIZED ({tables}),"
@@ -204,8 +206,8 @@ class PostgresBackend(Backend):
         for start in range(0, len(tenants), TENANTS_PER_QUERY):
             batch = list(tenants[start : start + TENANTS_PER_QUERY])
             selects = " UNION ALL ".join(
-                f"SELECT {index}, id::text, name::text, checksum::text"
-                f" FROM {_psycopg.identifier(tenant)}.{_psycopg.identifier(table)}"
+                f"(SELECT {index}, id::text, name::text, checksum::text"
+                f" FROM {_psycopg.identifier(tenant)}.{_psycopg.identifier(table)} OFFSET 0)"
                 for index, tenant in enumerate(batch)
             )
             ids = list(expected)
