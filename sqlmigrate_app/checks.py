@@ -37,7 +37,7 @@ TAG = "sqlmigrate"
 @register(TAG)
 def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
     """The settings, the directories and every migration file in them."""
-    return [*_check_table(), *_check_timeouts(), *_check_lint(), *_check_directories()]
+    return [*_check_table(), *_check_timeouts(), *_check_lint(), *_check_tenants(), *_check_directories()]
 
 
 def _check_table() -> list[CheckMessage]:
@@ -72,6 +72,40 @@ def _check_lint() -> list[CheckMessage]:
     return []
 
 
+def _check_tenants() -> list[CheckMessage]:
+    """E010: ``SQLMIGRATE_TENANT_DIR`` is a path or a dict of known aliases, and comes with a
+    ``SQLMIGRATE_TENANTS`` that imports as a function (not called: it may query a database)."""
+    value = getattr(settings, "SQLMIGRATE_TENANT_DIR", None)
+    if not value:
+        return []
+    problems = []
+    if isinstance(value, dict):
+        unknown = sorted(alias for alias in value if alias not in settings.DATABASES)
+        problems += [
+            f"SQLMIGRATE_TENANT_DIR names the database alias {alias!r}, which is not in DATABASES." for alias in unknown
+        ]
+    elif not isinstance(value, (str, Path)):
+        problems.append("SQLMIGRATE_TENANT_DIR must be a directory, or a dict of database alias -> directory.")
+    try:
+        conf.tenants_function()
+    except SqlMigrateError as exc:
+        problems.append(f"{exc}.")
+    hint = (
+        'E.g. SQLMIGRATE_TENANTS = "sqlmigrate_app.tenants.django_tenants_schemas" (see the tenants page of the docs).'
+    )
+    return [Error(problem, hint=hint, id="sqlmigrate.E010") for problem in problems]
+
+
+def _tenant_directories() -> list[tuple[str, Path]]:
+    """The tenant sets' directories as (setting, path)."""
+    value = getattr(settings, "SQLMIGRATE_TENANT_DIR", None)
+    if isinstance(value, dict):
+        return [
+            (f"SQLMIGRATE_TENANT_DIR[{alias!r}]", Path(directory)) for alias, directory in value.items() if directory
+        ]
+    return [("SQLMIGRATE_TENANT_DIR", Path(value))] if isinstance(value, (str, Path)) and value else []
+
+
 def _directories() -> tuple[list[CheckMessage], list[tuple[str, Path]]]:
     """The configured directories as (setting, path), and errors in SQLMIGRATE_DIRS itself."""
     errors: list[CheckMessage] = []
@@ -98,7 +132,7 @@ def _directories() -> tuple[list[CheckMessage], list[tuple[str, Path]]]:
         named.append((f"SQLMIGRATE_DIRS[{alias!r}]", Path(directory)))
     if getattr(settings, "SQLMIGRATE_DIR", None):
         named.append(("SQLMIGRATE_DIR", Path(settings.SQLMIGRATE_DIR)))
-    return errors, named
+    return errors, named + _tenant_directories()
 
 
 def _check_directories() -> list[CheckMessage]:
@@ -163,19 +197,38 @@ def _file_message(error: MigrationFileError) -> CheckMessage:
 
 @register(TAG)
 def check_databases(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    """Each database with SQL migrations is one sqlmigrate has a backend for (E009). A default
-    left empty (``"default": {}``, Django's dummy engine, for a project of named databases only)
-    is not one with SQL migrations; a driver Django cannot load is Django's to report."""
+    """Each database with SQL migrations is one sqlmigrate has a backend for (E009), and each
+    with a tenant set one with schemas (E011). A default left empty (``"default": {}``, Django's
+    dummy engine, for a project of named databases only) is not one with SQL migrations; a
+    driver Django cannot load is Django's to report."""
     errors: list[CheckMessage] = []
-    for alias in conf.migrated_aliases():
+    for alias in dict.fromkeys([*conf.migrated_aliases(), *_tenant_aliases()]):
         engine = connections.settings.get(alias, {}).get("ENGINE")
         if engine is None or (alias == DEFAULT_DB_ALIAS and engine == "django.db.backends.dummy"):
-            continue  # not in DATABASES (E004 says so), or empty
+            continue  # not in DATABASES (E004, E010 say so), or empty
         try:
-            backend_for(connections[alias])
+            backend = backend_for(connections[alias])
         except ImproperlyConfigured:
             continue
         except SqlMigrateError as exc:
             hint = "Point the alias at PostgreSQL (with psycopg 3) or SQLite, or leave it out of SQLMIGRATE_DIRS."
             errors.append(Error(f"{exc}.", hint=hint, id="sqlmigrate.E009"))
+            continue
+        if _has_tenant_set(alias) and not backend.has_schemas:
+            hint = "Name only PostgreSQL aliases: SQLMIGRATE_TENANT_DIR = {alias: directory}."
+            errors.append(Error(f"{backend.schemas_unsupported()}.", hint=hint, id="sqlmigrate.E011"))
     return errors
+
+
+def _has_tenant_set(alias: str) -> bool:
+    """Whether ``alias`` has a tenant set (a setting that is no directory is E010's to report)."""
+    try:
+        return conf.tenant_dir(alias) is not None
+    except SqlMigrateError:
+        return False
+
+
+def _tenant_aliases() -> list[str]:
+    """The aliases a ``SQLMIGRATE_TENANT_DIR`` dict names."""
+    value = getattr(settings, "SQLMIGRATE_TENANT_DIR", None)
+    return list(value) if isinstance(value, dict) else []

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils.module_loading import import_string
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, SqlMigrateError
 from .files import Timeouts, parse_duration
 
 DEFAULT_TABLE = "schema_migrations"
 TABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 TABLE_NAME_RULE = "letters, digits and _, not starting with a digit, at most 63 characters"
 DEFAULT_LINT_TIMEOUT = 60.0  # seconds squawk may take over one section
+# A tenant schema's name: what django-tenants accepts, so quoting it is never the only defence.
+SCHEMA_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
+SCHEMA_NAME_RULE = "letters, digits, _ and -, at most 63 characters, not starting with pg_"
 
 
 def is_table_name(value: object) -> bool:
@@ -69,6 +75,79 @@ def migrated_aliases() -> list[str]:
     """
     per_alias = getattr(settings, "SQLMIGRATE_DIRS", {}) or {}
     return [DEFAULT_DB_ALIAS, *sorted(alias for alias in per_alias if alias != DEFAULT_DB_ALIAS)]
+
+
+def all_databases() -> list[str]:
+    """``--all-databases``: every alias with SQL migrations (:func:`migrated_aliases`) or a tenant
+    set (an alias of a ``SQLMIGRATE_TENANT_DIR`` dict), but a ``default`` left empty
+    (``"default": {}``, Django's dummy engine, for a project of named databases only)."""
+    per_alias = getattr(settings, "SQLMIGRATE_TENANT_DIR", None)
+    tenant_aliases = sorted(per_alias) if isinstance(per_alias, dict) else []
+    aliases = list(dict.fromkeys([*migrated_aliases(), *tenant_aliases]))
+    engine = connections.settings.get(DEFAULT_DB_ALIAS, {}).get("ENGINE")
+    if engine in (None, "django.db.backends.dummy"):
+        aliases.remove(DEFAULT_DB_ALIAS)
+    return aliases
+
+
+def is_schema_name(value: object) -> bool:
+    """Whether ``value`` is a tenant schema name sqlmigrate takes (:data:`SCHEMA_NAME_RULE`)."""
+    return (
+        isinstance(value, str) and SCHEMA_NAME_RE.fullmatch(value) is not None and not value.lower().startswith("pg_")
+    )
+
+
+def check_schema_name(value: object, source: str) -> str:
+    """``value``, a tenant schema name ``source`` gave; else one line naming it."""
+    if not is_schema_name(value):
+        raise ConfigurationError(f"{source}: {value!r} is not a tenant schema name ({SCHEMA_NAME_RULE})")
+    assert isinstance(value, str)
+    return value
+
+
+def tenant_dir(using: str = DEFAULT_DB_ALIAS) -> Path | None:
+    """``SQLMIGRATE_TENANT_DIR``: the directory of the tenant set, the migrations each tenant
+    schema of ``using`` gets. A path is every database's; a dict gives one per alias (an alias
+    not in it has no tenants). None: the database has no tenants."""
+    value = getattr(settings, "SQLMIGRATE_TENANT_DIR", None)
+    if isinstance(value, dict):
+        value = value.get(using)
+    if value and not isinstance(value, (str, os.PathLike)):
+        raise ConfigurationError(f"SQLMIGRATE_TENANT_DIR {value!r} is not a directory (see manage.py check)")
+    return Path(value) if value else None
+
+
+def tenants_function() -> Callable[[str], Iterable[Any]]:
+    """``SQLMIGRATE_TENANTS``, imported: a function of a database alias returning its tenant schemas."""
+    value = getattr(settings, "SQLMIGRATE_TENANTS", None)
+    if not value:
+        raise ConfigurationError(
+            "SQLMIGRATE_TENANTS is not set: give the dotted path of a function of the database alias that returns "
+            "the tenant schemas (for django-tenants: 'sqlmigrate_app.tenants.django_tenants_schemas')"
+        )
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    try:
+        function = import_string(str(value))
+    except ImportError as exc:
+        raise ConfigurationError(f"SQLMIGRATE_TENANTS {value!r} cannot be imported: {exc}") from exc
+    if not callable(function):
+        raise ConfigurationError(f"SQLMIGRATE_TENANTS {value!r} is not a function")
+    return function  # type: ignore[no-any-return]
+
+
+def tenants(using: str = DEFAULT_DB_ALIAS) -> list[str]:
+    """The tenant schemas of ``using``, as ``SQLMIGRATE_TENANTS`` lists them: each name checked
+    (:func:`check_schema_name`), each once, sorted. Called once per command and database."""
+    function = tenants_function()
+    source = f"SQLMIGRATE_TENANTS (database {using!r})"
+    try:
+        names = list(function(using))
+    except SqlMigrateError:
+        raise
+    except Exception as exc:
+        raise ConfigurationError(f"{source} failed: {type(exc).__name__}: {exc}") from exc
+    return sorted({check_schema_name(name, source) for name in names})
 
 
 def table_name() -> str:

@@ -55,9 +55,17 @@ class ProblemKind(str, Enum):
 
 class SqlMigrateError(Exception):
     """A problem with the files, the history, the settings or the database that the user has to
-    fix. ``kind`` is None for the ones that are not a state of files and history (exit code 1)."""
+    fix. ``kind`` is None for the ones that are not a state of files and history (exit code 1).
+    ``path`` and ``line`` say where, for an error about one file (None: not one file's, or no
+    line): what a fleet's ``--json`` reports of a tenant's failure."""
 
     kind: ProblemKind | None = None
+    path: Path | None = None
+    line: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"file", "line", "message"}``: a fleet's ``--json`` error of one tenant."""
+        return {"file": str(self.path) if self.path else None, "line": self.line, "message": str(self)}
 
 
 class ConfigurationError(SqlMigrateError):
@@ -68,6 +76,7 @@ class MigrationFileError(SqlMigrateError):
     """A migration file (or the directory) the user has to fix; says where."""
 
     kind = ProblemKind.BAD_FILE
+    path: Path
 
     def __init__(self, path: Path, message: str, line: int | None = None) -> None:
         super().__init__(message)
@@ -96,6 +105,18 @@ class HistoryTableError(SqlMigrateError):
     kind = ProblemKind.HISTORY_TABLE
 
 
+class MissingSchema(SqlMigrateError):
+    """A tenant's schema does not exist (sqlmigrate never creates one, but for
+    :func:`~sqlmigrate_app.fleet.migrate_tenant`, which is asked to)."""
+
+    def __init__(self, using: str, schema: str) -> None:
+        super().__init__(
+            f"database {using!r}: schema {schema!r} does not exist; create it (or bring a new tenant up with "
+            "sqlmigrate_app.fleet.migrate_tenant, which does), or leave it out of SQLMIGRATE_TENANTS"
+        )
+        self.schema = schema
+
+
 class ModifiedMigration(SqlMigrateError):
     """An applied migration's file changed since it ran. ``doing`` says what this stops."""
 
@@ -108,6 +129,7 @@ class ModifiedMigration(SqlMigrateError):
             f"was reviewed and the schema is right, record it with 'manage.py sqlmigrate_repair {migration.id}'"
         )
         self.migration = migration
+        self.path = migration.path
 
 
 class MissingMigration(SqlMigrateError):
@@ -121,6 +143,7 @@ class MissingMigration(SqlMigrateError):
             f"missing from {directory}"
         )
         self.migration_id = migration_id
+        self.path = directory / (migration_id + ".sql")
 
 
 class OutOfOrderMigration(SqlMigrateError):
@@ -134,6 +157,7 @@ class OutOfOrderMigration(SqlMigrateError):
             "rename it to a newer timestamp, or apply it with --allow-out-of-order"
         )
         self.migration = migration
+        self.path = migration.path
 
 
 class UnknownMigration(SqlMigrateError):
@@ -157,6 +181,7 @@ class IrreversibleMigration(SqlMigrateError):
             message = f"cannot roll back {len(migrations)} migrations: their -- DOWN sections are empty: {named}"
         super().__init__(message)
         self.migrations = migrations
+        self.path = migrations[0].path if len(migrations) == 1 else None
 
 
 class InvalidRollback(SqlMigrateError):
@@ -177,15 +202,23 @@ class MigrationFailed(SqlMigrateError):
     """A migration's SQL failed; the message says what became of it (rolled back, or for a
     ``no-transaction`` migration which statements had run). ``sqlstate`` is the database's
     error code (None where it gives none); ``lock_timed_out`` when it failed only because it
-    waited longer than its lock timeout and was rolled back whole, so trying again is safe."""
+    waited longer than its lock timeout and was rolled back whole, so trying again is safe;
+    ``line`` the file line of the statement that failed, when known."""
 
     def __init__(
-        self, migration: Migration, message: str, sqlstate: str | None = None, lock_timed_out: bool = False
+        self,
+        migration: Migration,
+        message: str,
+        sqlstate: str | None = None,
+        lock_timed_out: bool = False,
+        line: int | None = None,
     ) -> None:
         super().__init__(message)
         self.migration = migration
         self.sqlstate = sqlstate
         self.lock_timed_out = lock_timed_out
+        self.path = migration.path
+        self.line = line
 
 
 class DatabaseError(SqlMigrateError):

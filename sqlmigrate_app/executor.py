@@ -119,18 +119,28 @@ def open_group(ran: list[Statement]) -> int | None:
     return opened
 
 
-def changes_session(backend: Backend, migration: Migration, section: Section, defaults: Timeouts) -> bool:
+def prelude(backend: Backend, migration: Migration, defaults: Timeouts, tenant: str | None, local: bool) -> list[str]:
+    """What runs ahead of a migration's section: a ``tenant``'s schema put first on the search
+    path (see :meth:`~.backends.Backend.schema_statements`), then the migration's timeouts; for
+    its transaction only with ``local`` (a ``no-transaction`` migration sets them for the session)."""
+    return [*backend.schema_statements(tenant, local), *backend.timeout_statements(migration.timeouts(defaults), local)]
+
+
+def changes_session(
+    backend: Backend, migration: Migration, section: Section, defaults: Timeouts, tenant: str | None = None
+) -> bool:
     """Whether running ``section`` may leave session settings changed for the next migration:
-    SQL that sets them (see :func:`~.statements.may_change_session`), or the timeouts of a
-    ``no-transaction`` migration, which are the session's. The runner and the ``--sql`` script
+    SQL that sets them (see :func:`~.statements.may_change_session`), or the :func:`prelude` of a
+    ``no-transaction`` migration, which is the session's. The runner and the ``--sql`` script
     put the session back after such a migration."""
     if may_change_session(section.sql):
         return True
-    return not migration.transactional and bool(backend.timeout_statements(migration.timeouts(defaults), local=False))
+    return not migration.transactional and bool(prelude(backend, migration, defaults, tenant, local=False))
 
 
 class Executor:
-    """Runs migrations on one connection, one at a time, reporting to a :class:`Reporter`."""
+    """Runs migrations on one connection, one at a time, reporting to a :class:`Reporter`; a
+    ``tenant``'s in its schema (see :func:`prelude`)."""
 
     def __init__(
         self,
@@ -139,6 +149,7 @@ class Executor:
         reporter: Reporter,
         timeouts: Timeouts,
         retries: int = 0,
+        tenant: str | None = None,
     ) -> None:
         self.backend = backend
         self.connection = backend.connection
@@ -146,6 +157,7 @@ class Executor:
         self.reporter = reporter
         self.timeouts = timeouts  # the settings': a migration's directives win (Migration.timeouts)
         self.retries = retries
+        self.tenant = tenant
         self._session: Any = None  # the session's settings as the run found them, read when needed
 
     def start_run(self) -> None:
@@ -215,7 +227,7 @@ class Executor:
         (``SET``, ``set_config``, ``PRAGMA``, a ``no-transaction`` run's timeouts), so the next
         migration starts from the run's own."""
         run = self._in_transaction if side.migration.transactional else self._without_transaction
-        if not changes_session(self.backend, side.migration, side.section, self.timeouts):
+        if not changes_session(self.backend, side.migration, side.section, self.timeouts, self.tenant):
             run(side)
             return
         if self._session is None:
@@ -276,13 +288,13 @@ class Executor:
         migration and ours is the outermost atomic block. The history statement comes last, so that it commits
         only with the whole section (the backend checks the section did not end the transaction
         itself); when it touches no row, another runner was first: the transaction is rolled back."""
-        timeouts = self.backend.timeout_statements(side.migration.timeouts(self.timeouts), local=True)
+        ahead = prelude(self.backend, side.migration, self.timeouts, self.tenant, local=True)
         outermost = len(self.connection.atomic_blocks) == 1
         record = [side.history_sql]
         if self._session is not None and may_change_session(side.section.sql):
             record[:0] = self.backend.identity_statements(self._session)  # a SET ROLE in the section
         rows = self.backend.run_section(
-            self.backend.raw_cursor(), side.section, timeouts, record, side.applying and outermost
+            self.backend.raw_cursor(), side.section, ahead, record, side.applying and outermost
         )
         if rows == 0:
             raise _AlreadyDone
@@ -292,7 +304,9 @@ class Executor:
         what its own SQL may have committed)."""
         if isinstance(error, TransactionEnded):
             where = f"{migration.path}:{error.ending.line}" if error.ending.line else str(migration.path)
-            return MigrationFailed(migration, f"{where}: {migration.id} failed: {error.ending.outcome()}")
+            return MigrationFailed(
+                migration, f"{where}: {migration.id} failed: {error.ending.outcome()}", line=error.ending.line
+            )
         if not isinstance(error, StatementError):
             outcome = LOST_BEFORE_COMMIT if self.backend.connection_lost(error) else NOTHING_APPLIED
             return self._failure(migration, error, None, outcome)
@@ -315,7 +329,7 @@ class Executor:
         statements = self.backend.split(side.section)
         ran: list[Statement] = []
         try:
-            self.backend.set_timeouts(cursor, migration.timeouts(self.timeouts))
+            self.backend.run_prelude(cursor, prelude(self.backend, migration, self.timeouts, self.tenant, local=False))
             self.backend.run_statements(cursor, statements, ran)
         except StatementError as exc:
             raise self._failure(migration, exc.error, exc.line, self._stopped(ran, statements)) from exc
@@ -358,6 +372,7 @@ class Executor:
             f"{where}: {migration.id} failed: {message} [{outcome}]",
             sqlstate(error),
             lock_timed_out=retryable and self.backend.is_lock_timeout(error),
+            line=line,
         )
 
     @staticmethod

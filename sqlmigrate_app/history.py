@@ -8,6 +8,7 @@ refused and never written to.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from operator import attrgetter
@@ -54,6 +55,7 @@ class HistoryTable:
         self.connection = backend.connection
         self.table = table
         self.quoted = self.connection.ops.quote_name(table)
+        self.tenant: str | None = None  # the tenant schema it is pinned to (see pin_tenant)
         # executed_at is written in UTC, not left to the column's default: the session's zone is
         # Django's TIME_ZONE without USE_TZ, and a psql session's own for an ``up --sql`` script.
         self.utc_now = backend.utc_now_sql
@@ -63,13 +65,20 @@ class HistoryTable:
         quote = self.connection.ops.quote_name
         self.quoted = f"{quote(schema)}.{quote(self.table)}" if schema else quote(self.table)
 
+    def pin_tenant(self, schema: str) -> None:
+        """The history of the tenant whose schema is ``schema``: the table in that schema, which
+        must exist (:class:`~.errors.MissingSchema` otherwise, when the table is looked up)."""
+        self.pin(schema)
+        self.tenant = schema
+
     def exists(self) -> bool:
         """Whether the table is there (a missing one reads as an empty history): one catalog
         lookup of this one name, named as :meth:`pin` named it
         (:meth:`~.backends.Backend.history_table_exists`)."""
-        return self.backend.history_table_exists(self.table, self.quoted)
+        return self.backend.history_table_exists(self.table, self.quoted, self.tenant)
 
-    def _check_columns(self, names: list[str]) -> None:
+    def check_columns(self, names: Sequence[str]) -> None:
+        """Refuse a table whose columns are not the history's: another tool's."""
         columns = sorted(name.lower() for name in names)
         if columns != sorted(COLUMNS):
             raise HistoryTableError(
@@ -122,7 +131,7 @@ class HistoryTable:
             # SELECT * so that one query both checks the table's shape and reads it.
             cursor.execute(f"SELECT * FROM {self.quoted}{where}", params)
             names = [column[0].lower() for column in cursor.description]
-            self._check_columns(names)
+            self.check_columns(names)
             at = [names.index(column) for column in COLUMNS]
             # 1,000 rows at a time, straight into AppliedMigration: no list of every row as tuples,
             # and not the driver's and Django's Python code once per row.

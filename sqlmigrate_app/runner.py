@@ -4,6 +4,8 @@
 (:mod:`.history`), their states (:mod:`.state`), the plans (:mod:`.planner`), the execution
 (:mod:`.executor`) and the database's backend (:mod:`.backends`). It returns plain data and
 reports progress through a :class:`~.executor.Reporter`; only the management commands print.
+With a ``schema``, it is one tenant's: the tenant set, run in that schema, with a history and a
+lock of its own (:mod:`.fleet` runs many).
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from . import conf
 from .backends import backend_for
 from .directory import MigrationSet, load_directory, load_one
-from .errors import SqlMigrateError, database_error_types, redo_stopped, reports_database_errors
+from .errors import (
+    ConfigurationError,
+    SqlMigrateError,
+    database_error_types,
+    redo_stopped,
+    reports_database_errors,
+)
 from .executor import Executor, Reporter, Result
 from .files import Migration
 from .history import AppliedMigration, HistoryTable
@@ -29,7 +37,8 @@ from .statements import check_statements, with_statements_checked
 
 
 class MigrationRunner:
-    """The SQL migrations of one database: what they are, and running them."""
+    """The SQL migrations of one database, or of one tenant schema in it: what they are, and
+    running them."""
 
     def __init__(
         self,
@@ -40,17 +49,38 @@ class MigrationRunner:
         reporter: Reporter | None = None,
         retries: int | None = None,
         loader: Callable[[Path], MigrationSet] = load_directory,
+        schema: str | None = None,
     ) -> None:
         self.using = conf.check_alias(using)
         self.connection = connections[using]
         self.backend = backend_for(self.connection)  # refuses a database sqlmigrate has no backend for
-        self.directory = Path(directory) if directory else conf.migrations_dir(using)
+        self.schema = None if schema is None else self._tenant_schema(schema)
+        self.directory = Path(directory) if directory else self._default_directory()
         self.history = HistoryTable(self.backend, table or conf.table_name())
+        if self.schema is not None:
+            self.history.pin_tenant(self.schema)
         self.lock_wait_timeout = lock_wait_timeout
         self.reporter = reporter or Reporter()
         self.loader = loader  # how the files are read: the admin page passes cache.load_cached
         retries = conf.retries() if retries is None else retries
-        self.executor = Executor(self.backend, self.history, self.reporter, conf.timeouts(), retries)
+        self.executor = Executor(self.backend, self.history, self.reporter, conf.timeouts(), retries, self.schema)
+
+    def _tenant_schema(self, schema: str) -> str:
+        """``schema``, a tenant's, checked: a name sqlmigrate takes, on a database with schemas."""
+        if not self.backend.has_schemas:
+            raise self.backend.schemas_unsupported()
+        return conf.check_schema_name(schema, "schema")
+
+    def _default_directory(self) -> Path:
+        """The shared set's directory, or a tenant's: ``SQLMIGRATE_TENANT_DIR``."""
+        if self.schema is None:
+            return conf.migrations_dir(self.using)
+        directory = conf.tenant_dir(self.using)
+        if directory is None:
+            raise ConfigurationError(
+                f"database {self.using!r} has no tenant set: set SQLMIGRATE_TENANT_DIR (or pass the directory)"
+            )
+        return directory
 
     # Reading ----------------------------------------------------------------------------------
 
@@ -194,6 +224,15 @@ class MigrationRunner:
             return list(reversed(plan[:done]))[reapplied:]
         return [migration for migration in reversed(plan) if migration.id not in applied]
 
+    @reports_database_errors
+    def create_schema(self) -> None:
+        """Create the tenant's schema if it is missing, under the run lock (a new tenant: see
+        :func:`~.fleet.migrate_tenant`). Nothing else ever creates one."""
+        if self.schema is None:
+            raise ConfigurationError("create_schema() is for a tenant's runner: MigrationRunner(schema=...)")
+        with self._locked():
+            self.backend.create_schema(self.schema)
+
     # One migration at a time ---------------------------------------------------------------------
     # For a tool that knows what comes next and has the database to itself (verify's throwaway
     # database): no plan is made (each would read the history) and the run lock is not taken.
@@ -280,11 +319,14 @@ class MigrationRunner:
         return self._script().down(plan)
 
     def _script(self) -> Script:
-        return Script(self.backend, self.history, self.executor.timeouts, self.using)
+        return Script(self.backend, self.history, self.executor.timeouts, self.using, self.schema)
 
     def _pin_history(self) -> str | None:
         """Name the history table with the schema current now, as a run does (so a script's
-        migration that sets ``search_path`` cannot move a later history row); that schema."""
+        migration that sets ``search_path`` cannot move a later history row); that schema. A
+        tenant's history is pinned to its schema from the start."""
+        if self.schema is not None:
+            return self.schema
         schema = self.backend.history_schema()
         self.history.pin(schema)
         return schema

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .backends import Backend
 from .errors import plural
-from .executor import changes_session
+from .executor import changes_session, prelude
 from .files import Migration, Section, Timeouts
 from .history import HistoryTable
 
@@ -24,11 +24,14 @@ INERT_NOTE = "-- (a space after each ':' that psql would read as a variable; the
 class Script:
     """Writes the scripts of one database's plans."""
 
-    def __init__(self, backend: Backend, history: HistoryTable, timeouts: Timeouts, using: str) -> None:
+    def __init__(
+        self, backend: Backend, history: HistoryTable, timeouts: Timeouts, using: str, tenant: str | None = None
+    ) -> None:
         self.backend = backend
         self.history = history
         self.timeouts = timeouts
         self.using = using
+        self.tenant = tenant  # a tenant's script places each migration in its schema, as the runner does
 
     def up(self, plan: list[Migration], create_history: bool) -> str:
         """Apply ``plan``; create the history table first if it does not exist yet."""
@@ -50,8 +53,9 @@ class Script:
     def _header(self, command: str, count: int) -> str:
         database = self.backend.connection.display_name
         start = "".join(f"{sql};\n" for sql in self.backend.script_session_start())
+        tenant = f"tenant schema {self.tenant!r} of " if self.tenant else ""
         return (
-            f"-- {command} --sql: {plural(count, 'migration')} for database {self.using!r} ({database}).\n"
+            f"-- {command} --sql: {plural(count, 'migration')} for {tenant}database {self.using!r} ({database}).\n"
             f"-- Run it in one session and stop at the first error ({self.backend.run_by_hand}).\n"
             "-- Unlike sqlmigrate it takes no lock: make sure no other runner works on this database.\n"
             + (f"-- The session's settings as sqlmigrate's own connection has them:\n{start}" if start else "")
@@ -59,10 +63,10 @@ class Script:
 
     def _migration(self, migration: Migration, section: Section, history_sql: str) -> str:
         body = self._terminated(migration, section)
-        changed = changes_session(self.backend, migration, section, self.timeouts)
+        changed = changes_session(self.backend, migration, section, self.timeouts, self.tenant)
         resets = [f"{sql};" for sql in self.backend.script_session_reset()] if changed else []
         if migration.transactional:
-            timeouts = self.backend.timeout_statements(migration.timeouts(self.timeouts), local=True)
+            timeouts = prelude(self.backend, migration, self.timeouts, self.tenant, local=True)
             # The history row last, after the guard that the section did not end the transaction.
             mark, guard = self.backend.guard(migration.checksum[:16]) or ("", "")
             identity = self.backend.identity_statements(None) if changed else []  # a SET ROLE in it
@@ -76,7 +80,7 @@ class Script:
                 *resets,
             ]
         else:
-            timeouts = self.backend.timeout_statements(migration.timeouts(self.timeouts), local=False)
+            timeouts = prelude(self.backend, migration, self.timeouts, self.tenant, local=False)
             lines = [
                 f"-- {migration.id} (no-transaction: each statement on its own, outside a transaction)",
                 *(f"{sql};" for sql in timeouts),

@@ -7,11 +7,19 @@ from collections.abc import Callable
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..errors import ConfigurationError
-from .base import Backend, StatementError, ThrowawayPlace, TransactionEnded, driver_error
+from .base import Backend, StatementError, TenantRows, ThrowawayPlace, TransactionEnded, driver_error
 from .postgresql import PostgresBackend
 from .sqlite import SQLiteBackend
 
-__all__ = ["Backend", "StatementError", "ThrowawayPlace", "TransactionEnded", "backend_for", "driver_error"]
+__all__ = [
+    "Backend",
+    "StatementError",
+    "TenantRows",
+    "ThrowawayPlace",
+    "TransactionEnded",
+    "backend_for",
+    "driver_error",
+]
 
 BACKENDS: dict[str, Callable[[BaseDatabaseWrapper], Backend]] = {
     "postgresql": PostgresBackend,

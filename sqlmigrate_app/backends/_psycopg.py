@@ -13,6 +13,12 @@ def literal(value: str) -> str:
     return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
+def identifier(name: str) -> str:
+    """``name`` as a quoted identifier, a double quote in it doubled (Django's ``quote_name``
+    leaves it as it is)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 class Outcome(NamedTuple):
     """What one simple-query message did: its first error (the server runs nothing after it),
     how many results came before that error, the rows touched by each of its last ``kept``

@@ -5,7 +5,10 @@ on the database, as dbmate's drivers do: how to lock a run, split SQL into state
 section with the statements sent ahead of it and keep the session's settings; whether the history
 table exists; which reader takes the schema; where verify's throwaway databases are made; how
 the ``--sql`` script is run by hand; which errors are a lock timeout or a lost connection; whether
-squawk lints its SQL. Nothing outside this package asks which database it is.
+squawk lints its SQL; whether it has tenant schemas, how a tenant's migrations are placed in
+one, how the histories of many are read at once, how many more connections the server takes
+and how a running query is cancelled from another thread. Nothing outside this package asks
+which database it is.
 """
 
 from __future__ import annotations
@@ -15,18 +18,36 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..errors import driver_error
+from ..errors import ConfigurationError, driver_error
 from ..files import Section, Timeouts
 from ..statements import Statement, transaction_control
 
 if TYPE_CHECKING:
     from ..snapshot.model import Reader
 
-__all__ = ["Backend", "Ending", "StatementError", "ThrowawayPlace", "TransactionEnded", "driver_error", "ended_by"]
+__all__ = [
+    "Backend",
+    "Ending",
+    "TenantRows",
+    "StatementError",
+    "ThrowawayPlace",
+    "TransactionEnded",
+    "driver_error",
+    "ended_by",
+]
+
+
+class TenantRows(NamedTuple):
+    """A tenant's history rows as one read of many tenants' found them: ``matches`` when they
+    are exactly the expected ``(id, checksum)`` pairs (and then none is sent), else every row,
+    ``(id, name, checksum)``."""
+
+    matches: bool
+    rows: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +140,8 @@ class Backend(ABC):
     run_by_hand: ClassVar[str]
     # Whether squawk, which knows PostgreSQL's SQL, can lint this database's (``sqlmigrate_lint``).
     lintable: ClassVar[bool] = False
+    # Whether the database has schemas a tenant's migrations can run in (SQLite has none).
+    has_schemas: ClassVar[bool] = False
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
@@ -131,10 +154,55 @@ class Backend(ABC):
     # The history table -----------------------------------------------------------------------
 
     @abstractmethod
-    def history_table_exists(self, table: str, qualified: str) -> bool:
+    def history_table_exists(self, table: str, qualified: str, tenant: str | None = None) -> bool:
         """Whether the history table ``table`` (``qualified``: quoted, with the schema the run
         pinned, if any) is there: one catalog lookup of this one name, never a list of every
-        table (a database with 10,000 migrations may hold 10,000 tables)."""
+        table (a database with 10,000 migrations may hold 10,000 tables). With ``tenant``, the
+        schema of a tenant's history, ``MissingSchema`` when that schema does not exist."""
+
+    # Tenants: a set of migrations run in each of many schemas ------------------------------------
+
+    def schemas_unsupported(self) -> ConfigurationError:
+        """The one line that says this database has no tenant schemas."""
+        return ConfigurationError(
+            f"database {self.connection.alias!r} is {self.connection.display_name}: tenant schemas "
+            "(SQLMIGRATE_TENANT_DIR, --tenants, --tenant) are a PostgreSQL feature"
+        )
+
+    def schema_statements(self, tenant: str | None, local: bool) -> list[str]:
+        """The statements that run a migration in a ``tenant``'s schema: that schema first on the
+        search path, the session's own after it, and its name in the ``sqlmigrate.schema``
+        setting; for the migration's transaction only with ``local``. None without a tenant."""
+        if tenant is None:
+            return []
+        raise self.schemas_unsupported()
+
+    def create_schema(self, tenant: str) -> None:
+        """Create a tenant's schema unless it exists."""
+        raise self.schemas_unsupported()
+
+    def tenant_tables(self, table: str, tenants: Sequence[str]) -> list[tuple[bool, tuple[str, ...] | None]]:
+        """Of each of ``tenants``, in order: whether its schema exists, and the column names of
+        its history table ``table`` (None: no such table), in one catalog query."""
+        raise self.schemas_unsupported()
+
+    def tenant_rows(self, table: str, tenants: Sequence[str], expected: dict[str, str]) -> dict[str, TenantRows]:
+        """The history rows of each of ``tenants`` (each has the table, of the right shape),
+        compared with the ``expected`` checksums by id (the files'): a few queries whatever the
+        number of tenants, and no row sent for a table that holds exactly what is expected."""
+        raise self.schemas_unsupported()
+
+    def spare_connections(self) -> int | None:
+        """How many more connections the server takes from this user now (None: no limit known)."""
+        return None
+
+    def cancel(self) -> None:
+        """Stop the statement running on this connection, from another thread (a fleet's
+        Ctrl-C): it fails, and its migration is rolled back. Nothing when none runs."""
+        raw = self.connection.connection
+        interrupt = getattr(raw, "interrupt", None)  # sqlite3's
+        if interrupt is not None:
+            interrupt()
 
     # The run -------------------------------------------------------------------------------
 
@@ -225,12 +293,6 @@ class Backend(ABC):
         """The statements that apply a migration's ``timeouts`` (see :meth:`~..files.Migration.timeouts`),
         for its transaction only with ``local``; none where the database has no such timeouts."""
         return []
-
-    def set_timeouts(self, cursor: Any, timeouts: Timeouts) -> None:
-        """Apply a migration's ``timeouts`` to the session (a ``no-transaction`` migration); the
-        runner puts the session back afterwards, see :meth:`session_state`."""
-        for sql in self.timeout_statements(timeouts, local=False):
-            cursor.execute(sql)
 
     # The session ---------------------------------------------------------------------------
 

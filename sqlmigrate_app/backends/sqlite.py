@@ -54,8 +54,9 @@ class SQLiteBackend(Backend):
     utc_now_sql = "CURRENT_TIMESTAMP"  # SQLite's is UTC
     run_by_hand = "sqlite3 -bail DATABASE < FILE"
 
-    def history_table_exists(self, table: str, qualified: str) -> bool:
-        """Looked up in ``sqlite_master`` by its name (a database has no schemas to pin)."""
+    def history_table_exists(self, table: str, qualified: str, tenant: str | None = None) -> bool:
+        """Looked up in ``sqlite_master`` by its name (a database has no schemas to pin, and no
+        tenant has a history: :meth:`schema_statements` refuses them first)."""
         with self.connection.cursor() as cursor:
             cursor.execute(HISTORY_EXISTS, [table])
             return cursor.fetchone() is not None

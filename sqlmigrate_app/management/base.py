@@ -21,7 +21,7 @@ import django
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from .. import __version__, schema_file
-from ..errors import MigrationInterrupted, ProblemKind, SchemaFileError, SqlMigrateError, Terminated, plural, printable
+from ..errors import ProblemKind, SchemaFileError, SqlMigrateError, Terminated, plural, printable
 from ..executor import Action, Reporter, Result
 from ..files import Migration
 from ..runner import MigrationRunner
@@ -45,6 +45,9 @@ EXIT_REHEARSAL, EXIT_SCHEMA_FILE = 9, 11
 # The schema file cannot be written (up, down and redo: after their migrations committed, so a
 # deploy script can tell it from a failed migration; dump) or read (dump --check).
 EXIT_SCHEMA_FILE_NOT_WRITTEN = 12
+# A fleet run (several databases, or tenants) in which some histories failed: each other one was
+# done or had nothing to do, and each history says which (run the command again to finish).
+EXIT_SOME_FAILED = 13
 # Exit codes of a run stopped by a signal, as a shell reports them: 128 + the signal's number.
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 # A command whose reader went away (``sqlmigrate_status | head -1``) stops quietly with the code
@@ -112,11 +115,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def interruption(exc: KeyboardInterrupt) -> CommandError:
-    """The one-line error of a run stopped by Ctrl-C or SIGTERM, with the shell's exit code."""
-    terminated = exc.terminated if isinstance(exc, MigrationInterrupted) else isinstance(exc, Terminated)
-    message = (
-        str(exc) if isinstance(exc, MigrationInterrupted) else f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'})"
-    )
+    """The one-line error of a run stopped by Ctrl-C or SIGTERM, with the shell's exit code; a
+    ``MigrationInterrupted`` or ``FleetInterrupted`` says what became of what it stopped."""
+    terminated = bool(getattr(exc, "terminated", isinstance(exc, Terminated)))
+    message = str(exc) or f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'})"
     return CommandError(printable(message), returncode=EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
 
 
@@ -164,6 +166,9 @@ class SqlMigrateCommand(BaseCommand):
     requires_migrations_checks = False
     requires_system_checks: list[str] = []
     database_help = "Database alias to use (default: 'default')."
+    # Whether ``--database`` may be repeated (with ``--all-databases``): a command that works on a
+    # fleet (management/fleet.py) declares it so.
+    several_databases = False
     # The command's exit codes, shown at the end of ``--help``; None for a command that has
     # only 0 and 1 (and 130/143 when stopped).
     exit_codes_help: str | None = None
@@ -176,7 +181,12 @@ class SqlMigrateCommand(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         """``--database`` and ``--dir``, common to every command."""
-        parser.add_argument("--database", default="default", help=self.database_help)
+        if self.several_databases:
+            parser.add_argument(
+                "--database", action="append", metavar="ALIAS", help=f"{self.database_help} Repeat it for several."
+            )
+        else:
+            parser.add_argument("--database", default="default", help=self.database_help)
         parser.add_argument(
             "--dir", dest="directory", help="Migrations directory (default: SQLMIGRATE_DIRS / SQLMIGRATE_DIR)."
         )

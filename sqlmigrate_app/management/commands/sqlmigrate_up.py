@@ -5,6 +5,9 @@ from time import perf_counter
 from typing import Any
 
 from ...errors import ConfigurationError
+from ...fleet import Up, plan_fleet
+from ...runner import MigrationRunner
+from ...tenants import Target
 from ..base import (
     EXIT_SCHEMA_FILE_NOT_WRITTEN,
     ProgressReporter,
@@ -14,16 +17,32 @@ from ..base import (
     print_summary,
     rewrite_schema_file,
 )
+from ..fleet import (
+    SOME_FAILED,
+    add_run_arguments,
+    add_selection_arguments,
+    fleet_targets,
+    one_script_target,
+    print_fleet_plan,
+    rewrite_schema_files,
+    run_fleet_command,
+)
 
 NOTHING_PENDING = "No pending migrations."
+APPLIED = "applied and recorded in the history"
 
 
 class Command(SqlMigrateCommand):
-    """``sqlmigrate_up``: apply the pending migrations."""
+    """``sqlmigrate_up``: apply the pending migrations, of one database or of a fleet."""
 
-    help = "Apply pending SQL migrations, each in its own transaction."
+    help = (
+        "Apply pending SQL migrations, each in its own transaction: the shared set, then every tenant schema "
+        "where a tenant set is configured."
+    )
+    several_databases = True
     exit_codes_help = exit_codes_line(
-        "applied, or nothing pending", [(EXIT_SCHEMA_FILE_NOT_WRITTEN, "migrations applied, schema file not written")]
+        "applied, or nothing pending",
+        [(EXIT_SCHEMA_FILE_NOT_WRITTEN, "migrations applied, schema file not written"), SOME_FAILED],
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -54,11 +73,40 @@ class Command(SqlMigrateCommand):
             "(default: SQLMIGRATE_RETRIES, else 0).",
         )
         self.add_wait_argument(parser)
+        add_selection_arguments(parser)
+        add_run_arguments(parser)
+        parser.add_argument("--json", action="store_true", help="Print one JSON object per database and tenant.")
 
     def run(self, **options: Any) -> None:
         """Do it, and print the outcome."""
         if options["retries"] is not None and options["retries"] < 0:
             raise ConfigurationError(f"--retries {options['retries']}: give a number of at least 0")
+        operation = Up(options["to"], options["fake"], options["allow_out_of_order"])
+        targets = fleet_targets(options, force=options["json"])
+        if targets is None:
+            self.run_one(options)
+        elif options["sql"]:
+            self.stdout.write(
+                self.script_runner(one_script_target(targets), options).up_script(
+                    to=operation.to, allow_out_of_order=operation.allow_out_of_order
+                ),
+                ending="",
+            )
+        elif options["plan"]:
+            print_fleet_plan(
+                self, plan_fleet(targets, operation, options["directory"]), "Planned migrations:", "nothing pending"
+            )
+        else:
+            results = run_fleet_command(self, targets, operation, options)
+            rewrite_schema_files(self, results, options["directory"], APPLIED)
+
+    def script_runner(self, target: Target, options: dict[str, Any]) -> MigrationRunner:
+        """The runner of the one history ``--sql`` prints the script of."""
+        directory = options["directory"] if target.schema is None else None
+        return MigrationRunner(target.database, directory, schema=target.schema)
+
+    def run_one(self, options: dict[str, Any]) -> None:
+        """One database's shared set, as before tenants: every migration's line as it runs."""
         runner = self.runner(
             options, lock_wait_timeout=options["wait"], reporter=ProgressReporter(self), retries=options["retries"]
         )
@@ -78,5 +126,5 @@ class Command(SqlMigrateCommand):
         started = perf_counter()
         results = runner.migrate(to=to, fake=options["fake"], allow_out_of_order=out_of_order)
         print_summary(self, results, "Faked" if options["fake"] else "Applied", NOTHING_PENDING, started)
-        done = "recorded as applied (--fake)" if options["fake"] else "applied and recorded in the history"
+        done = "recorded as applied (--fake)" if options["fake"] else APPLIED
         rewrite_schema_file(self, runner, results, done)
