@@ -11,7 +11,7 @@ import sys
 import pytest
 from django.core.checks import run_checks
 
-from .conftest import ROOT
+from .support.target import ROOT
 
 GOOD = "-- UP\nCREATE TABLE t (id INTEGER);\n-- DOWN\nDROP TABLE t;\n"
 

@@ -23,9 +23,9 @@ from sqlmigrate_app.fleet import FleetReporter, Outcome, Up, migrate_tenant, run
 from sqlmigrate_app.runner import MigrationRunner
 from sqlmigrate_app.tenants import Selection, Shard, Target, read_histories, select_targets, tenant_statuses
 
-from . import fleet_support
-from .conftest import register_alias, unregister_alias
-from .fleet_support import TenantFleet, make_fleet
+from .support import fleet as fleet_support
+from .support.target import register_alias, unregister_alias
+from .support.fleet import TenantFleet, make_fleet
 
 postgresql = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 

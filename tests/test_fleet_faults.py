@@ -9,8 +9,8 @@ import signal
 
 import pytest
 
-from .fleet_support import TenantFleet, make_fleet
-from .processes import Output, spawn, wait_until
+from .support.fleet import TenantFleet, make_fleet
+from .support.processes import Output, spawn, wait_until
 
 pytestmark = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 

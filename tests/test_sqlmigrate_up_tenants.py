@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from .fleet_support import TenantFleet, make_fleet
+from .support.fleet import TenantFleet, make_fleet
 
 pytestmark = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 

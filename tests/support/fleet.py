@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db import connections
 
-from .conftest import Target
+from .target import Target
 
 # Each call of tenant_schemas, by database alias: SQLMIGRATE_TENANTS is called once per command.
 CALLS: list[str] = []
@@ -64,6 +64,6 @@ def make_fleet(target: Target, settings: Any, tmp_path: Path) -> TenantFleet:
     directory = tmp_path / "tenant_set"
     directory.mkdir()
     settings.SQLMIGRATE_TENANT_DIR = {target.alias: directory}
-    settings.SQLMIGRATE_TENANTS = "tests.fleet_support.tenant_schemas"
+    settings.SQLMIGRATE_TENANTS = "tests.support.fleet.tenant_schemas"
     target.env.update({"DJANGO_SETTINGS_MODULE": "tests.settings_fleet", "SQLMIGRATE_TEST_TENANT_DIR": str(directory)})
     return TenantFleet(target, directory)
