@@ -37,7 +37,7 @@ TAG = "sqlmigrate"
 @register(TAG)
 def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
     """The settings, the directories and every migration file in them."""
-    return [*_check_table(), *_check_timeouts(), *_check_lint(), *_check_directories()]
+    return [*_check_table(), *_check_timeouts(), *_check_lint(), *_check_drift_ignore(), *_check_directories()]
 
 
 def _check_table() -> list[CheckMessage]:
@@ -69,6 +69,15 @@ def _check_lint() -> list[CheckMessage]:
     except SqlMigrateError as exc:
         hint = 'E.g. SQLMIGRATE_LINT = {"exclude": ["prefer-robust-stmts"], "pg_version": "16", "timeout": 60}.'
         return [Error(str(exc) + ".", hint=hint, id="sqlmigrate.E008")]
+    return []
+
+
+def _check_drift_ignore() -> list[CheckMessage]:
+    try:
+        conf.drift_ignore()
+    except SqlMigrateError as exc:
+        hint = 'E.g. SQLMIGRATE_DRIFT_IGNORE = ["extension pg_stat_statements", "schema monitoring", "* monitoring.*"].'
+        return [Error(str(exc) + ".", hint=hint, id="sqlmigrate.E012")]
     return []
 
 

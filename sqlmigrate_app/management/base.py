@@ -25,6 +25,7 @@ from ..errors import MigrationInterrupted, ProblemKind, SchemaFileError, SqlMigr
 from ..executor import Action, Reporter, Result
 from ..files import Migration
 from ..runner import MigrationRunner
+from ..snapshot import Change, ChangeKind
 
 # Exit codes of ``sqlmigrate_status --check`` and ``sqlmigrate_validate``, one per kind of
 # problem, so a pipeline can tell "deploy needs migrations" (3) from "history was tampered
@@ -45,6 +46,11 @@ EXIT_REHEARSAL, EXIT_SCHEMA_FILE = 9, 11
 # The schema file cannot be written (up, down and redo: after their migrations committed, so a
 # deploy script can tell it from a failed migration; dump) or read (dump --check).
 EXIT_SCHEMA_FILE_NOT_WRITTEN = 12
+# The live schema differs from the one its applied migrations produce (sqlmigrate_drift, and
+# sqlmigrate_up --check-drift, which then applies nothing).
+EXIT_DRIFT = 14
+# Lines of each object's difference verify and drift show below -v 2.
+SHOWN_LINES = 30
 # Exit codes of a run stopped by a signal, as a shell reports them: 128 + the signal's number.
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 # A command whose reader went away (``sqlmigrate_status | head -1``) stops quietly with the code
@@ -303,6 +309,20 @@ def print_plan(command: SqlMigrateCommand, title: str, migrations: list[Migratio
         command.say(f"  {migration.id}{flags}")
         section = migration.down if down else migration.up
         command.say(section.sql.strip() + "\n", level=2)
+
+
+def print_changes(
+    command: SqlMigrateCommand, changes: Iterable[Change], words: dict[ChangeKind, str], indent: str
+) -> None:
+    """Each differing object (``words`` say how it differs) and its lines, at every verbosity;
+    below ``-v 2`` at most :data:`SHOWN_LINES` lines of each."""
+    for change in changes:
+        command.say(f"{indent}{words[change.change]}: {change.object}", level=0)
+        shown = change.diff if command.verbosity >= 2 else change.diff[:SHOWN_LINES]
+        for line in shown:
+            command.say(f"{indent}  {line}", level=0)
+        if len(shown) < len(change.diff):
+            command.say(f"{indent}  ... ({len(change.diff) - len(shown)} more lines; -v 2 shows them)", level=0)
 
 
 def rewrite_schema_file(command: SqlMigrateCommand, runner: MigrationRunner, results: list[Result], done: str) -> None:
