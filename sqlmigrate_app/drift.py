@@ -25,7 +25,7 @@ from django.db.migrations.loader import MigrationLoader
 from . import conf, snapshot
 from .backends import backend_for
 from .directory import MigrationSet, load_directory
-from .errors import ConfigurationError, MissingMigration, ModifiedMigration, SqlMigrateError, plural
+from .errors import ConfigurationError, MissingMigration, ModifiedMigration, SqlMigrateError, plural, printable
 from .executor import Reporter
 from .files import Migration
 from .runner import MigrationRunner
@@ -105,12 +105,13 @@ class Drift:
         migrations = plural(len(self.applied), "applied migration")
         if self.comparison is None:
             changed = plural(len(self.problems), "applied migration")
-            return f"database {self.database!r}: drift not checked: {changed} changed or went since it ran"
+            they = "it" if len(self.problems) == 1 else "they"
+            return f"database {self.database!r}: drift not checked: {changed} changed or went since {they} ran"
         changes = self.comparison.changes
         if not changes:
             verb = "produces" if len(self.applied) == 1 else "produce"
             return f"database {self.database!r} has the schema its {migrations} {verb}"
-        named = [f"{SHORT[change.change]}: {change.object}" for change in changes[:NAMED_IN_SUMMARY]]
+        named = [f"{SHORT[change.change]}: {printable(change.object)}" for change in changes[:NAMED_IN_SUMMARY]]
         more = f"; and {len(changes) - NAMED_IN_SUMMARY} more" if len(changes) > NAMED_IN_SUMMARY else ""
         return (
             f"database {self.database!r} has drifted from its {migrations}: {plural(len(changes), 'object')} "
@@ -144,6 +145,7 @@ def drift(
     reporter = reporter or DriftReporter()
     using = conf.check_alias(using)
     place = _rebuild_place(using, rebuild_on)
+    ignore = conf.drift_ignore()  # refused before anything is read
     found = load_directory(Path(directory) if directory else conf.migrations_dir(using))
     found.raise_first_error()
     target = MigrationRunner(using, found.directory, loader=lambda _: found)
@@ -157,7 +159,7 @@ def drift(
     with throwaway_database(place, keep, reporter) as scratch:
         reporter.rebuilding(scratch.name, applied)
         rebuilt = _rebuild(scratch.alias, found, applied, django)
-    comparison = compare(live, rebuilt, conf.drift_ignore())
+    comparison = compare(live, rebuilt, ignore)
     return Drift(using, applied, [], comparison, live, rebuilt, scratch.name)
 
 
@@ -216,6 +218,8 @@ def _django_migrations(alias: str, applied: set[DjangoMigration]) -> None:
     one as the target's loader counts it) that this project still has, through Django's own
     executor: their tables then compare equal, and a Django migration not applied on the target
     yet is not drift."""
+    if not applied:
+        return
     connection = connections[alias]
     connection.prepare_database()  # as ``migrate`` does first (PostGIS: its extension)
     executor = MigrationExecutor(connection)

@@ -3,8 +3,9 @@ the schema its applied migrations produce. sqlmigrate never runs it.
 
 What each object needs, its database's schema reader says (:meth:`~.snapshot.Reader.fix`): a
 ``DROP`` of what was added by hand where no data is lost (never ``CASCADE``, so a drop that
-something still needs fails, and the transaction with it), a function's definition put back on
-PostgreSQL; the rest is left to a human, named in comments with the lines that differ.
+something still needs fails, and the transaction with it), a function's definition or a column's
+default put back on PostgreSQL; the rest is left to a human, named in comments with the lines
+that differ.
 """
 
 from __future__ import annotations

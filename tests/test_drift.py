@@ -283,6 +283,7 @@ def test_an_ignore_list_that_cannot_match_is_refused_in_one_line(target, setting
 
     assert result.code == 1
     assert "SQLMIGRATE_DRIFT_IGNORE" in result.err and len(result.err.strip().splitlines()) == 1
+    assert "Rebuilding" not in result.out  # refused before anything is read or made
 
 
 # The target is only read -----------------------------------------------------------------------

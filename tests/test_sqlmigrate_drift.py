@@ -231,3 +231,14 @@ def test_the_rebuild_is_made_by_the_same_database(target, tmp_path):
         "--rebuild-on rebuild: database 'rebuild' is SQLite and 'target' is PostgreSQL: rebuild on the "
         "same database as the one compared"
     )
+
+
+def test_names_read_from_the_database_are_printed_escaped(target):
+    applied(target)
+    by_hand(target, 'CREATE TABLE "audit\x1b[31m" (id integer)')
+
+    result = target.call("sqlmigrate_drift")
+
+    assert result.code == EXIT_DRIFT
+    assert "\x1b" not in result.out + result.err
+    assert "audit\\x1b[31m" in result.out and "audit\\x1b[31m" in result.err

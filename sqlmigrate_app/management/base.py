@@ -315,12 +315,13 @@ def print_changes(
     command: SqlMigrateCommand, changes: Iterable[Change], words: dict[ChangeKind, str], indent: str
 ) -> None:
     """Each differing object (``words`` say how it differs) and its lines, at every verbosity;
-    below ``-v 2`` at most :data:`SHOWN_LINES` lines of each."""
+    below ``-v 2`` at most :data:`SHOWN_LINES` lines of each. What a database holds is
+    :func:`~..errors.printable`: drift reads a live one, whose names anybody may have written."""
     for change in changes:
-        command.say(f"{indent}{words[change.change]}: {change.object}", level=0)
+        command.say(f"{indent}{words[change.change]}: {printable(change.object)}", level=0)
         shown = change.diff if command.verbosity >= 2 else change.diff[:SHOWN_LINES]
         for line in shown:
-            command.say(f"{indent}  {line}", level=0)
+            command.say(f"{indent}  {printable(line)}", level=0)
         if len(shown) < len(change.diff):
             command.say(f"{indent}  ... ({len(change.diff) - len(shown)} more lines; -v 2 shows them)", level=0)
 

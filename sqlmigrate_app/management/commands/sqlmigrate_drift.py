@@ -8,7 +8,7 @@ from django.core.management.base import CommandError
 
 from ...drift import WHERE, Drift, DriftReporter, drift
 from ...drift_sql import fix_script
-from ...errors import ProblemKind, plural
+from ...errors import ProblemKind, plural, printable
 from ...files import Migration
 from ..base import EXIT_CODES, EXIT_DRIFT, SqlMigrateCommand, exit_code, exit_codes_line, print_changes
 from .sqlmigrate_verify import ThrowawayLines
@@ -71,7 +71,7 @@ class Command(SqlMigrateCommand):
     def report(self, result: Drift) -> None:
         """The differences, or what kept drift from comparing; the objects left out."""
         for problem in result.problems:
-            self.say(f"  {problem.message}", level=0)
+            self.say(f"  {printable(problem.message)}", level=0)
         if result.comparison is None:
             return
         print_changes(self, result.comparison.changes, WHERE, "  ")
