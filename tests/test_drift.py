@@ -144,6 +144,42 @@ def test_a_function_body_edited_by_hand_is_drift(target):
     assert "    +     AS $function$ SELECT amount * 0.25 $function$\n" in result.out
 
 
+@sqlite_only
+def test_a_trigger_body_edited_by_hand_is_drift(target):
+    orders(target)
+    target.migration(
+        "20240101000002_count_orders",
+        "CREATE TABLE counts (n integer);\n"
+        "CREATE TRIGGER orders_counted AFTER INSERT ON orders BEGIN UPDATE counts SET n = n + 1; END;",
+    )
+    assert target.call("sqlmigrate_up").code == 0
+    by_hand(
+        target,
+        "DROP TRIGGER orders_counted",
+        "CREATE TRIGGER orders_counted AFTER INSERT ON orders BEGIN UPDATE counts SET n = n + 2; END",
+    )
+
+    [change] = as_json(target)["changes"]
+
+    assert (change["change"], change["object"]) == ("changed", "trigger orders_counted on orders")
+    assert change["diff"][1:] == [
+        "-     CREATE TRIGGER orders_counted AFTER INSERT ON orders BEGIN UPDATE counts SET n = n + 1; END",
+        "+     CREATE TRIGGER orders_counted AFTER INSERT ON orders BEGIN UPDATE counts SET n = n + 2; END",
+    ]
+
+
+def test_a_database_without_a_history_table_is_compared_and_left_without_one(target):
+    orders(target)
+    by_hand(target, "CREATE TABLE audit (id integer)")
+
+    result = as_json(target)
+
+    assert result["code"] == EXIT_DRIFT
+    assert result["applied"] == 0
+    assert [change["change"] for change in result["changes"]] == ["added"]
+    assert "schema_migrations" not in target.tables()
+
+
 def test_objects_added_and_dropped_by_hand_are_named_as_such(target):
     applied(target)
     by_hand(target, "CREATE TABLE audit (id integer)", "DROP TABLE notes")
