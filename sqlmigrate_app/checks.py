@@ -37,7 +37,14 @@ TAG = "sqlmigrate"
 @register(TAG)
 def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
     """The settings, the directories and every migration file in them."""
-    return [*_check_table(), *_check_timeouts(), *_check_lint(), *_check_tenants(), *_check_directories()]
+    return [
+        *_check_table(),
+        *_check_timeouts(),
+        *_check_lint(),
+        *_check_tenants(),
+        *_check_drift_ignore(),
+        *_check_directories(),
+    ]
 
 
 def _check_table() -> list[CheckMessage]:
@@ -104,6 +111,15 @@ def _tenant_directories() -> list[tuple[str, Path]]:
             (f"SQLMIGRATE_TENANT_DIR[{alias!r}]", Path(directory)) for alias, directory in value.items() if directory
         ]
     return [("SQLMIGRATE_TENANT_DIR", Path(value))] if isinstance(value, (str, Path)) and value else []
+
+
+def _check_drift_ignore() -> list[CheckMessage]:
+    try:
+        conf.drift_ignore()
+    except SqlMigrateError as exc:
+        hint = 'E.g. SQLMIGRATE_DRIFT_IGNORE = ["extension pg_stat_statements", "schema monitoring", "* monitoring.*"].'
+        return [Error(str(exc) + ".", hint=hint, id="sqlmigrate.E012")]
+    return []
 
 
 def _directories() -> tuple[list[CheckMessage], list[tuple[str, Path]]]:

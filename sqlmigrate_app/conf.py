@@ -227,3 +227,20 @@ def lint_settings() -> LintSettings:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
         raise ConfigurationError(f"SQLMIGRATE_LINT['timeout'] {timeout!r} must be a number of seconds above 0")
     return LintSettings(tuple(exclude), str(pg_version) if pg_version is not None else None, float(timeout))
+
+
+def drift_ignore() -> tuple[str, ...]:
+    """``SQLMIGRATE_DRIFT_IGNORE``: the objects ``sqlmigrate_drift`` leaves out, as ``fnmatch``
+    patterns of ``KIND NAME`` as it prints them, e.g. ``["extension pg_stat_statements",
+    "schema monitoring", "* monitoring.*"]``. A pattern without a space (no kind) and not
+    starting with ``*`` could match nothing, so it is refused."""
+    value = getattr(settings, "SQLMIGRATE_DRIFT_IGNORE", None) or ()
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ConfigurationError(f"SQLMIGRATE_DRIFT_IGNORE {value!r} must be a list of patterns")
+    for pattern in value:
+        if not isinstance(pattern, str) or not (" " in pattern or pattern.startswith("*")):
+            raise ConfigurationError(
+                f"SQLMIGRATE_DRIFT_IGNORE pattern {pattern!r} names no kind: a pattern matches 'KIND NAME' as "
+                "sqlmigrate_drift prints it ('table public.orders'): e.g. 'table public.tmp_*' or '* monitoring.*'"
+            )
+    return tuple(value)

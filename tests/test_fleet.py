@@ -24,8 +24,8 @@ from sqlmigrate_app.runner import MigrationRunner
 from sqlmigrate_app.tenants import Selection, Shard, Target, read_histories, select_targets, tenant_statuses
 
 from .support import fleet as fleet_support
-from .support.target import register_alias, unregister_alias
 from .support.fleet import TenantFleet, make_fleet
+from .support.target import register_alias, unregister_alias
 
 postgresql = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 

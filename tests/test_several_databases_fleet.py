@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from .support.target import register_alias, unregister_alias
 from .support.fleet import TenantFleet, make_fleet
+from .support.target import register_alias, unregister_alias
 
 pytestmark = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
 _numbers = itertools.count()

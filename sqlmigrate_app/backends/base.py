@@ -308,6 +308,13 @@ class Backend(ABC):
     # The schema and verify's throwaway databases -----------------------------------------------
 
     @abstractmethod
+    def read_only(self) -> AbstractContextManager[None]:
+        """One transaction that only reads, and sees the database at one moment: what
+        ``sqlmigrate_drift`` reads of its target (the history, Django's, the catalog) is read in
+        it, so the database refuses any write and the readings agree. Nested in a transaction
+        already open, a savepoint of it (its snapshot is that transaction's)."""
+
+    @abstractmethod
     def schema_reader(self, history_table: str) -> Reader:
         """A reader of the database's schema, the history table ``history_table`` left out
         (see :mod:`sqlmigrate_app.snapshot`)."""

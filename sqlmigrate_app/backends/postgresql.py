@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from django.db import Error as DjangoDatabaseError
+from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..errors import (
@@ -238,6 +239,18 @@ class PostgresBackend(Backend):
     def throwaway_place(self) -> PostgresServer:
         """This database's server, reached through its ``postgres`` database."""
         return PostgresServer(self.connection)
+
+    @contextmanager
+    def read_only(self) -> Iterator[None]:
+        """``REPEATABLE READ, READ ONLY``: the server refuses a write, and every query sees one
+        snapshot. Reading takes ``ACCESS SHARE`` locks only, which block nothing but an
+        ``ACCESS EXCLUSIVE`` one; works on a hot standby too."""
+        outermost = not self.connection.in_atomic_block
+        with transaction.atomic(using=self.connection.alias):
+            if outermost:
+                with self.connection.cursor() as cursor:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
 
     def history_schema(self) -> str:
         """The connection's current schema when the run starts: the history table is named with

@@ -16,6 +16,8 @@ from pathlib import Path
 from time import monotonic, sleep
 from typing import Any
 
+from django.db import transaction
+
 from ..errors import LockTimeout, ThrowawayDatabaseError
 from ..files import Section
 from ..snapshot.sqlite import SQLiteReader
@@ -68,6 +70,21 @@ class SQLiteBackend(Backend):
     def throwaway_place(self) -> TemporaryDirectory:
         """The system's temporary directory."""
         return TemporaryDirectory()
+
+    @contextmanager
+    def read_only(self) -> Iterator[None]:
+        """A deferred transaction (its first read takes the shared lock every reader takes, and
+        with it a view of one moment) with ``PRAGMA query_only`` on, then back as it was."""
+        with transaction.atomic(using=self.connection.alias):
+            cursor = self.raw_cursor()
+            cursor.execute("PRAGMA query_only")
+            previous = int(cursor.fetchone()[0])
+            cursor.execute("PRAGMA query_only = ON")
+            try:
+                yield
+            finally:
+                if not self.connection_lost():
+                    self.raw_cursor().execute(f"PRAGMA query_only = {previous}")
 
     @contextmanager
     def lock(

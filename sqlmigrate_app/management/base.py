@@ -25,6 +25,7 @@ from ..errors import ProblemKind, SchemaFileError, SqlMigrateError, Terminated, 
 from ..executor import Action, Reporter, Result
 from ..files import Migration
 from ..runner import MigrationRunner
+from ..snapshot import Change, ChangeKind
 
 # Exit codes of ``sqlmigrate_status --check`` and ``sqlmigrate_validate``, one per kind of
 # problem, so a pipeline can tell "deploy needs migrations" (3) from "history was tampered
@@ -48,6 +49,11 @@ EXIT_SCHEMA_FILE_NOT_WRITTEN = 12
 # A fleet run (several databases, or tenants) in which some histories failed: each other one was
 # done or had nothing to do, and each history says which (run the command again to finish).
 EXIT_SOME_FAILED = 13
+# The live schema differs from the one its applied migrations produce (sqlmigrate_drift, and
+# sqlmigrate_up --check-drift, which then applies nothing).
+EXIT_DRIFT = 14
+# Lines of each object's difference verify and drift show below -v 2.
+SHOWN_LINES = 30
 # Exit codes of a run stopped by a signal, as a shell reports them: 128 + the signal's number.
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 # A command whose reader went away (``sqlmigrate_status | head -1``) stops quietly with the code
@@ -313,6 +319,21 @@ def print_plan(command: SqlMigrateCommand, title: str, migrations: list[Migratio
         command.say(f"  {migration.id}{flags}")
         section = migration.down if down else migration.up
         command.say(section.sql.strip() + "\n", level=2)
+
+
+def print_changes(
+    command: SqlMigrateCommand, changes: Iterable[Change], words: dict[ChangeKind, str], indent: str
+) -> None:
+    """Each differing object (``words`` say how it differs) and its lines, at every verbosity;
+    below ``-v 2`` at most :data:`SHOWN_LINES` lines of each. What a database holds is
+    :func:`~..errors.printable`: drift reads a live one, whose names anybody may have written."""
+    for change in changes:
+        command.say(f"{indent}{words[change.change]}: {printable(change.object)}", level=0)
+        shown = change.diff if command.verbosity >= 2 else change.diff[:SHOWN_LINES]
+        for line in shown:
+            command.say(f"{indent}  {printable(line)}", level=0)
+        if len(shown) < len(change.diff):
+            command.say(f"{indent}  ... ({len(change.diff) - len(shown)} more lines; -v 2 shows them)", level=0)
 
 
 def rewrite_schema_file(command: SqlMigrateCommand, runner: MigrationRunner, results: list[Result], done: str) -> None:

@@ -31,6 +31,25 @@ KINDS = (
     "comment on",
 )
 RANK = {kind: rank for rank, kind in enumerate(KINDS)}
+# The order ``sqlmigrate_drift --sql`` drops objects added by hand in: those that may use another first.
+DROP_ORDER = (
+    "trigger",
+    "index",
+    "event trigger",
+    "comment on",
+    "materialized view",
+    "view",
+    "aggregate",
+    "procedure",
+    "function",
+    "type",
+    "sequence",
+    "foreign table",
+    "partitioned table",
+    "table",
+    "extension",
+    "schema",
+)
 RANK["partitioned table"] = RANK["foreign table"] = RANK["table"]  # tables of every sort, by name
 INDENT = "    "
 
@@ -74,6 +93,28 @@ class Change:
         return {"change": self.change.value, "object": self.object, "diff": list(self.diff)}
 
 
+@dataclass(frozen=True, slots=True)
+class Fix:
+    """What would bring one object of a live database back to its rebuild's (``sqlmigrate_drift
+    --sql``): statements that lose no data (never a ``CASCADE``), and what is left to a human,
+    each in words."""
+
+    sql: tuple[str, ...] = ()
+    by_hand: tuple[str, ...] = ()
+
+
+ADDED_BY_HAND = "only in the live database: drop it by hand if it is not wanted (dropping it could lose data)"
+DROPPED_BY_HAND = "only in the rebuild: create it by hand as the migrations do (the lines marked -)"
+CHANGED_BY_HAND = "differs from the rebuild: alter it by hand to the lines marked -"
+
+
+def by_hand(live: SchemaObject | None, wanted: SchemaObject | None) -> Fix:
+    """An object left to a human: added, dropped or changed by hand."""
+    if wanted is None:
+        return Fix(by_hand=(ADDED_BY_HAND,))
+    return Fix(by_hand=(DROPPED_BY_HAND if live is None else CHANGED_BY_HAND,))
+
+
 class Snapshot:
     """The schema of a database at one moment, as sorted objects."""
 
@@ -85,6 +126,10 @@ class Snapshot:
         return isinstance(other, Snapshot) and self.by_key == other.by_key
 
     __hash__ = None  # type: ignore[assignment]
+
+    def named(self) -> dict[str, SchemaObject]:
+        """Every object by its :attr:`~SchemaObject.key`."""
+        return {obj.key: obj for obj in self.objects}
 
     def text(self) -> str:
         """The whole description: each object's lines, a blank line between objects."""
@@ -122,6 +167,11 @@ class Reader(ABC):
     @abstractmethod
     def read(self) -> Snapshot:
         """The schema as it is now, read from the catalog."""
+
+    def fix(self, live: SchemaObject | None, wanted: SchemaObject | None) -> Fix:
+        """What would turn ``live`` (None: not in the live database) into ``wanted`` (None: not
+        in the rebuild), this reader knowing how it wrote their lines; here, all by hand."""
+        return by_hand(live, wanted)
 
 
 def line_diff(before: tuple[str, ...], after: tuple[str, ...], context: int = 2) -> Iterator[str]:

@@ -14,6 +14,7 @@ Schemas, extensions, types, functions, event triggers and comments are few and r
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .model import INDENT, Reader, SchemaObject, Snapshot
+from .model import CHANGED_BY_HAND, INDENT, Fix, Reader, SchemaObject, Snapshot, by_hand
 
 Rows = list[tuple[Any, ...]]
 
@@ -279,6 +280,35 @@ POLICY_COMMANDS = {"*": "all", "r": "select", "a": "insert", "w": "update", "d":
 TRIGGER_STATES = {"D": " (disabled)", "R": " (enabled replica)", "A": " (enabled always)"}
 REPLICA_IDENTITY = {"n": "nothing", "f": "full", "i": "index"}
 
+# sqlmigrate_drift --sql. A name as the queries above write it (quote_ident), and a table's part.
+IDENTIFIER = r'(?:"(?:[^"]|"")*"|[^\s:."(]+)'
+SCHEMA_RE = re.compile(IDENTIFIER)
+PART_RE = re.compile(
+    rf"{INDENT}(column|constraint|index|trigger|rule|policy|statistics) ({IDENTIFIER}(?:\.{IDENTIFIER})?)"
+)
+# Objects added by hand that a DROP removes losing no data; without CASCADE, one that something
+# else still needs is refused by the server, not dropped with it.
+DROPS = {
+    "view": "VIEW",
+    "materialized view": "MATERIALIZED VIEW",
+    "function": "FUNCTION",
+    "procedure": "PROCEDURE",
+    "aggregate": "AGGREGATE",
+    "sequence": "SEQUENCE",
+    "schema": "SCHEMA",
+    "event trigger": "EVENT TRIGGER",
+}
+# A table's parts added by hand, each dropped alone ({table} qualified, {schema} the table's).
+PART_DROPS = {
+    "index": "DROP INDEX {schema}.{name}",
+    "constraint": "ALTER TABLE {table} DROP CONSTRAINT {name}",
+    "trigger": "DROP TRIGGER {name} ON {table}",
+    "policy": "DROP POLICY {name} ON {table}",
+    "rule": "DROP RULE {name} ON {table}",
+    "statistics": "DROP STATISTICS {name}",
+}
+TABLES = ("table", "partitioned table", "foreign table")
+
 
 class PostgresReader(Reader):
     """Reads a PostgreSQL catalog; keeps each relation's object for the next snapshot, with what
@@ -307,6 +337,19 @@ class PostgresReader(Reader):
         self._relations = {oid: fresh.get(oid) or self._relations[oid] for oid in parts}
         self._horizon, self._parts, self._named = horizon, parts, named
         return Snapshot([*self._relations.values(), *_others(rows)])
+
+    def fix(self, live: SchemaObject | None, wanted: SchemaObject | None) -> Fix:
+        """Drop what was added by hand where no data is lost (a view, a function, a table's index
+        or trigger, not a table or a column); put a function's or procedure's definition back
+        (``pg_get_functiondef`` wrote a whole ``CREATE OR REPLACE``) and a column's default; the
+        rest by hand."""
+        if wanted is None and live is not None:
+            return _drop(live)
+        if wanted is not None and wanted.kind in ("function", "procedure"):
+            return Fix(sql=("\n".join(line.removeprefix(INDENT) for line in wanted.lines[1:]),))
+        if live is not None and wanted is not None and wanted.kind in TABLES:
+            return _fix_table(live, wanted)
+        return by_hand(live, wanted)
 
     def _stale(
         self, cursor: Any, parts: dict[int, int], named: dict[tuple[int, int], str], written: set[int], pg_class: int
@@ -525,3 +568,67 @@ def _types(rows: Rows, constraints: dict[int, list[str]]) -> Iterator[SchemaObje
         else:
             header = f"type {name}: base {base_io}"
         yield SchemaObject("type", name, (header, *_part_lines(constraints.get(oid, []))))
+
+
+def _drop(live: SchemaObject) -> Fix:
+    """The DROP of an object added by hand, if it loses no data."""
+    if live.kind in DROPS:
+        return Fix(sql=(f"DROP {DROPS[live.kind]} {live.name}",))
+    if live.kind == "type":
+        domain = live.lines[0].startswith(f"type {live.name}: domain ")
+        return Fix(sql=(f"DROP {'DOMAIN' if domain else 'TYPE'} {live.name}",))
+    return by_hand(live, None)
+
+
+def _parts(table: SchemaObject) -> dict[tuple[str, str], tuple[str, ...]]:
+    """A table's parts by kind and name (``("index", "orders_total_idx")``), each with its lines."""
+    parts: dict[tuple[str, str], tuple[str, ...]] = {}
+    key = None
+    for line in table.lines[1:]:
+        match = PART_RE.match(line)
+        if match:
+            key = (match[1], match[2])
+            parts[key] = (line,)
+        elif key is not None:
+            parts[key] += (line,)  # a rule's further lines
+    return parts
+
+
+def _set_default(table: str, column: str, have: tuple[str, ...], want: tuple[str, ...]) -> str | None:
+    """``ALTER COLUMN ... SET DEFAULT`` (or ``DROP DEFAULT``) when a column's lines differ only in
+    its default, which touches no row; None otherwise (identity and generated columns too)."""
+    if have == want or any(" as identity" in line or " generated always as (" in line for line in have + want):
+        return None
+    before, _, _ = have[0].partition(" default ")
+    after, _, default = want[0].partition(" default ")
+    if before != after:
+        return None
+    return f"ALTER TABLE {table} ALTER COLUMN {column} " + (f"SET DEFAULT {default}" if default else "DROP DEFAULT")
+
+
+def _fix_table(live: SchemaObject, wanted: SchemaObject) -> Fix:
+    """A changed table: its parts added by hand dropped (an index a constraint added by hand
+    owns goes with the constraint), a column added by hand and everything else by hand."""
+    have, want = _parts(live), _parts(wanted)
+    constraints = {name for kind, name in have.keys() - want.keys() if kind == "constraint"}
+    schema = SCHEMA_RE.match(live.name)
+    sql, left = [], []
+    if live.lines[0] != wanted.lines[0]:
+        left.append(f"{CHANGED_BY_HAND} (its first line)")
+    for (kind, name), lines in have.items():
+        if (kind, name) in want:
+            default = _set_default(live.name, name, lines, want[kind, name]) if kind == "column" else None
+            if default:
+                sql.append(default)
+            elif want[kind, name] != lines:
+                left.append(f"{kind} {name}: {CHANGED_BY_HAND}")
+        elif kind in PART_DROPS:
+            if not (kind == "index" and name in constraints):
+                sql.append(PART_DROPS[kind].format(schema=schema[0] if schema else "", table=live.name, name=name))
+        else:
+            left.append(f"{kind} {name}: only in the live database: drop it by hand if it is unwanted (its data goes)")
+    for kind, name in sorted(want.keys() - have.keys()):
+        left.append(f"{kind} {name}: only in the rebuild: create it by hand as the migrations do (the line marked -)")
+    if not sql and not left:
+        left.append(f"{CHANGED_BY_HAND} (the order of its columns)")
+    return Fix(tuple(sql), tuple(left))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .model import INDENT, Reader, SchemaObject, Snapshot
+from .model import INDENT, Fix, Reader, SchemaObject, Snapshot, by_hand
 
 # A string literal (kept as it is), a "quoted" plain identifier (unquoted), or a run of whitespace.
 TOKEN_RE = re.compile(r"""('(?:[^']|'')*')|"([A-Za-z_][A-Za-z0-9_]*)"|(\s+)""")
@@ -60,6 +60,15 @@ class SQLiteReader(Reader):
             )
             rows = cursor.fetchall()
         return Snapshot(schema_object(*row) for row in rows)
+
+    def fix(self, live: SchemaObject | None, wanted: SchemaObject | None) -> Fix:
+        """Drop an index, trigger or view added by hand; the rest by hand (the stored SQL, once
+        normalised, may not run as it reads: a keyword it unquoted)."""
+        if wanted is None and live is not None and live.kind in ("index", "trigger", "view"):
+            name = live.name if live.kind == "view" else live.name.rpartition(" on ")[0]
+            quoted = '"' + name.replace('"', '""') + '"'  # quote_name would leave a " inside as it is
+            return Fix(sql=(f"DROP {live.kind.upper()} {quoted}",))
+        return by_hand(live, wanted)
 
 
 def schema_object(type_: str, name: str, table: str, sql: str) -> SchemaObject:

@@ -4,11 +4,15 @@ from argparse import ArgumentParser
 from time import perf_counter
 from typing import Any
 
+from django.core.management.base import CommandError
+
+from ...drift import drift
 from ...errors import ConfigurationError
 from ...fleet import Up, plan_fleet
 from ...runner import MigrationRunner
 from ...tenants import Target
 from ..base import (
+    EXIT_DRIFT,
     EXIT_SCHEMA_FILE_NOT_WRITTEN,
     ProgressReporter,
     SqlMigrateCommand,
@@ -27,6 +31,7 @@ from ..fleet import (
     rewrite_schema_files,
     run_fleet_command,
 )
+from .sqlmigrate_drift import DriftLines
 
 NOTHING_PENDING = "No pending migrations."
 APPLIED = "applied and recorded in the history"
@@ -42,7 +47,11 @@ class Command(SqlMigrateCommand):
     several_databases = True
     exit_codes_help = exit_codes_line(
         "applied, or nothing pending",
-        [(EXIT_SCHEMA_FILE_NOT_WRITTEN, "migrations applied, schema file not written"), SOME_FAILED],
+        [
+            (EXIT_SCHEMA_FILE_NOT_WRITTEN, "migrations applied, schema file not written"),
+            SOME_FAILED,
+            (EXIT_DRIFT, "--check-drift: the schema drifted, nothing applied"),
+        ],
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -72,6 +81,12 @@ class Command(SqlMigrateCommand):
             help="Try a migration that failed on its lock timeout N more times, pausing longer each time "
             "(default: SQLMIGRATE_RETRIES, else 0).",
         )
+        parser.add_argument(
+            "--check-drift",
+            action="store_true",
+            help="First compare the schema with the one the applied migrations produce (as sqlmigrate_drift does); "
+            "if it differs, apply nothing and exit 14.",
+        )
         self.add_wait_argument(parser)
         add_selection_arguments(parser)
         add_run_arguments(parser)
@@ -85,6 +100,10 @@ class Command(SqlMigrateCommand):
         targets = fleet_targets(options, force=options["json"])
         if targets is None:
             self.run_one(options)
+        elif options["check_drift"]:
+            raise ConfigurationError(
+                "--check-drift compares one database's shared set: give one --database, or --shared"
+            )
         elif options["sql"]:
             self.stdout.write(
                 self.script_runner(one_script_target(targets), options).up_script(
@@ -110,6 +129,8 @@ class Command(SqlMigrateCommand):
         runner = self.runner(
             options, lock_wait_timeout=options["wait"], reporter=ProgressReporter(self), retries=options["retries"]
         )
+        if options["check_drift"]:
+            self.check_drift(options, say=not options["sql"])
         to, out_of_order = options["to"], options["allow_out_of_order"]
         if options["sql"]:
             self.stdout.write(runner.up_script(to=to, allow_out_of_order=out_of_order), ending="")
@@ -128,3 +149,17 @@ class Command(SqlMigrateCommand):
         print_summary(self, results, "Faked" if options["fake"] else "Applied", NOTHING_PENDING, started)
         done = "recorded as applied (--fake)" if options["fake"] else APPLIED
         rewrite_schema_file(self, runner, results, done)
+
+    def check_drift(self, options: dict[str, Any], say: bool) -> None:
+        """Refuse to go on when the schema drifted, in one line naming the first differences;
+        else ``say`` so (not into a ``--sql`` script). An applied migration modified or missing
+        is not compared: ``up`` refuses it next."""
+        result = drift(options["database"], options["directory"], reporter=DriftLines(self))
+        if result.drifted:
+            raise CommandError(
+                f"not applying anything: {result.summary()}; see them all with "
+                f"'manage.py sqlmigrate_drift --database {result.database}'",
+                returncode=EXIT_DRIFT,
+            )
+        if result.comparison is not None and say:
+            self.say(f"No drift: {result.summary()}.")

@@ -8,11 +8,12 @@ from django.core.management.base import CommandError
 
 from ...errors import plural
 from ...files import Migration
+from ...snapshot import ChangeKind
 from ...verify import Outcome, Rehearsal, VerifyReporter, verify
-from ..base import EXIT_REHEARSAL, SqlMigrateCommand, exit_codes_line
+from ..base import EXIT_REHEARSAL, SqlMigrateCommand, exit_codes_line, print_changes
 
-# Lines of diff shown per object below -v 2.
-SHOWN_LINES = 30
+# How a step's schema differs from the one it must give back, as verify has always printed it.
+CHANGES = {kind: kind.value for kind in ChangeKind}
 # What verify prints still calls a rehearsal a "round trip", as its output always has (tests and
 # the docs quote it); elsewhere a round trip is the network's.
 OUTCOMES = {
@@ -111,13 +112,6 @@ class TextReporter(ThrowawayLines):
         self.command.say(f"  {result.migration.id}: {paint(OUTCOMES[result.outcome])}", level=level)
         for mismatch in result.mismatches:
             self.command.say(f"    {mismatch.message}:", level=0)
-            for change in mismatch.changes:
-                self.command.say(f"      {change.change}: {change.object}", level=0)
-                shown = change.diff if self.command.verbosity >= 2 else change.diff[:SHOWN_LINES]
-                for line in shown:
-                    self.command.say(f"        {line}", level=0)
-                if len(shown) < len(change.diff):
-                    more = len(change.diff) - len(shown)
-                    self.command.say(f"        ... ({more} more lines; -v 2 shows them)", level=0)
+            print_changes(self.command, mismatch.changes, CHANGES, "      ")
         if result.error:
             self.command.say(f"    {result.error}", level=0)
