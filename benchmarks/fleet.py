@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -57,6 +58,8 @@ JOBS = (1, 2, 4, 8)
 RTT_MS = 20
 LATENCY_TENANTS = 20
 ADMIN_ROUNDS = 10
+PAIR_ROUNDS = 3  # interleaved rounds of --jobs 1 against a single database's up
+WORKLOADS = ("noop", "migrate_schemas", "fresh", "pairs", "latency", "admin")
 
 SETTINGS = """
 import os
@@ -301,6 +304,30 @@ def fresh_fleet(bench: FleetBench, tenants: int, log: Callable[[str], None]) -> 
         log(f"  fresh: {brief(bench, 'fresh:', last_only=True)}")
 
 
+def pairs(bench: FleetBench, tenants: int, log: Callable[[str], None]) -> None:
+    """The cost per migration: ``--jobs 1`` over ``tenants`` x 20 against a single database's up of
+    as many migrations, and Django's start-up, interleaved, PAIR_ROUNDS times on fresh copies."""
+    m = FRESH_MIGRATIONS
+    template = bench.fleet_template(tenants)
+    single = bench.workdir / "pairs_single_set"
+    write_single_set(single, tenants, m)
+    older_than_racy()
+
+    def run(key: str, url: str, *args: str) -> float:
+        return bench.site_manage(key, url, m, *args)
+
+    for round_no in range(PAIR_ROUNDS):
+        fleet_db, single_db = bench.copy(template), bench.copy(template)
+        interleaved(
+            round_no,
+            partial(run, "pairs:jobs_1", fleet_db, "sqlmigrate_up", "--tenants", "--jobs", "1"),
+            partial(run, "pairs:django_check", template, "check"),
+            partial(run, "pairs:single_up", single_db, "sqlmigrate_up", "--shared", "--dir", str(single)),
+        )
+        assert bench.count(single_db, "SELECT count(*) FROM public.schema_migrations") == tenants * m
+        log(f"  pairs, round {round_no + 1}: {brief(bench, 'pairs:')}")
+
+
 def latency(bench: FleetBench, noop_url: str, log: Callable[[str], None]) -> None:
     """Round trips through a 20 ms proxy: the no-op fleet's ``up`` and ``status``; fresh fleets of
     LATENCY_TENANTS tenants with 10 and with 20 migrations each, and that fleet with nothing to do."""
@@ -341,25 +368,32 @@ def latency(bench: FleetBench, noop_url: str, log: Callable[[str], None]) -> Non
 
 
 def admin_pages(bench: FleetBench, url: str, tenants: int, log: Callable[[str], None]) -> None:
-    """The admin's fleet pages on the no-op fleet, server-side, in one process (the demo
-    project's admin, its tenants the ``tenant_*`` schemas: ``tests.settings_fleet``)."""
-    out = bench.workdir / "admin_fleet.json"
-    env = {
-        "DJANGO_SETTINGS_MODULE": "tests.settings_fleet",
-        "SQLMIGRATE_TEST_TENANT_DIR": str(bench.site / f"tenant_sql_{NOOP_MIGRATIONS}"),
-        "XDG_CACHE_HOME": str(bench.workdir / "admin_cache"),
-    }
+    """The admin's fleet pages on the no-op fleet, server-side, each in one process (the demo
+    project's admin, its tenants the ``tenant_*`` schemas: ``tests.settings_fleet``): every
+    tenant up to date, then every tenant behind by one more file (each history's rows read)."""
+    applied = bench.site / f"tenant_sql_{NOOP_MIGRATIONS}"
+    behind = bench.workdir / "tenant_sql_behind"
+    shutil.copytree(applied, behind)
+    (behind / f"{stamp(NOOP_MIGRATIONS)}_one_more.sql").write_text("-- UP\nCREATE TABLE one_more (id int);\n")
+    older_than_racy()
     script = [sys.executable, str(ROOT / "benchmarks" / "admin_requests.py"), "--fleet", "--rounds", str(ADMIN_ROUNDS)]
-    process = bench.run("admin:process", [*script, "--out", str(out)], url, env)
-    timed = json.loads(out.read_text())
-    bench.figures["admin"] = {
-        "tenants": tenants,
-        "migrations": NOOP_MIGRATIONS,
-        "median_seconds": {page: statistics.median(seconds) for page, seconds in timed["seconds"].items()},
-        "html_bytes": timed["html_bytes"],
-        "process_rss_mb": round(process.rss_mb, 1),
-    }
-    log(f"  admin: {bench.figures['admin']['median_seconds']}")
+    figures: dict[str, object] = {"tenants": tenants, "migrations": NOOP_MIGRATIONS}
+    for case, directory in (("up_to_date", applied), ("behind_by_one", behind)):
+        out = bench.workdir / f"admin_{case}.json"
+        env = {
+            "DJANGO_SETTINGS_MODULE": "tests.settings_fleet",
+            "SQLMIGRATE_TEST_TENANT_DIR": str(directory),
+            "XDG_CACHE_HOME": str(bench.workdir / "admin_cache"),
+        }
+        process = bench.run(f"admin:{case}", [*script, "--out", str(out)], url, env)
+        timed = json.loads(out.read_text())
+        figures[case] = {
+            "median_seconds": {page: statistics.median(seconds) for page, seconds in timed["seconds"].items()},
+            "html_bytes": timed["html_bytes"],
+            "process_rss_mb": round(process.rss_mb, 1),
+        }
+        log(f"  admin, {case}: {figures[case]}")
+    bench.figures["admin"] = figures
 
 
 def brief(bench: Bench, prefix: str, last_only: bool = False) -> str:
@@ -397,7 +431,8 @@ def targets(bench: FleetBench, tenants: int, fresh_tenants: int) -> list[dict[st
         ref = median(bench, f"fresh:{peer}")
         ratio = best / ref if best is not None and ref else None
         check(f"fresh {fresh_tenants} x 20, best --jobs <= 0.1 x {peer}", ratio, 0.1, "x")
-    fresh_startup, jobs_1, single = (median(bench, f"fresh:{k}") for k in ("django_check", "jobs_1", "single_up"))
+    source = "pairs" if "pairs:jobs_1" in bench.samples else "fresh"
+    fresh_startup, jobs_1, single = (median(bench, f"{source}:{k}") for k in ("django_check", "jobs_1", "single_up"))
     if fresh_startup is not None and jobs_1 is not None and single is not None:
         ratio = (jobs_1 - fresh_startup) / (single - fresh_startup)
         bench.figures["per_migration_ms"] = {
@@ -409,6 +444,12 @@ def targets(bench: FleetBench, tenants: int, fresh_tenants: int) -> list[dict[st
     check("per migration at --jobs 1 <= 1.2 x a single database's up (start-up taken off both)", ratio, 1.2, "x")
     rss = [s.rss_mb for key in ("noop:setup_up_jobs_2", "noop:up", "noop:status") for s in bench.samples.get(key, [])]
     check(f"peak RSS at {tenants:,} tenants <= 150 MB", max(rss) if rss else None, 150.0, "MB")
+    admin: dict[str, dict[str, dict[str, float]]] = bench.figures.get("admin", {})  # type: ignore[assignment]
+    for case in ("up_to_date", "behind_by_one"):
+        pages = admin.get(case, {}).get("median_seconds", {})
+        for page, limit in (("fleet", 0.150), ("tenant_list", 0.150), ("tenant_detail", 0.050)):
+            name = f"admin {page} page, {tenants:,} tenants x 50, {case.replace('_', ' ')} <= {limit * 1000:.0f} ms"
+            check(name, pages.get(page), limit, "s")
     return checks
 
 
@@ -418,12 +459,12 @@ def main() -> int:
     parser.add_argument("--dt-tenants", type=int, default=1000, help="tenants of migrate_schemas' no-op fleet")
     parser.add_argument("--fresh-tenants", type=int, default=200, help="tenants of the fresh fleet")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script runs")
-    parser.add_argument("--no-admin", action="store_true", help="skip the admin pages")
-    parser.add_argument("--admin-only", action="store_true", help="only the admin pages (on the no-op fleet)")
+    parser.add_argument("--only", action="append", choices=WORKLOADS, help="run only this workload (repeatable)")
     parser.add_argument("--out", type=Path, help="JSON result file (default: benchmarks/results/DATE-fleet.json)")
     args = parser.parse_args()
     if args.smoke:
         args.tenants, args.dt_tenants, args.fresh_tenants = 12, 3, 6
+    only = set(args.only or WORKLOADS)
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -437,16 +478,22 @@ def main() -> int:
         bench = FleetBench(server_url, Path(workdir))
         write_site(bench.site, (FRESH_MIGRATIONS, NOOP_MIGRATIONS))
         bench.untimed(server_url, FRESH_MIGRATIONS, "makemigrations", "customers", "-v", "0")
-        log(f"no-op fleet, {args.tenants} tenants...")
-        noop_url = noop_fleet(bench, args.tenants, log, 0 if args.admin_only else NOOP_ROUNDS)
-        if not args.admin_only:
+        if only & {"noop", "latency", "admin"}:
+            log(f"no-op fleet, {args.tenants} tenants...")
+            noop_url = noop_fleet(bench, args.tenants, log, NOOP_ROUNDS if "noop" in only else 0)
+        if "migrate_schemas" in only:
             log(f"migrate_schemas with nothing to do, {args.dt_tenants} tenants...")
             migrate_schemas_noop(bench, args.dt_tenants, log)
+        if "fresh" in only:
             log(f"fresh fleet, {args.fresh_tenants} tenants x {FRESH_MIGRATIONS}...")
             fresh_fleet(bench, args.fresh_tenants, log)
+        if "pairs" in only:
+            log(f"--jobs 1 against a single database, {args.fresh_tenants} x {FRESH_MIGRATIONS}...")
+            pairs(bench, args.fresh_tenants, log)
+        if "latency" in only:
             log(f"through a {RTT_MS} ms proxy...")
             latency(bench, noop_url, log)
-        if not args.no_admin:
+        if "admin" in only:
             log("admin fleet pages...")
             admin_pages(bench, noop_url, args.tenants, log)
         info = machine(server_url)
@@ -463,13 +510,14 @@ def main() -> int:
     elapsed = time.perf_counter() - started
     print(f"\n{info['postgresql']}; {info['cpus']} CPUs, {info['memory']}; took {elapsed:.0f} s")
     now = datetime.now(timezone.utc)
-    suffix = ("-smoke" if args.smoke else "") + ("-admin" if args.admin_only else "")
+    suffix = ("-smoke" if args.smoke else "") + ("-only-" + "-".join(sorted(only)) if args.only else "")
     out = args.out or ROOT / "benchmarks" / "results" / f"{now:%Y-%m-%d}-fleet{suffix}.json"
     out.write_text(
         json.dumps(
             {
                 "date": now.isoformat(timespec="seconds"),
                 "sizes": {"tenants": args.tenants, "dt_tenants": args.dt_tenants, "fresh_tenants": args.fresh_tenants},
+                "only": sorted(only),
                 "load_average": os.getloadavg(),
                 "machine": info,
                 "seconds_total": round(elapsed, 1),
