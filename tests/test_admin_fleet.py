@@ -55,8 +55,10 @@ def tenant_rows(client: Client, **params: str) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def mixed(fleet: TenantFleet) -> TenantFleet:
-    """Tenants up to date, behind (by one and by three), modified, missing, and one whose schema is gone."""
+    """Tenants up to date, behind (by one and by three), modified, missing, one with another tool's table."""
     fleet.create("tenant_done", "tenant_also_done", "tenant_behind", "tenant_new", "tenant_modified", "tenant_extra")
+    fleet.create("tenant_foreign")
+    fleet.target.query("CREATE TABLE tenant_foreign.schema_migrations (version bigint)")
     for schema in ("tenant_done", "tenant_also_done", "tenant_modified", "tenant_extra"):
         migrate(fleet, schema)
     migrate(fleet, "tenant_behind", to=TWO)
@@ -74,14 +76,15 @@ def mixed(fleet: TenantFleet) -> TenantFleet:
 def test_the_fleet_page_shows_each_tenant_what_is_wrong_first_and_counts_every_state(
     mixed: TenantFleet, admin_client: Client, settings: Any
 ) -> None:
-    tenants = ["tenant_also_done", "tenant_behind", "tenant_done", "tenant_extra", "tenant_gone", "tenant_modified"]
-    settings.SQLMIGRATE_TENANTS = lambda alias: [*tenants, "tenant_new"]
+    tenants = ["tenant_also_done", "tenant_behind", "tenant_done", "tenant_extra", "tenant_foreign", "tenant_gone"]
+    settings.SQLMIGRATE_TENANTS = lambda alias: [*tenants, "tenant_modified", "tenant_new"]
 
     response = admin_client.get(fleet_url())
 
     html = response.content.decode()
     assert TENANT_ROW_RE.findall(html) == [
         ("error", "tenant_gone"),
+        ("history_table", "tenant_foreign"),
         ("missing", "tenant_extra"),
         ("modified", "tenant_modified"),
         ("behind", "tenant_behind"),
@@ -89,7 +92,7 @@ def test_the_fleet_page_shows_each_tenant_what_is_wrong_first_and_counts_every_s
         ("up to date", "tenant_also_done"),
         ("up to date", "tenant_done"),
     ]
-    for label in ("All (7)", "Up to date (2)", "Behind (2)", "Modified (1)", "Missing (1)", "Error (1)"):
+    for label in ("All (8)", "Up to date (2)", "Behind (2)", "Modified (1)", "Missing (1)", "History table (1)"):
         assert label in html, label
     assert f"1: <code>{THREE}</code>" in html  # tenant_behind, by which migration
     assert f"3: <code>{ONE}</code>, <code>{TWO}</code>, <code>{THREE}</code>" in html  # tenant_new
