@@ -21,7 +21,8 @@ its own peak RSS), as ``run.py`` measures. Workloads, in one run:
   fleets of ``LATENCY_TENANTS`` tenants (10 and 20 migrations each) for the cost per migration;
 - the admin's fleet pages on the no-op fleet, server-side (``admin_requests.py --fleet``).
 
-Writes ``benchmarks/results/DATE-fleet.json``; see benchmarks/README.md.
+Needs django-tenants (``pip install 'django-tenants>=4,<5'``). Writes
+``benchmarks/results/DATE-fleet.json``; see benchmarks/README.md.
 """
 
 from __future__ import annotations
