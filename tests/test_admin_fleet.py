@@ -303,3 +303,17 @@ def test_tenants_on_sqlite_are_one_line_on_the_fleet_page(target: Any, settings:
     assert response.status_code == 200
     assert "are a PostgreSQL feature" in response.content.decode()
     assert connections["target"].vendor == "sqlite"
+
+
+@postgresql
+def test_a_tenant_set_setting_manage_py_check_refuses_is_one_line_and_no_link(
+    fleet: TenantFleet, admin_client: Client, settings: Any
+) -> None:
+    settings.SQLMIGRATE_TENANT_DIR = 42
+
+    fleet_page = admin_client.get(fleet_url())
+    list_page = admin_client.get(list_url())
+
+    assert fleet_page.status_code == list_page.status_code == 200
+    assert "SQLMIGRATE_TENANT_DIR 42 is not a directory" in fleet_page.content.decode()
+    assert "sqlmigrate-fleet-link" not in list_page.content.decode()
