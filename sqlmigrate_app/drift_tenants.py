@@ -254,8 +254,7 @@ class _Database:
         chosen tenants' schemas, and any other schema with a history table of its own (another
         tenant's)."""
         quoted = schemas.schema_names(live)
-        tables = {obj.name for obj in live.objects if obj.kind == "table"}
-        holders = {name for name in quoted.values() if {f"{name}.{self.table}", f'{name}."{self.table}"'} & tables}
+        holders = schemas.history_holders(live, self.table)
         chosen = {tenant: quoted[tenant] for tenant in self.tenants if tenant in quoted}
         rest, parts = schemas.split(live, holders | set(chosen.values()))
         return rest, {tenant: (name, parts[name]) for tenant, name in chosen.items()}

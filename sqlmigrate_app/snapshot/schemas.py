@@ -63,6 +63,20 @@ def split(snapshot: Snapshot, schemas: Collection[str]) -> tuple[list[SchemaObje
     return rest, parts
 
 
+def history_holders(snapshot: Snapshot, table: str) -> set[str]:
+    """The schemas of ``snapshot`` (qualified names) with a history table ``table`` of their own:
+    tenants' (the shared set's history table is left out of every snapshot)."""
+    tables = {obj.name for obj in snapshot.objects if obj.kind == "table"}
+    return {name for name in schema_names(snapshot).values() if {f"{name}.{table}", f'{name}."{table}"'} & tables}
+
+
+def shared_part(snapshot: Snapshot, table: str) -> Snapshot:
+    """``snapshot`` without the schemas that hold a history table ``table`` of their own (its
+    tenants'): the shared set's part of a database."""
+    rest, _ = split(snapshot, history_holders(snapshot, table))
+    return Snapshot(rest)
+
+
 def without(objects: Iterable[SchemaObject], schema: str, table: str) -> list[SchemaObject]:
     """``objects`` but the history table ``table`` of ``schema`` (a tenant's own, as the shared
     set's history table is left out of every snapshot)."""
