@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from sqlmigrate_app.drift_tenants import drift_fleet
 from sqlmigrate_app.errors import ProblemKind
-from sqlmigrate_app.management.base import EXIT_CODES, EXIT_DRIFT
+from sqlmigrate_app.management.base import EXIT_CODES, EXIT_DRIFT, EXIT_SOME_FAILED
 from sqlmigrate_app.tenants import Target
 
 from .support.fleet import TenantFleet, make_fleet
@@ -224,3 +224,25 @@ def test_up_check_drift_of_the_shared_set_alone_leaves_the_tenants_schemas_out(f
     assert result.code == 0, result.text
     assert "No drift: database " in result.out
     assert "regions" in fleet.target.tables()
+
+
+def test_a_tenant_whose_name_must_be_quoted_is_compared_as_the_others(fleet):
+    fleet.create("tenant-x")
+    assert fleet.call("sqlmigrate_up", tenant=["tenant-x"]).code == 0
+
+    clean = fleet.call("sqlmigrate_drift", tenant=["tenant-x"])
+    by_hand(fleet, 'CREATE INDEX orders_total_idx ON "tenant-x".orders (total)')
+    drifted = fleet.call("sqlmigrate_drift", tenant=["tenant-x"])
+
+    assert clean.code == 0, clean.text
+    assert drifted.code == EXIT_DRIFT
+    assert '    changed: table "tenant-x".orders\n' in drifted.out
+
+
+def test_a_tenant_whose_schema_is_missing_is_not_compared(fleet):
+    result = fleet.call("sqlmigrate_drift", tenant=["tenant_a", "tenant_gone"])
+
+    assert result.code == EXIT_SOME_FAILED, result.text
+    assert "  tenant_gone: not compared: database " in result.out
+    assert "schema 'tenant_gone' does not exist" in result.out
+    assert result.err.endswith("1 tenant not compared: tenant_gone")
