@@ -167,7 +167,7 @@ def why_not(tenant: TenantDrift) -> str:
 
 
 def fleet_exit(result: FleetDrift, sql: bool) -> None:
-    """Exit 14 when anything drifted; else the code of a changed or missing file (4, 5); else 13
+    """Exit 14 when anything drifted; else the code of a changed or missing file (5, 6); else 13
     when a tenant's history could not be read; else 0."""
     drifted = [shared.summary() for shared in result.shared if shared.drifted]
     tenants = [tenant for tenant in result.tenants if tenant.drifted]
