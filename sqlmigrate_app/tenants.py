@@ -276,7 +276,7 @@ def tenant_statuses(database: str, schemas: Sequence[str], found: MigrationSet) 
 def django_tenants_schemas(database: str) -> list[str]:
     """``SQLMIGRATE_TENANTS`` for django-tenants: the ``schema_name`` of every row of its
     ``TENANT_MODEL`` in ``database``, but the public schema's (the shared set's)."""
-    from django_tenants.utils import get_public_schema_name, get_tenant_model  # type: ignore[import-not-found]
+    from django_tenants.utils import get_public_schema_name, get_tenant_model
 
     tenants = get_tenant_model().objects.using(database).exclude(schema_name=get_public_schema_name())
     return [str(name) for name in tenants.values_list("schema_name", flat=True)]
