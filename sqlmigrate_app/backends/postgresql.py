@@ -254,10 +254,12 @@ class PostgresBackend(Backend):
 
     def history_schema(self) -> str:
         """The connection's current schema when the run starts: the history table is named with
-        it, so a migration that changes ``search_path`` cannot lose it."""
-        cursor = self.raw_cursor()
-        cursor.execute("SELECT pg_catalog.current_schema()")
-        schema = cursor.fetchone()[0]
+        it, so a migration that changes ``search_path`` cannot lose it. Asked through Django's
+        cursor: a connection wrapper that sets ``search_path`` as it opens one (django-tenants')
+        has then set the schema it means, not left the last tenant's."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_catalog.current_schema()")
+            schema = cursor.fetchone()[0]
         if schema is None:
             raise ConfigurationError(
                 f"database {self.connection.alias!r}: its search_path names no existing schema, so there is no "
