@@ -201,3 +201,28 @@ def test_django_tenants_search_path_and_ours_stay_out_of_each_others_way(project
     users = project.query("SELECT username FROM acme.auth_user ORDER BY id")
     assert users == [("before",), ("during",), ("after",)]
     assert project.query("SELECT count(*) FROM globex.auth_user") == [(0,)]
+
+
+MIGRATE_PUBLIC = """
+import json
+from sqlmigrate_app.errors import ConfigurationError
+from sqlmigrate_app.fleet import migrate_tenant
+
+try:
+    migrate_tenant("public")
+except ConfigurationError as exc:
+    print(json.dumps(str(exc)))
+"""
+
+
+def test_the_public_tenants_schema_never_gets_the_tenant_set(project):
+    ok(project.create_tenants("public"))
+    project.migration(project.tenant, "20240101000000_invoices", "CREATE TABLE invoices (id int PRIMARY KEY);")
+
+    refused = project.python(MIGRATE_PUBLIC)
+
+    assert refused == (
+        "database 'default': schema 'public' holds the shared set's history, so it cannot be a tenant's: "
+        "leave it out of SQLMIGRATE_TENANTS, --tenant and migrate_tenant()"
+    )
+    assert "invoices" not in project.tables("public") and "schema_migrations" not in project.tables("public")
