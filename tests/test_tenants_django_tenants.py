@@ -226,3 +226,26 @@ def test_the_public_tenants_schema_never_gets_the_tenant_set(project):
         "leave it out of SQLMIGRATE_TENANTS, --tenant and migrate_tenant()"
     )
     assert "invoices" not in project.tables("public") and "schema_migrations" not in project.tables("public")
+
+
+def test_a_tenant_sets_requires_is_checked_against_the_tenants_own_django_migrations(project):
+    ok(project.create_tenants("public", "acme", "globex"))
+    # A TENANT_APPS migration run on public (where the router only records it) but not yet on acme.
+    project.query(
+        "DELETE FROM acme.django_migrations WHERE app = 'auth' AND name = '0012_alter_user_first_name_max_length'"
+    )
+    (project.tenant / "20240101000000_names.sql").write_text(
+        "-- sqlmigrate: requires=auth.0012_alter_user_first_name_max_length\n"
+        "-- UP\nCREATE VIEW names AS SELECT first_name FROM auth_user;\n-- DOWN\nDROP VIEW names;\n"
+    )
+
+    run = project.manage("sqlmigrate_up", "--tenants", "--keep-going")
+
+    assert run.returncode == 13, run.stdout + run.stderr
+    assert (
+        "acme: " in run.stderr
+        and "requires the Django migration auth.0012_alter_user_first_name_max_length, which is not applied in schema"
+        " 'acme': run Django's migrations there first (django-tenants: migrate_schemas)"
+        in run.stderr
+    )
+    assert project.history("acme") == [] and project.history("globex") == ["20240101000000_names"]

@@ -191,6 +191,16 @@ class PostgresBackend(Backend):
         """``CREATE SCHEMA IF NOT EXISTS``."""
         self.raw_cursor().execute(f"CREATE SCHEMA IF NOT EXISTS {_psycopg.identifier(tenant)}")
 
+    def tenant_django_migrations(self, tenant: str) -> set[tuple[str, str]] | None:
+        """``to_regclass``, then the rows: two queries, only for a plan with ``requires=``."""
+        qualified = f"{_psycopg.identifier(tenant)}.django_migrations"
+        cursor = self.raw_cursor()
+        cursor.execute(HISTORY_EXISTS, [qualified])
+        if cursor.fetchone() is None:
+            return None
+        cursor.execute(f"SELECT app, name FROM {qualified}")
+        return {(str(app), str(name)) for app, name in cursor.fetchall()}
+
     def tenant_tables(self, table: str, tenants: Sequence[str]) -> list[tuple[bool, tuple[str, ...] | None]]:
         """One query of ``pg_namespace``, ``pg_class`` and ``pg_attribute``."""
         cursor = self.raw_cursor()
