@@ -7,6 +7,7 @@ schemas; and ``up --check-drift`` on a fleet."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from django.db import connections
@@ -53,12 +54,12 @@ def by_hand(fleet: TenantFleet, *statements: str) -> None:
     connections[fleet.target.alias].close()
 
 
-def as_json(fleet: TenantFleet, **options) -> tuple[int, list[dict]]:
+def as_json(fleet: TenantFleet, **options: Any) -> tuple[int, list[dict[str, Any]]]:
     result = fleet.call("sqlmigrate_drift", json=True, **options)
     return result.code, json.loads(result.out)
 
 
-def tenants_of(objects: list[dict]) -> dict[str, dict]:
+def tenants_of(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {obj["tenant"]: obj for obj in objects if obj["tenant"] is not None}
 
 
