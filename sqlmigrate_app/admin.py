@@ -10,6 +10,11 @@ Built for thousands of migrations: the list is paginated as a changelist is (the
 search and the counts still cover every migration), its files come through the process's
 :mod:`.cache` (only new or changed files are read), and the detail page reads its own file and
 its one history row.
+
+With a tenant set (``SQLMIGRATE_TENANT_DIR``) a third page, the fleet, says where each tenant of
+a database stands, from :func:`~.tenants.tenant_statuses`: one read of every tenant's history
+(a few queries per database, never one per tenant). A tenant's own migrations are the list and
+detail pages with ``?tenant=NAME``.
 """
 
 from __future__ import annotations
@@ -30,12 +35,14 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, re_path
 from django.views.decorators.http import require_safe
 
+from . import conf
 from .cache import load_cached
 from .directory import MigrationSet
 from .errors import SqlMigrateError
 from .models import SqlMigration
 from .runner import MigrationRunner
 from .state import State, StatusTable
+from .tenants import STATE_ORDER, TargetStatus, tenant_statuses
 
 STATES = tuple(State)
 SHORT_CHECKSUM = 12
@@ -43,6 +50,9 @@ SHORT_CHECKSUM = 12
 # written by another tool may hold a newline, which ``path``'s ``.+`` stops at, or be empty (the
 # list page answered 500: its link could not be made). Django quotes it in the URL (``%0A``).
 OBJECT_ID = r"(?P<object_id>(?s:.*))"
+# The fleet page's states, as its filter lists them: what is wrong first, worst first.
+FLEET_STATES = (*STATE_ORDER, "up to date")
+PENDING_SHOWN = 3  # pending ids named in a tenant's row of the fleet page
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,36 @@ class Choice:
     label: str
     query: str
     selected: bool
+
+
+@dataclass(frozen=True)
+class FleetRow:
+    """One tenant's line on the fleet page: where it stands, and the link to its migrations."""
+
+    status: TargetStatus
+    query: str
+
+    @property
+    def label(self) -> str:
+        """Its state as the page shows it: ``out of order``, not ``out_of_order``."""
+        return self.status.state.replace("_", " ")
+
+    @property
+    def pending_shown(self) -> tuple[str, ...]:
+        """The first pending migrations, by which it is behind."""
+        return self.status.pending[:PENDING_SHOWN]
+
+    @property
+    def pending_more(self) -> int:
+        """How many more are pending than :attr:`pending_shown` names."""
+        return max(0, len(self.status.pending) - PENDING_SHOWN)
+
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        """What else is wrong with its history, migration by migration: ``("modified", id)``."""
+        status = self.status
+        found = [("modified", i) for i in status.modified] + [("missing", i) for i in status.missing]
+        return found + [("out of order", i) for i in status.out_of_order]
 
 
 @dataclass(frozen=True)
@@ -94,6 +134,7 @@ class SqlMigrationAdmin(ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("", wrap(self.status_list_view), name=f"{name}_changelist"),
+            path("fleet/", wrap(self.fleet_view), name=f"{name}_fleet"),
             path("add/", wrap(self.refuse), name=f"{name}_add"),
             re_path(rf"^{OBJECT_ID}/change/\Z", wrap(self.status_detail_view), name=f"{name}_change"),
             re_path(rf"^{OBJECT_ID}/delete/\Z", wrap(self.refuse), name=f"{name}_delete"),
@@ -114,15 +155,20 @@ class SqlMigrationAdmin(ModelAdmin):
         """One migration's SQL and checksums (GET only)."""
         return require_safe(self._status_detail)(request, object_id)
 
+    def fleet_view(self, request: HttpRequest) -> HttpResponse:
+        """Where each tenant of the chosen database stands (GET only)."""
+        return require_safe(self._fleet)(request)
+
     def _status_list(self, request: HttpRequest) -> HttpResponse:
         self._check_view_permission(request)
         alias = self._alias(request)
         if alias is None:
             return self._unknown_alias(request)
         state, query = request.GET.get("state", ""), request.GET.get("q", "").strip()
+        tenant = request.GET.get("tenant", "")
         if state and state not in STATES:
             return self._bad_lookup(request, alias, f"unknown state {state!r} (one of: {', '.join(STATES)})")
-        table, error, directory = self._status_table(alias)
+        table, error, directory = self._status_table(alias, tenant)
         newest_first = table.ids[::-1]
         states = [table.state(migration_id) for migration_id in newest_first]
         counts = Counter(states)
@@ -141,15 +187,17 @@ class SqlMigrationAdmin(ModelAdmin):
             "title": "SQL migrations",
             "rows": [table.row(migration_id) for migration_id in page.object_list],
             "result_count": len(shown),
-            "page_links": _page_links(page, _list_query(alias, state, query)),
-            "database_query": _database_query(alias),
+            "page_links": _page_links(page, _list_query(alias, state, query, tenant)),
+            "database_query": _database_query(alias, tenant),
             "total": len(newest_first),
             "error": error,
             "directory": directory,
             "query": query,
             "state": state,
-            "state_choices": self._state_choices(alias, query, state, counts, len(newest_first)),
+            "state_choices": self._state_choices(alias, query, state, counts, len(newest_first), tenant),
             "alias_choices": self._alias_choices(alias),
+            "tenant": tenant,
+            "fleet_query": _fleet_query(alias),
         }
         return TemplateResponse(request, "sqlmigrate_app/admin/status_list.html", context)
 
@@ -158,22 +206,62 @@ class SqlMigrationAdmin(ModelAdmin):
         alias = self._alias(request)
         if alias is None:
             return self._unknown_alias(request)
+        tenant = request.GET.get("tenant", "")
         try:
-            runner = MigrationRunner(using=alias)
+            runner = MigrationRunner(using=alias, schema=tenant or None)
             row = runner.status_of(object_id)
         except SqlMigrateError as exc:
             raise Http404(str(exc)) from exc
         if row is None:
-            raise Http404(f"no migration {object_id!r} in {runner.directory} or in the history of database {alias!r}")
+            where = f"database {alias!r}" + (f", tenant {tenant!r}" if tenant else "")
+            raise Http404(f"no migration {object_id!r} in {runner.directory} or in the history of {where}")
         context = {
             **self._context(request, alias),
             "title": row.id,
             "row": row,
             "current_checksum": row.migration.checksum if row.migration else None,
             "checksums_match": None if row.stored_checksum is None or not row.migration else row.state == State.APPLIED,
-            "list_query": _database_query(alias),
+            "list_query": _database_query(alias, tenant),
+            "tenant": tenant,
         }
         return TemplateResponse(request, "sqlmigrate_app/admin/status_detail.html", context)
+
+    def _fleet(self, request: HttpRequest) -> HttpResponse:
+        self._check_view_permission(request)
+        alias = self._alias(request)
+        if alias is None:
+            return self._unknown_alias(request)
+        state, query = request.GET.get("state", ""), request.GET.get("q", "").strip()
+        if state and state not in FLEET_STATES:
+            return self._bad_lookup(request, alias, f"unknown state {state!r} (one of: {', '.join(FLEET_STATES)})")
+        statuses, error, directory = _fleet_statuses(alias)
+        counts = Counter(status.state for status in statuses)
+        needle = query.lower()
+        shown = sorted(
+            (s for s in statuses if (not state or s.state == state) and needle in str(s.target.schema).lower()),
+            key=lambda status: (FLEET_STATES.index(status.state), status.target.schema),
+        )
+        paginator = Paginator(shown, self.list_per_page)
+        number = _page_number(request)
+        if not 1 <= number <= paginator.num_pages:
+            return self._bad_lookup(request, alias, f"no page {number} (pages 1 to {paginator.num_pages})")
+        page = paginator.page(number)
+        context = {
+            **self._context(request, alias),
+            "title": "Tenants",
+            "rows": [FleetRow(status, _database_query(alias, status.target.schema or "")) for status in page],
+            "result_count": len(shown),
+            "page_links": _page_links(page, _list_query(alias, state, query)),
+            "total": len(statuses),
+            "error": error,
+            "directory": directory,
+            "query": query,
+            "state": state,
+            "state_choices": _fleet_state_choices(alias, query, state, counts, len(statuses)),
+            "alias_choices": [choice for choice in self._alias_choices(alias) if _has_tenants(choice.label)],
+            "list_query": _database_query(alias),
+        }
+        return TemplateResponse(request, "sqlmigrate_app/admin/fleet.html", context)
 
     # Helpers ---------------------------------------------------------------------------------
 
@@ -196,18 +284,18 @@ class SqlMigrationAdmin(ModelAdmin):
     @staticmethod
     def _bad_lookup(request: HttpRequest, alias: str, message: str) -> HttpResponse:
         """What Django's changelist does with a filter it does not know or a page that is not
-        there: back to the unfiltered list with ``?e=1`` (keeping the chosen database); a bad
-        lookup with ``e`` already there is an error rather than a redirect loop."""
+        there: back to the unfiltered list with ``?e=1`` (keeping the chosen database and tenant);
+        a bad lookup with ``e`` already there is an error rather than a redirect loop."""
         if ERROR_FLAG in request.GET:
             return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
-        params = {"database": alias} if alias != DEFAULT_DB_ALIAS else {}
-        return HttpResponseRedirect(request.path + "?" + urlencode({**params, ERROR_FLAG: "1"}))
+        where = _database_query(alias, request.GET.get("tenant", ""))
+        return HttpResponseRedirect(request.path + (where + "&" if where else "?") + urlencode({ERROR_FLAG: "1"}))
 
     @staticmethod
-    def _status_table(alias: str) -> tuple[StatusTable, str | None, str]:
-        """The runner's status table, or an empty one and the one-line reason."""
+    def _status_table(alias: str, tenant: str = "") -> tuple[StatusTable, str | None, str]:
+        """The runner's status table (a tenant's, given one), or an empty one and the one-line reason."""
         try:
-            runner = MigrationRunner(using=alias, loader=load_cached)
+            runner = MigrationRunner(using=alias, loader=load_cached, schema=tenant or None)
             return runner.status_table(), None, str(runner.directory)
         except SqlMigrateError as exc:
             return StatusTable(MigrationSet(Path()), {}), str(exc), ""
@@ -222,10 +310,14 @@ class SqlMigrationAdmin(ModelAdmin):
         }
 
     @staticmethod
-    def _state_choices(alias: str, query: str, selected: str, counts: Counter[State], total: int) -> list[Choice]:
-        choices = [Choice(f"All ({total})", _list_query(alias, "", query), not selected)]
+    def _state_choices(
+        alias: str, query: str, selected: str, counts: Counter[State], total: int, tenant: str = ""
+    ) -> list[Choice]:
+        choices = [Choice(f"All ({total})", _list_query(alias, "", query, tenant), not selected)]
         return choices + [
-            Choice(f"{state.capitalize()} ({counts[state]})", _list_query(alias, state, query), selected == state)
+            Choice(
+                f"{state.capitalize()} ({counts[state]})", _list_query(alias, state, query, tenant), selected == state
+            )
             for state in STATES
         ]
 
@@ -237,16 +329,59 @@ class SqlMigrationAdmin(ModelAdmin):
         ]
 
 
-def _database_query(alias: str) -> str:
-    """``?database=alias`` to carry the chosen alias to another page; nothing for the default."""
-    return "?" + urlencode({"database": alias}) if alias != DEFAULT_DB_ALIAS else ""
+def _database_query(alias: str, tenant: str = "") -> str:
+    """``?database=alias&tenant=name`` to carry the chosen alias (and tenant) to another page;
+    nothing for the default database's shared set."""
+    params = {"database": alias if alias != DEFAULT_DB_ALIAS else "", "tenant": tenant}
+    given = {key: value for key, value in params.items() if value}
+    return "?" + urlencode(given) if given else ""
 
 
-def _list_query(alias: str, state: str, query: str) -> str:
-    """``?database=...&state=...&q=...``, leaving out what is the default; ``?`` alone for the
-    default list."""
-    params = {"database": alias if alias != DEFAULT_DB_ALIAS else "", "state": state, "q": query}
+def _list_query(alias: str, state: str, query: str, tenant: str = "") -> str:
+    """``?database=...&tenant=...&state=...&q=...``, leaving out what is the default; ``?``
+    alone for the default list."""
+    params = {"database": alias if alias != DEFAULT_DB_ALIAS else "", "tenant": tenant, "state": state, "q": query}
     return "?" + urlencode({key: value for key, value in params.items() if value})
+
+
+def _has_tenants(alias: str) -> bool:
+    """Whether ``alias`` has a tenant set; a setting ``manage.py check`` refuses reads as none."""
+    try:
+        return conf.tenant_dir(alias) is not None
+    except SqlMigrateError:
+        return False
+
+
+def _fleet_query(alias: str) -> str | None:
+    """The fleet page's query for ``alias``, when it has tenants (the list page links to it)."""
+    return (_database_query(alias) or "?") if _has_tenants(alias) else None
+
+
+def _fleet_statuses(alias: str) -> tuple[list[TargetStatus], str | None, str]:
+    """Where each tenant of ``alias`` stands (one read of every history, never a query per
+    tenant), or none and the one-line reason; and the tenant set's directory."""
+    try:
+        directory = conf.tenant_dir(alias)
+        if directory is None:
+            return [], f"database {alias!r} has no tenant set: set SQLMIGRATE_TENANT_DIR", ""
+        found = load_cached(directory)
+        found.raise_first_error()
+        return tenant_statuses(alias, conf.tenants(alias), found), None, str(directory)
+    except SqlMigrateError as exc:
+        return [], str(exc), ""
+
+
+def _fleet_state_choices(alias: str, query: str, selected: str, counts: Counter[str], total: int) -> list[Choice]:
+    """The fleet page's filter by state: every tenant, then each state, what is wrong first."""
+    choices = [Choice(f"All ({total})", _list_query(alias, "", query), not selected)]
+    return choices + [
+        Choice(
+            f"{state.replace('_', ' ').capitalize()} ({counts[state]})",
+            _list_query(alias, state, query),
+            selected == state,
+        )
+        for state in FLEET_STATES
+    ]
 
 
 def _page_number(request: HttpRequest) -> int:
@@ -257,7 +392,7 @@ def _page_number(request: HttpRequest) -> int:
         return 1
 
 
-def _page_links(page: Page[str], list_query: str) -> list[PageLink]:
+def _page_links(page: Page[Any], list_query: str) -> list[PageLink]:
     """The paginator's links, elided as a changelist's are; none for a single page."""
     paginator = page.paginator
     if paginator.num_pages == 1:

@@ -1,8 +1,8 @@
 """The admin page end to end in a real headless Chromium (Debian's), against a live server.
 
 Without /usr/bin/chromium this skips, unless ``SQLMIGRATE_REQUIRE_BROWSER=1`` (as in CI), where it
-fails. ``SQLMIGRATE_UPDATE_SCREENSHOT=1`` also rewrites ``docs/admin.png``, the picture in
-docs/admin.md.
+fails. ``SQLMIGRATE_UPDATE_SCREENSHOT=1`` also rewrites ``docs/admin.png`` and
+``docs/admin-fleet.png``, the pictures in docs/admin.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from typing import Any
 import pytest
 from pytest_django.live_server_helper import LiveServer
 
+from sqlmigrate_app.runner import MigrationRunner
+
 from .support.admin_demo import APPLIED_IDS, PENDING_IDS, apply_demo_migrations, use_demo_directory
+from .support.fleet import make_fleet
 from .support.target import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -130,3 +133,55 @@ def browse(page: Any, url: str, tmp_path: Path) -> None:
     assert len(stored) == 64
     assert page.locator("#sqlmigrate-match").inner_text().strip() == "yes"
     page.screenshot(path=tmp_path / "admin-detail.png", full_page=True)
+
+
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+@pytest.mark.django_db(transaction=True)
+def test_the_fleet_page_in_a_real_browser(
+    chromium: None,
+    target: Any,
+    settings: Any,
+    live_server: Any,
+    django_user_model: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet = make_fleet(target, settings, tmp_path)
+    for number, table in enumerate(("accounts", "invoices", "payments")):
+        fleet.migration(f"2024120100000{number}_create_{table}", f"CREATE TABLE {table} (id bigint PRIMARY KEY);")
+    fleet.create("tenant_acme", "tenant_globex", "tenant_initech")
+    for schema in ("tenant_acme", "tenant_initech"):
+        MigrationRunner(target.alias, schema=schema).migrate()
+    MigrationRunner(target.alias, schema="tenant_globex").migrate(to="20241201000000_create_accounts")
+    django_user_model.objects.create_superuser("admin", "admin@example.com", "correct horse")
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with browser_page() as page:
+        browse_fleet(page, live_server.url, tmp_path)
+    assert (tmp_path / "admin-fleet.png").stat().st_size > 10_000
+    if os.environ.get("SQLMIGRATE_UPDATE_SCREENSHOT") == "1":
+        shutil.copy(tmp_path / "admin-fleet.png", ROOT / "docs" / "admin-fleet.png")
+
+
+def browse_fleet(page: Any, url: str, tmp_path: Path) -> None:
+    """Log in, open the fleet from the list page, see the tenant behind first, open its migrations."""
+    page.goto(f"{url}/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "correct horse")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{url}/admin/")
+
+    page.goto(f"{url}/admin/sqlmigrate_app/sqlmigration/?database=target")
+    page.click("#sqlmigrate-fleet-link a")
+    page.wait_for_url("**/sqlmigration/fleet/?database=target")
+    rows = page.locator("tr.sqlmigrate-tenant")
+    assert rows.count() == 3
+    assert rows.first.get_attribute("data-state") == "behind"
+    assert rows.first.locator("th a").inner_text() == "tenant_globex"
+    assert "2: 20241201000001_create_invoices, 20241201000002_create_payments" in rows.first.inner_text()
+    assert page.locator('tr.sqlmigrate-tenant[data-state="up to date"]').count() == 2
+    page.screenshot(path=tmp_path / "admin-fleet.png", full_page=True)
+
+    rows.first.locator("th a").click()
+    page.wait_for_url("**tenant=tenant_globex")
+    assert page.locator('tr.sqlmigrate-row[data-state="applied"]').count() == 1
+    assert page.locator('tr.sqlmigrate-row[data-state="pending"]').count() == 2
