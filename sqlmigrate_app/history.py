@@ -147,6 +147,17 @@ class HistoryTable:
         values = f"{_literals(migration_id, name, checksum)}, {self.utc_now}"
         return f"INSERT INTO {self.quoted} (id, name, checksum, executed_at) VALUES ({values})"
 
+    def premise(self, migration_id: str, applying: bool, applied: Sequence[str] | None) -> str:
+        """A condition true while the history is as a plan expects it before ``migration_id``
+        runs: its row absent (``applying``) or present, and the newest row the newest of
+        ``applied`` (the ids the run expects, in order; None: not known). Two lookups of the
+        primary key's index, whatever the number of rows."""
+        own = f"{'NOT ' if applying else ''}EXISTS (SELECT 1 FROM {self.quoted} WHERE id = {_literals(migration_id)})"
+        if applied is None:
+            return own
+        newest = _literals(applied[-1]) if applied else "''"
+        return f"{own} AND COALESCE((SELECT max(id) FROM {self.quoted}), '') = {newest}"
+
     def delete_sql(self, migration_id: str) -> str:
         """The history DELETE as one literal statement (see :meth:`insert_sql`)."""
         return f"DELETE FROM {self.quoted} WHERE id = {_literals(migration_id)}"
