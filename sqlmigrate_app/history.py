@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from operator import attrgetter
 from typing import Any
 
+from django.db import transaction
+
 from .backends import Backend
 from .conf import TABLE_NAME_RULE, is_table_name
-from .errors import HistoryTableError
+from .errors import HistoryTableError, database_error_types
 
 COLUMNS = ("id", "name", "executed_at", "checksum")
 PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_ ]*")
@@ -101,8 +104,16 @@ class HistoryTable:
         """Create the table (see :meth:`create_sql`), unless it exists."""
         if self.exists():  # spares PostgreSQL's "relation already exists" notice
             return
-        with self.connection.cursor() as cursor:
-            cursor.execute(self.create_sql())
+        locked = self.backend.transaction_lock()  # runners without a run lock: one at a time
+        try:
+            with (
+                transaction.atomic(using=self.connection.alias) if locked else nullcontext(),
+                self.connection.cursor() as cursor,
+            ):
+                for sql in [*locked, self.create_sql()]:
+                    cursor.execute(sql)
+        except database_error_types(self.connection) as exc:  # rolled back: the holder can be asked
+            raise (self.backend.claim_error(exc) or exc) from None
 
     def read(self, create: bool = False) -> dict[str, AppliedMigration]:
         """Every applied migration by id, oldest first: the one history query of a command.

@@ -357,12 +357,22 @@ class MigrationRunner:
                     "the history changed since the repair plan was shown: run sqlmigrate_repair again"
                 )
             with transaction.atomic(using=self.using):
+                self._transaction_lock()
                 for repair in plan:
                     if repair.checksum is None:
                         self.history.delete(repair.migration_id)
                     else:
                         self.history.update_checksum(repair.migration_id, repair.checksum)
         return plan
+
+    def _transaction_lock(self) -> None:
+        """Take the run lock for the current transaction, where the run holds none of its own
+        (a transaction-pooled alias: :meth:`~.backends.Backend.transaction_lock`)."""
+        try:
+            for sql in self.backend.transaction_lock():
+                self.backend.raw_cursor().execute(sql)
+        except database_error_types(self.connection) as exc:
+            raise (self.backend.claim_error(exc) or exc) from None
 
     # The script a DBA could run ----------------------------------------------------------------
 

@@ -221,6 +221,12 @@ class Backend(ABC):
         ``on_wait`` once if another runner has it, and raise ``LockTimeout`` after ``timeout``
         seconds (None: wait as long as it takes)."""
 
+    def transaction_lock(self) -> list[str]:
+        """The statements that take the run lock for the current transaction only, where the
+        run holds no lock of its own (a transaction-pooled alias): what creates the history
+        table or repairs it then runs them first. None here."""
+        return []
+
     def claim_statements(self, condition: str) -> list[str]:
         """The statements that open a migration's transaction while the run lock is held: take
         that lock for the transaction, then fail unless ``condition`` (the history as the plan

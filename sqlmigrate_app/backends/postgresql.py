@@ -339,7 +339,8 @@ class PostgresBackend(Backend):
     @contextmanager
     def _session_lock(self, key: int, timeout: float | None, on_wait: Callable[[], None]) -> Iterator[None]:
         cursor = self.raw_cursor()
-        own = bool(_psycopg.begin_statements(self._psycopg_connection()))  # not in the caller's transaction
+        conn = self._psycopg_connection()
+        own = conn.autocommit and conn.info.transaction_status.name == "IDLE"  # not in the caller's transaction
         with self._notice_dead_client(cursor, own):
             commit = "; COMMIT" if own else ""
             cursor.execute(f"SELECT pg_try_advisory_lock({key}), pg_backend_pid(){commit}")
@@ -390,35 +391,47 @@ class PostgresBackend(Backend):
             "or transaction pooling, or a direct connection (a second alias without the pooler, --database)"
         )
 
+    def transaction_lock(self) -> list[str]:
+        """On a transaction-pooled alias, ``pg_advisory_xact_lock`` on the run lock's key,
+        bounded by ``--wait`` (the timeout :meth:`claim_error` names the holder of), with the
+        server told to notice a dead client (:meth:`_notice_dead_client`) for this transaction."""
+        if self._lock_key is None or not self.transaction_pooled:
+            return []
+        return self._xact_lock(self._lock_key)
+
+    def _xact_lock(self, key: int) -> list[str]:
+        statements = []
+        if self.transaction_pooled and getattr(self.connection, "pg_version", 0) >= 140000:
+            statements.append("SET LOCAL client_connection_check_interval = '1s'")
+        bounded = self.transaction_pooled and self._lock_wait is not None
+        if bounded:
+            statements.append(f"SET LOCAL lock_timeout = '{int((self._lock_wait or 0) * 1000)}ms'")
+        statements.append(f"SELECT pg_catalog.pg_advisory_xact_lock({key})")
+        if bounded:
+            statements.append("SET LOCAL lock_timeout TO DEFAULT")
+        return statements
+
     def claim_statements(self, condition: str) -> list[str]:
         """First, when the run holds a session lock, a check that this transaction runs on that
         lock's server session (else the alias is transaction-pooled without saying so, and
         waiting for the lock would wait for ourselves); then ``pg_advisory_xact_lock`` on the
-        run lock's key (on the lock's own session it is granted at once), bounded by ``--wait``
-        on a transaction-pooled alias; then the condition, checked in a statement of its own,
-        so that under READ COMMITTED it reads what the runner before us committed."""
+        run lock's key (on the lock's own session it is granted at once; on a transaction-pooled
+        alias as :meth:`transaction_lock` takes it); then the condition, checked in a statement
+        of its own, so that under READ COMMITTED it reads what the runner before committed."""
         key = self._lock_key
         if key is None:
             return []
-        claim = []
-        if self._lock_pid is not None:
-            claim.append(_failing_unless(f"pg_catalog.pg_backend_pid() = {self._lock_pid}", MOVED_MARK))
-        bounded = self.transaction_pooled and self._lock_wait is not None
-        if bounded:
-            claim.append(f"SET LOCAL lock_timeout = '{int((self._lock_wait or 0) * 1000)}ms'")
-        claim.append(f"SELECT pg_catalog.pg_advisory_xact_lock({key})")
-        if bounded:
-            claim.append("SET LOCAL lock_timeout TO DEFAULT")
-        return [*claim, _failing_unless(condition, CLAIM_MARK)]
+        moved = [] if self._lock_pid is None else [_failing_unless(f"pg_backend_pid() = {self._lock_pid}", MOVED_MARK)]
+        return [*moved, *self._xact_lock(key), _failing_unless(condition, CLAIM_MARK)]
 
     def history_changed(self, error: BaseException) -> bool:
         """The claim's condition failed: its mark is in the message."""
         return CLAIM_MARK in str(error)
 
     def claim_error(self, error: BaseException) -> Exception | None:
-        """A transaction that ran away from the
-        session lock's server session; the wait for the lock on a transaction-pooled alias
-        timed out (``--wait``), with who holds it. Statement pooling: :meth:`pooler_refusal`."""
+        """A transaction that ran away from the session lock's server session; the wait for the
+        lock on a transaction-pooled alias timed out (``--wait``), with who holds it. Statement
+        pooling: :meth:`pooler_refusal`."""
         if MOVED_MARK in str(error):
             return UnsupportedPooler(
                 f"database {self.connection.alias!r} ran a migration's transaction on another server session than "

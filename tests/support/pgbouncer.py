@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from .postgres_server import _as_server_user, _free_port
 
 CANDIDATES = ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
+# Server connections per database and user: fewer than the runners, so they share them.
+POOL_SIZE = 4
 
 
 def find_pgbouncer() -> str | None:
@@ -40,7 +42,7 @@ auth_file = {root / "userlist.txt"}
 admin_users = {parts.username}
 pool_mode = {mode}
 max_client_conn = 200
-default_pool_size = 4
+default_pool_size = {POOL_SIZE}
 ignore_startup_parameters = extra_float_digits
 logfile = {root / "pgbouncer.log"}
 pidfile = {root / "pgbouncer.pid"}
@@ -50,8 +52,8 @@ pidfile = {root / "pgbouncer.pid"}
 @contextlib.contextmanager
 def pgbouncer(binary: str, server: str, mode: str) -> Iterator[str]:
     """PgBouncer in ``mode`` (``session``, ``transaction``, ``statement``) in front of the server
-    of ``server`` (a URL); yield its URL (the same user and database). A pool of 4 server
-    connections per database and user, so concurrent runners share them."""
+    of ``server`` (a URL); yield its URL (the same user and database). A pool of a few server
+    connections per database and user (:data:`POOL_SIZE`), so concurrent runners share them."""
     root = Path(tempfile.mkdtemp(prefix=f"sqlmigrate-pgbouncer-{mode}-"))
     port = _free_port()
     user = urlsplit(server).username or "postgres"
