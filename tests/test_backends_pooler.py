@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from urllib.parse import urlsplit
@@ -97,7 +98,7 @@ def assert_history_matches_the_log(target: Target, ids: list[str]) -> None:
     assert steps == [int(migration_id.rsplit("_", 1)[1]) for migration_id in history]
 
 
-def run_all(runners: list) -> list[tuple[str, str]]:
+def run_all(runners: list[subprocess.Popen[str]]) -> list[tuple[str, str]]:
     outputs = [runner.communicate(timeout=300) for runner in runners]
     for runner, (out, err) in zip(runners, outputs, strict=True):
         assert runner.returncode == 0, out + err
