@@ -16,11 +16,14 @@ import psycopg
 import pytest
 
 from sqlmigrate_app.backends.postgresql import advisory_lock_key
+from sqlmigrate_app.errors import UnsupportedPooler
+from sqlmigrate_app.executor import Reporter
 from sqlmigrate_app.management.base import EXIT_POOLER
+from sqlmigrate_app.runner import MigrationRunner
 
 from .support.pgbouncer import POOL_SIZE, find_pgbouncer, pgbouncer
 from .support.processes import Output, spawn, wait_until
-from .support.target import Target
+from .support.target import Target, register_alias, unregister_alias
 from .test_backends_lock import write_logging_migrations
 
 pytestmark = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
@@ -241,3 +244,41 @@ def test_the_wait_through_transaction_pooling_names_who_holds_the_lock(target, p
     assert "more than 1 s" in error and f"server process {pid}" in error and "'stranded-runner'" in error
     assert "idle since" in error and "pg_advisory_lock" in error
     assert "things" not in target.tables()
+
+
+class TakesTheLockSession(Reporter):
+    """When the first migration starts, a client of the pooler opens a transaction: PgBouncer
+    gives it the server session it used last (LIFO), the one that took the run's session lock,
+    so the migration's transaction runs on another."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client: psycopg.Connection | None = None
+
+    def starting(self, migration, action) -> None:
+        if self.client is None:
+            self.client = psycopg.connect(self.url)
+            self.client.execute("SELECT 1")
+
+
+def test_transaction_pooling_the_alias_does_not_declare_is_refused_in_one_line(target, poolers):
+    target.migration("20240101000000_things", "CREATE TABLE things (id integer);", "DROP TABLE things;")
+    pooled = through(target, poolers["transaction"])
+    register_alias("undeclared", pooled.url)
+    reporter = TakesTheLockSession(pooled.url)
+
+    try:
+        with pytest.raises(UnsupportedPooler) as refused:
+            MigrationRunner(using="undeclared", directory=target.directory, reporter=reporter).migrate()
+    finally:
+        unregister_alias("undeclared")
+        if reporter.client is not None:
+            reporter.client.close()
+
+    assert "DISABLE_SERVER_SIDE_CURSORS" in str(refused.value) and "\n" not in str(refused.value)
+    assert "things" not in target.tables() and target.history() == []
+    stranded = [pid for pid, granted in our_locks(target) if granted]
+    assert len(stranded) <= 1 and all(f"pg_terminate_backend({pid})" in str(refused.value) for pid in stranded)
+    for pid in stranded:  # what the message says to do
+        target.query("SELECT pg_terminate_backend(%s)", [pid])
+    wait_until(lambda: our_locks(target) == [], what="the stranded lock to go")

@@ -437,7 +437,8 @@ class PostgresBackend(Backend):
                 f"database {self.connection.alias!r} ran a migration's transaction on another server session than "
                 "the one holding the run lock: it is behind a transaction pooler (PgBouncer in transaction mode) "
                 "the alias does not declare; set DISABLE_SERVER_SIDE_CURSORS = True on it, as Django asks for "
-                "transaction pooling, or migrate through a direct alias (--database)"
+                "transaction pooling, or migrate through a direct alias (--database). The session lock may stay on "
+                f"server process {self._lock_pid}: SELECT pg_terminate_backend({self._lock_pid})"
             )
         if self._lock_key is not None and self.transaction_pooled and self.is_lock_timeout(error):
             return self.lock_timeout(self._lock_key, self._lock_wait or 0)
