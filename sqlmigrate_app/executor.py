@@ -235,11 +235,12 @@ class Executor:
         """Keep the ids the history holds up to date with what this run did."""
         if self._applied is None or result.action == Action.SKIPPED:
             return
-        if result.action == Action.ROLLED_BACK:
-            with contextlib.suppress(ValueError):
-                self._applied.remove(result.migration.id)
-        elif result.migration.id not in self._applied:
-            bisect.insort(self._applied, result.migration.id)
+        at = bisect.bisect_left(self._applied, result.migration.id)  # ten thousand ids: no scan of them
+        held = at < len(self._applied) and self._applied[at] == result.migration.id
+        if result.action == Action.ROLLED_BACK and held:
+            del self._applied[at]
+        elif result.action != Action.ROLLED_BACK and not held:
+            self._applied.insert(at, result.migration.id)
 
     def _run(self, side: Side) -> None:
         """Run one side of a migration, then put back the session settings it may have changed

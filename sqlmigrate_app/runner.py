@@ -173,12 +173,13 @@ class MigrationRunner:
         run-wide lock meets), read the history again and go on with what ``replan`` makes of it
         and of the results so far, refused as a new run would refuse it."""
         results: list[Result] = []
-        pending = list(plan)
-        while pending:
-            result = run(pending.pop(0))
+        pending, at = plan, 0
+        while at < len(pending):
+            result = run(pending[at])
             results.append(result)
+            at += 1
             if result.action == Action.SKIPPED:
-                pending = replan(self._read_history(), results)
+                pending, at = replan(self._read_history(), results), 0
         return results
 
     def _up_plan(

@@ -421,7 +421,9 @@ class PostgresBackend(Backend):
         key = self._lock_key
         if key is None:
             return []
-        moved = [] if self._lock_pid is None else [_failing_unless(f"pg_backend_pid() = {self._lock_pid}", MOVED_MARK)]
+        moved = []
+        if self._lock_pid is not None:
+            moved.append(_failing_unless(f"pg_catalog.pg_backend_pid() = {self._lock_pid}", MOVED_MARK))
         return [*moved, *self._xact_lock(key), _failing_unless(condition, CLAIM_MARK)]
 
     def history_changed(self, error: BaseException) -> bool:
