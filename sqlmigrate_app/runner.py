@@ -197,7 +197,7 @@ class MigrationRunner:
         check_statements(plan)  # before anything is written, even the history table
         self._refuse_pooled_no_transaction(plan)
         if not fake:
-            check_requirements(self.connection, plan)
+            check_requirements(self.connection, plan, self.schema)
         return plan
 
     @reports_database_errors
@@ -316,7 +316,7 @@ class MigrationRunner:
         """Apply ``migration`` and record it, after the checks :meth:`migrate` makes of it (its
         statements, the Django migrations it requires); a ``Result`` as :meth:`migrate`'s."""
         check_statements([migration])
-        check_requirements(self.connection, [migration])
+        check_requirements(self.connection, [migration], self.schema)
         return self.executor.apply(migration)
 
     @reports_database_errors

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -53,7 +54,7 @@ def drift(target: Target, *args: str, **options: object):
     return target.call("sqlmigrate_drift", *args, **options)
 
 
-def as_json(target: Target) -> dict:
+def as_json(target: Target) -> dict[str, Any]:
     result = drift(target, "--json")
     return {"code": result.code, **json.loads(result.out)}
 
@@ -343,7 +344,8 @@ def writes(target: Target) -> tuple[int, int, int]:
         row = admin.execute(
             "SELECT tup_inserted, tup_updated, tup_deleted FROM pg_stat_database WHERE datname = %s", [name]
         ).fetchone()
-    return tuple(row)  # type: ignore[return-value]
+    assert row is not None
+    return tuple(row)
 
 
 @pg_only

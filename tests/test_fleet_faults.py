@@ -6,6 +6,7 @@ different tenants go on at once, each tenant under its own lock."""
 from __future__ import annotations
 
 import signal
+import subprocess
 
 import pytest
 
@@ -79,10 +80,11 @@ def test_sigkill_at_any_moment_leaves_every_tenants_history_true(fleet):
 
     for threshold in (1, 12, 30, 50):
         runner = spawn(fleet.target, "sqlmigrate_up", "--tenants", "--jobs", "3")
-        wait_until(
-            lambda threshold=threshold, runner=runner: total_rows(fleet) >= threshold or runner.poll() is not None,
-            what=f"{threshold} rows",
-        )
+
+        def reached(threshold: int = threshold, runner: subprocess.Popen[str] = runner) -> bool:
+            return total_rows(fleet) >= threshold or runner.poll() is not None
+
+        wait_until(reached, what=f"{threshold} rows")
         runner.send_signal(signal.SIGKILL)
         runner.communicate(timeout=60)
         wait_until(lambda: no_runner_left(fleet), what="the killed runner's sessions to end")

@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -35,7 +36,7 @@ def second(target, postgres_server, django_db_blocker) -> Iterator[str]:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def query(alias: str, sql: str) -> list[tuple]:
+def query(alias: str, sql: str) -> list[tuple[Any, ...]]:
     from django.db import connections
 
     with connections[alias].cursor() as cursor:

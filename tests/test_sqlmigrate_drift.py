@@ -58,9 +58,9 @@ def run_by_hand(target: Target, script: str) -> None:
         with psycopg.connect(target.url, autocommit=True) as conn:
             conn.execute(script.encode())
     else:
-        with sqlite3.connect(target.url.removeprefix("sqlite:///"), isolation_level=None) as conn:
-            conn.executescript(script)
-        conn.close()
+        with sqlite3.connect(target.url.removeprefix("sqlite:///"), isolation_level=None) as lite:
+            lite.executescript(script)
+        lite.close()
 
 
 def test_the_sql_script_undoes_what_was_added_by_hand_and_leaves_a_table_to_you(target):

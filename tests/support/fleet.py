@@ -45,7 +45,7 @@ class TenantFleet:
         return [row[0] for row in self.target.query(f'SELECT id FROM "{schema}".schema_migrations ORDER BY id')]
 
     def checksums(self, schema: str) -> dict[str, str]:
-        return dict(self.target.query(f'SELECT id, checksum FROM "{schema}".schema_migrations'))  # type: ignore[arg-type]
+        return dict(self.target.query(f'SELECT id, checksum FROM "{schema}".schema_migrations'))
 
     def tables(self, schema: str) -> set[str]:
         rows = self.target.query("SELECT tablename FROM pg_tables WHERE schemaname = %s", [schema])
