@@ -282,3 +282,22 @@ def test_transaction_pooling_the_alias_does_not_declare_is_refused_in_one_line(t
     for pid in stranded:  # what the message says to do
         target.query("SELECT pg_terminate_backend(%s)", [pid])
     wait_until(lambda: our_locks(target) == [], what="the stranded lock to go")
+
+
+def test_redo_and_repair_through_transaction_pooling(target, poolers):
+    target.migration("20240101000000_things", "CREATE TABLE things (id integer);", "DROP TABLE things;")
+    target.migration("20240101000001_more", "CREATE TABLE more (id integer);", "DROP TABLE more;")
+    pooled = through(target, poolers["transaction"], DECLARED)
+    assert pooled.manage("sqlmigrate_up").returncode == 0
+    target.migration("20240101000001_more", "CREATE TABLE more (id integer, name text);", "DROP TABLE more;")
+
+    redone = pooled.manage("sqlmigrate_redo")
+    target.migration("20240101000001_more", "CREATE TABLE more (id integer, name text); -- edited", "DROP TABLE more;")
+    repaired = pooled.manage("sqlmigrate_repair", "--noinput")
+
+    assert redone.returncode == 0, redone.stdout + redone.stderr
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert target.history() == ["20240101000000_things", "20240101000001_more"]
+    assert target.query("SELECT count(*) FROM information_schema.columns WHERE table_name = 'more'") == [(2,)]
+    assert pooled.manage("sqlmigrate_status", "--check").returncode == 0
+    assert_nothing_left(target, pooled)
