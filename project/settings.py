@@ -51,7 +51,12 @@ TEMPLATES = [
 WSGI_APPLICATION = "project.wsgi.application"
 
 DATABASES = {
-    "default": dj_database_url.config(default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+    # DATABASE_DISABLE_SERVER_SIDE_CURSORS=1: the URL is a transaction pooler's (PgBouncer), as
+    # Django's DISABLE_SERVER_SIDE_CURSORS says, which sqlmigrate reads too.
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        disable_server_side_cursors=os.environ.get("DATABASE_DISABLE_SERVER_SIDE_CURSORS") == "1",
+    ),
 }
 
 USE_TZ = True

@@ -198,6 +198,16 @@ class LockTimeout(SqlMigrateError):
     ``MigrationRunner(lock_wait_timeout=...)``)."""
 
 
+class UnsupportedPooler(SqlMigrateError):
+    """The database is reached through a connection pooler in a mode no migration can run in
+    (PgBouncer's statement mode): exit code 15."""
+
+
+class HistoryMoved(SqlMigrateError):
+    """The history changed under a run that has no run-wide lock (a transaction-pooled alias)
+    in a way it cannot go on from (``redo``): run the command again."""
+
+
 class MigrationFailed(SqlMigrateError):
     """A migration's SQL failed; the message says what became of it (rolled back, or for a
     ``no-transaction`` migration which statements had run). ``sqlstate`` is the database's

@@ -9,9 +9,10 @@ a migration may change are put back afterwards.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from time import perf_counter, sleep
@@ -159,10 +160,17 @@ class Executor:
         self.retries = retries
         self.tenant = tenant
         self._session: Any = None  # the session's settings as the run found them, read when needed
+        self._applied: list[str] | None = None  # the ids the history holds, as far as the run knows
 
     def start_run(self) -> None:
-        """Forget the previous run's session settings: they are read afresh when needed."""
+        """Forget the previous run's session settings and history: they are read afresh."""
         self._session = None
+        self._applied = None
+
+    def expect(self, applied: Iterable[str]) -> None:
+        """The ids the history holds, as the run just read them: each migration's transaction
+        checks, under the run lock, that the history is still so (see :meth:`_claim`)."""
+        self._applied = sorted(applied)
 
     def apply(self, migration: Migration) -> Result:
         """Run the UP section and record the migration as applied; a transactional migration
@@ -219,15 +227,28 @@ class Executor:
             self.reporter.failed(migration, (perf_counter() - started) * 1000)
             raise
         result = Result(migration, action, (perf_counter() - started) * 1000)
+        self._track(result)
         self.reporter.finished(result)
         return result
+
+    def _track(self, result: Result) -> None:
+        """Keep the ids the history holds up to date with what this run did."""
+        if self._applied is None or result.action == Action.SKIPPED:
+            return
+        at = bisect.bisect_left(self._applied, result.migration.id)  # ten thousand ids: no scan of them
+        held = at < len(self._applied) and self._applied[at] == result.migration.id
+        if result.action == Action.ROLLED_BACK and held:
+            del self._applied[at]
+        elif result.action != Action.ROLLED_BACK and not held:
+            self._applied.insert(at, result.migration.id)
 
     def _run(self, side: Side) -> None:
         """Run one side of a migration, then put back the session settings it may have changed
         (``SET``, ``set_config``, ``PRAGMA``, a ``no-transaction`` run's timeouts), so the next
         migration starts from the run's own."""
         run = self._in_transaction if side.migration.transactional else self._without_transaction
-        if not changes_session(self.backend, side.migration, side.section, self.timeouts, self.tenant):
+        pooled = self.backend.transaction_pooled  # a transactional migration resets the session itself
+        if pooled or not changes_session(self.backend, side.migration, side.section, self.timeouts, self.tenant):
             run(side)
             return
         if self._session is None:
@@ -288,10 +309,12 @@ class Executor:
         migration and ours is the outermost atomic block. The history statement comes last, so that it commits
         only with the whole section (the backend checks the section did not end the transaction
         itself); when it touches no row, another runner was first: the transaction is rolled back."""
-        ahead = prelude(self.backend, side.migration, self.timeouts, self.tenant, local=True)
+        ahead = [*self._claim(side), *prelude(self.backend, side.migration, self.timeouts, self.tenant, local=True)]
         outermost = len(self.connection.atomic_blocks) == 1
         record = [side.history_sql]
-        if self._session is not None and may_change_session(side.section.sql):
+        if self.backend.transaction_pooled and may_change_session(side.section.sql):
+            record[:0] = self.backend.script_session_reset()  # nothing stays on a pooled server session
+        elif self._session is not None and may_change_session(side.section.sql):
             record[:0] = self.backend.identity_statements(self._session)  # a SET ROLE in the section
         rows = self.backend.run_section(
             self.backend.raw_cursor(), side.section, ahead, record, side.applying and outermost
@@ -299,9 +322,21 @@ class Executor:
         if rows == 0:
             raise _AlreadyDone
 
+    def _claim(self, side: Side) -> list[str]:
+        """What opens the side's transaction: the run lock taken for the transaction and the
+        history checked to be as the run expects (the backend's
+        :meth:`~.backends.Backend.claim_statements`), so that runners without a run-wide lock
+        (a transaction-pooled alias) never run a migration twice nor on a history that moved.
+        In the same round trip as the section."""
+        premise = self.history.premise(side.migration.id, side.applying, self._applied)
+        return self.backend.claim_statements(premise)
+
     def _transaction_failure(self, migration: Migration, error: Exception) -> BaseException:
         """What to raise for a transactional migration that failed (it was rolled back, but for
         what its own SQL may have committed)."""
+        refusal = self.backend.pooler_refusal(error.error if isinstance(error, StatementError) else error)
+        if refusal is not None:
+            return refusal
         if isinstance(error, TransactionEnded):
             where = f"{migration.path}:{error.ending.line}" if error.ending.line else str(migration.path)
             return MigrationFailed(
@@ -313,8 +348,10 @@ class Executor:
         integrity = self.connection.Database.IntegrityError  # type: ignore[attr-defined]
         if error.part == "record" and error.ended is None and isinstance(error.error, integrity):
             return _AlreadyDone()  # another runner's history row, committed first
+        if error.part == "prelude" and self.backend.history_changed(error.error):
+            return _AlreadyDone()  # the runner reads the history again
         if error.part == "prelude":
-            return error.error
+            return self.backend.claim_error(error.error) or error.error
         outcome = error.ended.outcome() if error.ended else NOTHING_APPLIED
         return self._failure(migration, error.error, error.line, outcome, retryable=error.ended is None)
 

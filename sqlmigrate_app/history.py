@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from operator import attrgetter
 from typing import Any
 
+from django.db import transaction
+
 from .backends import Backend
 from .conf import TABLE_NAME_RULE, is_table_name
-from .errors import HistoryTableError
+from .errors import HistoryTableError, database_error_types
 
 COLUMNS = ("id", "name", "executed_at", "checksum")
 PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_ ]*")
@@ -101,8 +104,16 @@ class HistoryTable:
         """Create the table (see :meth:`create_sql`), unless it exists."""
         if self.exists():  # spares PostgreSQL's "relation already exists" notice
             return
-        with self.connection.cursor() as cursor:
-            cursor.execute(self.create_sql())
+        locked = self.backend.transaction_lock()  # runners without a run lock: one at a time
+        try:
+            with (
+                transaction.atomic(using=self.connection.alias) if locked else nullcontext(),
+                self.connection.cursor() as cursor,
+            ):
+                for sql in [*locked, self.create_sql()]:
+                    cursor.execute(sql)
+        except database_error_types(self.connection) as exc:  # rolled back: the holder can be asked
+            raise (self.backend.claim_error(exc) or exc) from None
 
     def read(self, create: bool = False) -> dict[str, AppliedMigration]:
         """Every applied migration by id, oldest first: the one history query of a command.
@@ -146,6 +157,17 @@ class HistoryTable:
         trip. Only for values that need no escaping (as file names and hex checksums give)."""
         values = f"{_literals(migration_id, name, checksum)}, {self.utc_now}"
         return f"INSERT INTO {self.quoted} (id, name, checksum, executed_at) VALUES ({values})"
+
+    def premise(self, migration_id: str, applying: bool, applied: Sequence[str] | None) -> str:
+        """A condition true while the history is as a plan expects it before ``migration_id``
+        runs: its row absent (``applying``) or present, and the newest row the newest of
+        ``applied`` (the ids the run expects, in order; None: not known). Two lookups of the
+        primary key's index, whatever the number of rows."""
+        own = f"{'NOT ' if applying else ''}EXISTS (SELECT 1 FROM {self.quoted} WHERE id = {_literals(migration_id)})"
+        if applied is None:
+            return own
+        newest = _literals(applied[-1]) if applied else "''"
+        return f"{own} AND COALESCE((SELECT max(id) FROM {self.quoted}), '') = {newest}"
 
     def delete_sql(self, migration_id: str) -> str:
         """The history DELETE as one literal statement (see :meth:`insert_sql`)."""

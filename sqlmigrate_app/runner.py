@@ -21,12 +21,13 @@ from .backends import backend_for
 from .directory import MigrationSet, load_directory, load_one
 from .errors import (
     ConfigurationError,
+    HistoryMoved,
     SqlMigrateError,
     database_error_types,
     redo_stopped,
     reports_database_errors,
 )
-from .executor import Executor, Reporter, Result
+from .executor import Action, Executor, Reporter, Result
 from .files import Migration
 from .history import AppliedMigration, HistoryTable
 from .planner import Repair, plan_down, plan_redo, plan_repair, plan_up
@@ -147,12 +148,39 @@ class MigrationRunner:
         """Apply every pending migration (up to and including ``to``), each in its own transaction."""
         found = self._files()
         with self._locked():
-            applied = self.history.read()
+            applied = self._read_history()
             plan = self._up_plan(found, applied, to, allow_out_of_order, fake)
             if not applied:
                 self.history.create()
             run = self.executor.fake if fake else self.executor.apply
-            return [run(migration) for migration in plan]
+            return self._run_plan(plan, run, lambda now, done: self._up_plan(found, now, to, allow_out_of_order, fake))
+
+    def _read_history(self, create: bool = False) -> dict[str, AppliedMigration]:
+        """The history, read under the run lock; each migration's transaction will check that
+        it is still so (:meth:`~.executor.Executor.expect`)."""
+        applied = self.history.read(create=create)
+        self.executor.expect(applied)
+        return applied
+
+    def _run_plan(
+        self,
+        plan: list[Migration],
+        run: Callable[[Migration], Result],
+        replan: Callable[[dict[str, AppliedMigration], list[Result]], list[Migration]],
+    ) -> list[Result]:
+        """Run each migration of ``plan``. When one was skipped (its transaction found the history
+        other than the plan expected: another runner went first, which only a runner without a
+        run-wide lock meets), read the history again and go on with what ``replan`` makes of it
+        and of the results so far, refused as a new run would refuse it."""
+        results: list[Result] = []
+        pending, at = plan, 0
+        while at < len(pending):
+            result = run(pending[at])
+            results.append(result)
+            at += 1
+            if result.action == Action.SKIPPED:
+                pending, at = replan(self._read_history(), results), 0
+        return results
 
     def _up_plan(
         self,
@@ -167,6 +195,7 @@ class MigrationRunner:
         and the Django migrations it requires (unless faked: nothing runs)."""
         plan = plan_up(found, applied, to, allow_out_of_order)
         check_statements(plan)  # before anything is written, even the history table
+        self._refuse_pooled_no_transaction(plan)
         if not fake:
             check_requirements(self.connection, plan, self.schema)
         return plan
@@ -178,18 +207,50 @@ class MigrationRunner:
         """What :meth:`rollback` would undo, newest first. Never writes."""
         found = self._files()
         self._pin_history()
-        plan = plan_down(found, self.history.read(), steps, to, everything)
-        check_statements(plan)
-        return plan
+        return self._down_plan(found, self.history.read(), steps, to, everything)
 
     @reports_database_errors
     def rollback(self, steps: int | None = None, to: str | None = None, everything: bool = False) -> list[Result]:
         """Undo the last ``steps`` migrations (default 1), every one newer than ``to``, or all."""
         found = self._files()
         with self._locked():
-            plan = plan_down(found, self.history.read(create=True), steps, to, everything)
-            check_statements(plan)
-            return [self.executor.revert(migration) for migration in plan]
+            plan = self._down_plan(found, self._read_history(create=True), steps, to, everything)
+
+            def replan(applied: dict[str, AppliedMigration], results: list[Result]) -> list[Migration]:
+                if to is not None or everything:
+                    return self._down_plan(found, applied, None, to, everything)
+                left = min((steps or 1) - len(results), len(applied))  # one another runner rolled back counts
+                return self._down_plan(found, applied, left, None, False) if left > 0 else []
+
+            return self._run_plan(plan, self.executor.revert, replan)
+
+    def _down_plan(
+        self,
+        found: MigrationSet,
+        applied: dict[str, AppliedMigration],
+        steps: int | None,
+        to: str | None,
+        everything: bool,
+    ) -> list[Migration]:
+        """The migrations ``down`` rolls back, refused as ``down`` refuses them."""
+        plan = plan_down(found, applied, steps, to, everything)
+        check_statements(plan)
+        self._refuse_pooled_no_transaction(plan)
+        return plan
+
+    def _refuse_pooled_no_transaction(self, plan: list[Migration]) -> None:
+        """A ``no-transaction`` migration is refused on a transaction-pooled alias, before
+        anything runs: each of its statements could run on another server session, without the
+        run lock and with its session settings left there."""
+        if not self.backend.transaction_pooled:
+            return
+        for migration in plan:
+            if not migration.transactional:
+                raise ConfigurationError(
+                    f"{migration.path}: {migration.id} is a no-transaction migration, and database {self.using!r} "
+                    "is transaction-pooled (DISABLE_SERVER_SIDE_CURSORS): its statements could each run on another "
+                    "server session, without the run lock; apply it through a direct alias (--database)"
+                )
 
     @reports_database_errors
     def redo(self, steps: int | None = None) -> list[Result]:
@@ -197,14 +258,20 @@ class MigrationRunner:
         lock: the edit-run-edit loop of writing a migration (an edited file is accepted)."""
         found = self._files()
         with self._locked():
-            plan = plan_redo(found, self.history.read(create=True), steps)
+            plan = plan_redo(found, self._read_history(create=True), steps)
             check_statements(plan)
+            self._refuse_pooled_no_transaction(plan)
             results: list[Result] = []
             try:
-                for migration in plan:
-                    results.append(self.executor.revert(migration))
-                for migration in reversed(plan):
-                    results.append(self.executor.apply(migration))
+                for step, migration in [(self.executor.revert, m) for m in plan] + [
+                    (self.executor.apply, m) for m in reversed(plan)
+                ]:
+                    results.append(step(migration))
+                    if results[-1].action == Action.SKIPPED:
+                        raise HistoryMoved(
+                            f"{migration.path}: the history changed while redo ran (another runner): "
+                            "run sqlmigrate_status, then redo again"
+                        )
             except (SqlMigrateError, KeyboardInterrupt) as exc:
                 left = self._left_rolled_back(plan, len(results))
                 stopped = redo_stopped(exc, left) if left else exc
@@ -291,12 +358,22 @@ class MigrationRunner:
                     "the history changed since the repair plan was shown: run sqlmigrate_repair again"
                 )
             with transaction.atomic(using=self.using):
+                self._transaction_lock()
                 for repair in plan:
                     if repair.checksum is None:
                         self.history.delete(repair.migration_id)
                     else:
                         self.history.update_checksum(repair.migration_id, repair.checksum)
         return plan
+
+    def _transaction_lock(self) -> None:
+        """Take the run lock for the current transaction, where the run holds none of its own
+        (a transaction-pooled alias: :meth:`~.backends.Backend.transaction_lock`)."""
+        try:
+            for sql in self.backend.transaction_lock():
+                self.backend.raw_cursor().execute(sql)
+        except database_error_types(self.connection) as exc:
+            raise (self.backend.claim_error(exc) or exc) from None
 
     # The script a DBA could run ----------------------------------------------------------------
 

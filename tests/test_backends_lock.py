@@ -121,3 +121,24 @@ def test_sqlite_writer_outside_sqlmigrate_is_waited_for_up_to_the_lock_timeout(t
     holder.execute("COMMIT")
     holder.close()
     assert "things" not in target.tables()
+
+
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+def test_the_lock_timeout_names_who_holds_the_lock(target):
+    target.migration("20240101000000_things", "CREATE TABLE things (id INTEGER);", "DROP TABLE things;")
+    holder = psycopg.connect(target.url, autocommit=True, application_name="deploy-7")
+    key = advisory_lock_key("public", "schema_migrations")
+    holder.execute(f"SELECT pg_advisory_lock({key})")
+    pid = holder.info.backend_pid
+
+    try:
+        result = target.manage("sqlmigrate_up", "--wait", "1")
+    finally:
+        holder.close()
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    error = result.stderr.strip().splitlines()
+    assert len(error) == 1
+    assert f"server process {pid} (application 'deploy-7', from 127.0.0.1), idle since" in error[0]
+    assert f"last query: 'SELECT pg_advisory_lock({key})'" in error[0]
+    assert f"SELECT pg_terminate_backend({pid})" in error[0]

@@ -45,8 +45,8 @@ def test_every_exit_code_a_command_lists_is_in_the_commands_reference(name):
 
 def test_the_exit_codes_help_lists_are_read():
     assert help_exit_codes("sqlmigrate_validate") == {0, 1, 2, 4, 5, 6, 7, 8, 10, 130, 141, 143}
-    # 12: the schema file; 13: a fleet; 14: drift
-    assert help_exit_codes("sqlmigrate_up") == {0, 1, 2, 12, 13, 14, 130, 141, 143}
+    # 12: the schema file; 13: a fleet; 14: drift; 15: a pooler
+    assert help_exit_codes("sqlmigrate_up") == {0, 1, 2, 12, 13, 14, 15, 130, 141, 143}
 
 
 def test_the_readme_links_lead_to_files_of_the_repository():

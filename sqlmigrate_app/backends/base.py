@@ -142,6 +142,9 @@ class Backend(ABC):
     lintable: ClassVar[bool] = False
     # Whether the database has schemas a tenant's migrations can run in (SQLite has none).
     has_schemas: ClassVar[bool] = False
+    # Whether each transaction may run on another server session (a transaction pooler): then no
+    # run-wide lock, nothing left on a session, and no ``no-transaction`` migration.
+    transaction_pooled = False
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
@@ -222,6 +225,35 @@ class Backend(ABC):
         """Hold the run-wide lock of one history table while the context is open; call
         ``on_wait`` once if another runner has it, and raise ``LockTimeout`` after ``timeout``
         seconds (None: wait as long as it takes)."""
+
+    def transaction_lock(self) -> list[str]:
+        """The statements that take the run lock for the current transaction only, where the
+        run holds no lock of its own (a transaction-pooled alias): what creates the history
+        table or repairs it then runs them first. None here."""
+        return []
+
+    def claim_statements(self, condition: str) -> list[str]:
+        """The statements that open a migration's transaction while the run lock is held: take
+        that lock for the transaction, then fail unless ``condition`` (the history as the plan
+        expects it, see :meth:`~..history.HistoryTable.premise`) holds, which
+        :meth:`history_changed` tells. None where the run lock alone excludes other runners
+        (SQLite's ``flock``)."""
+        return []
+
+    def history_changed(self, error: BaseException) -> bool:
+        """Whether ``error`` is the failure of :meth:`claim_statements`' condition."""
+        return False
+
+    def claim_error(self, error: BaseException) -> Exception | None:
+        """What a failure of a migration's :meth:`claim_statements` says about the connection,
+        as a one-line error (a pooler the alias does not declare, a wait for the lock that timed
+        out); None for any other error."""
+        return None
+
+    def pooler_refusal(self, error: BaseException) -> Exception | None:
+        """The one-line refusal of a connection pooler that cannot run migrations, when ``error``
+        is its (None: any other error, or a database no pooler stands before)."""
+        return None
 
     # Statements ----------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from ..errors import (
     MigrationFileError,
     MissingSchema,
     ThrowawayDatabaseError,
+    UnsupportedPooler,
     database_error_types,
     database_message,
     sqlstate,
@@ -51,6 +52,26 @@ GUARD_SQL = (
 LOCK_NOT_AVAILABLE = "55P03"
 SESSION_ENDED = ("57P01", "57P02", "57P03")
 INSUFFICIENT_PRIVILEGE = "42501"
+# PgBouncer's SQLSTATE for what its pooling mode cannot do (statement mode: a transaction).
+PROTOCOL_VIOLATION = "08P01"
+# The statement of a migration's transaction that fails, with CLAIM_MARK in its message, unless
+# the history is as the run's plan expects (see MigrationRunner: it reads the history again).
+CLAIM_MARK = "sqlmigrate: the history changed since the plan was made"
+# The same for a transaction that runs on another server session than the one holding the run's
+# session lock: the connection is transaction-pooled, which the alias does not say.
+MOVED_MARK = "sqlmigrate: this transaction runs on another server session than the run lock"
+# Who holds the advisory lock of a key (a bigint: its high and low halves in classid and objid),
+# as far as this role may see: process, application, client, state and since when, query.
+LOCK_HOLDERS = (
+    "SELECT l.pid, a.application_name, host(a.client_addr), a.state,"
+    " to_char(a.state_change AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), a.query"
+    " FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid <> pg_catalog.pg_backend_pid()"
+    " AND l.classid::bigint = (%s::bigint >> 32) & 4294967295 AND l.objid::bigint = %s::bigint & 4294967295"
+    " ORDER BY l.pid"
+)
+# How much of a holder's last query the message shows.
+QUERY_SHOWN = 120
 # PostgreSQL's limit on identifiers, in bytes: a throwaway database's name fits it.
 MAX_NAME = 63
 # The throwaway databases that may be leftovers: named and marked as verify's, this role's, nobody connected.
@@ -135,6 +156,28 @@ def advisory_lock_key(schema: str, table: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
+def _failing_unless(condition: str, mark: str) -> str:
+    """A statement that fails with ``mark`` in its message unless ``condition`` holds (a CASE
+    whose ELSE is a text: no constant folding raises the error before the condition is read)."""
+    return f"SELECT CAST(CASE WHEN {condition} THEN '0' ELSE '{mark}' END AS integer)"
+
+
+def _holder(
+    pid: int, application: str | None, client: str | None, state: str | None, since: str | None, query: str | None
+) -> str:
+    """One holder of the lock, for :class:`LockTimeout`'s message."""
+    if state is None:  # another role's session, hidden from this one
+        return f"; held by server process {pid} (ask a superuser what it runs)"
+    text = " ".join((query or "").split())
+    text = text if len(text) <= QUERY_SHOWN else text[: QUERY_SHOWN - 3] + "..."
+    where = f", from {client}" if client else ""
+    return (
+        f"; held by server process {pid} (application {application!r}{where}), {state} since {since} UTC, "
+        f"last query: {text!r}; if its runner is gone (a pooled server connection keeps a session lock), "
+        f"end it: SELECT pg_terminate_backend({pid})"
+    )
+
+
 def inert_psql_variables(sql: str) -> str:
     """``sql`` with a space after each colon psql would read as a variable reference (``:name``,
     ``:'name'``): psql sends it as written whatever variables are set, and the server reads the
@@ -163,6 +206,12 @@ class PostgresBackend(Backend):
                 "pip install 'psycopg[binary]' (Django uses it when it is installed)"
             )
         super().__init__(connection)
+        # Django's own setting for an alias behind a transaction pooler (PgBouncer's transaction
+        # mode): the alias says each transaction may run on another server session.
+        self.transaction_pooled = bool(connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"))
+        self._lock_key: int | None = None  # the run lock's key while it is held
+        self._lock_wait: float | None = None  # and how long a migration waits for it (pooled)
+        self._lock_pid: int | None = None  # the server process that holds it (not pooled)
 
     def history_table_exists(self, table: str, qualified: str, tenant: str | None = None) -> bool:
         """Looked up by its ``qualified`` name, which resolves as the queries' do: through
@@ -281,12 +330,34 @@ class PostgresBackend(Backend):
     def lock(
         self, schema: str | None, table: str, timeout: float | None, on_wait: Callable[[], None]
     ) -> Iterator[None]:
-        """A session-level advisory lock, so it also covers ``no-transaction`` migrations."""
-        cursor = self.raw_cursor()
+        """A session-level advisory lock, so it also covers ``no-transaction`` migrations; none
+        on a transaction-pooled alias, where every migration's transaction takes its own
+        (:meth:`claim_statements`) and nothing is left on a server session. The try is sent
+        inside a transaction that ends in the next round trip: PgBouncer in statement mode
+        refuses that at once, before any lock is taken."""
         key = advisory_lock_key(schema or "", table)
-        with self._notice_dead_client(cursor):
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-            if not cursor.fetchone()[0]:
+        self._lock_key = key
+        self._lock_wait = timeout
+        try:
+            if self.transaction_pooled:
+                yield
+            else:
+                with self._session_lock(key, timeout, on_wait):
+                    yield
+        finally:
+            self._lock_key = None
+            self._lock_pid = None
+
+    @contextmanager
+    def _session_lock(self, key: int, timeout: float | None, on_wait: Callable[[], None]) -> Iterator[None]:
+        cursor = self.raw_cursor()
+        conn = self._psycopg_connection()
+        own = conn.autocommit and conn.info.transaction_status.name == "IDLE"  # not in the caller's transaction
+        with self._notice_dead_client(cursor, own):
+            commit = "; COMMIT" if own else ""
+            cursor.execute(f"SELECT pg_try_advisory_lock({key}), pg_backend_pid(){commit}")
+            held, self._lock_pid = cursor.fetchone()
+            if not held:
                 on_wait()
                 self._wait_for_lock(cursor, key, timeout)
             try:
@@ -296,21 +367,96 @@ class PostgresBackend(Backend):
                     self.raw_cursor().execute("SELECT pg_advisory_unlock(%s)", [key])
 
     @contextmanager
-    def _notice_dead_client(self, cursor: Any) -> Iterator[None]:
+    def _notice_dead_client(self, cursor: Any, own: bool) -> Iterator[None]:
         """Have the server end this session within a second of the client dying (PostgreSQL 14+
         on Linux), so a runner killed during a long statement does not keep the lock until the
-        statement ends. The setting is reset afterwards: the session may be the app's own."""
+        statement ends. The setting is reset afterwards: the session may be the app's own. It
+        is set in the transaction the lock's try commits (see :meth:`lock`), when the run has
+        ``own`` transactions (not inside the caller's)."""
         checking = getattr(self.connection, "pg_version", 0) >= 140000
-        if checking:
-            try:
-                cursor.execute("SET client_connection_check_interval = '1s'")
-            except driver_error(self.connection):
-                checking = False  # no kernel support: the lock lasts until the statement ends
+        statements = ["BEGIN"] * own + ["SET client_connection_check_interval = '1s'"] * checking
+        try:
+            if statements:
+                cursor.execute("; ".join(statements))
+        except driver_error(self.connection) as exc:
+            refusal = self.pooler_refusal(exc)
+            if refusal is not None:
+                raise refusal from None
+            if own:
+                cursor.execute("ROLLBACK; BEGIN")
+            checking = False  # no kernel support: the lock lasts until the statement ends
         try:
             yield
         finally:
             if checking and not self.connection_lost():
                 self.raw_cursor().execute("RESET client_connection_check_interval")
+
+    def pooler_refusal(self, error: BaseException) -> UnsupportedPooler | None:
+        """The one-line refusal of a pooler that cannot run migrations: PgBouncer in statement
+        mode, which ends the connection (SQLSTATE 08P01) at the first transaction of more than
+        one round trip. None for any other error."""
+        if sqlstate(error) != PROTOCOL_VIOLATION or "statement pooling" not in str(error):
+            return None
+        return UnsupportedPooler(
+            f"database {self.connection.alias!r} is behind a connection pooler in statement mode "
+            f"({database_message(error)}): a migration needs a transaction of several statements; use session "
+            "or transaction pooling, or a direct connection (a second alias without the pooler, --database)"
+        )
+
+    def transaction_lock(self) -> list[str]:
+        """On a transaction-pooled alias, ``pg_advisory_xact_lock`` on the run lock's key,
+        bounded by ``--wait`` (the timeout :meth:`claim_error` names the holder of), with the
+        server told to notice a dead client (:meth:`_notice_dead_client`) for this transaction."""
+        if self._lock_key is None or not self.transaction_pooled:
+            return []
+        return self._xact_lock(self._lock_key)
+
+    def _xact_lock(self, key: int) -> list[str]:
+        statements = []
+        if self.transaction_pooled and getattr(self.connection, "pg_version", 0) >= 140000:
+            statements.append("SET LOCAL client_connection_check_interval = '1s'")
+        bounded = self.transaction_pooled and self._lock_wait is not None
+        if bounded:
+            statements.append(f"SET LOCAL lock_timeout = '{int((self._lock_wait or 0) * 1000)}ms'")
+        statements.append(f"SELECT pg_catalog.pg_advisory_xact_lock({key})")
+        if bounded:
+            statements.append("SET LOCAL lock_timeout TO DEFAULT")
+        return statements
+
+    def claim_statements(self, condition: str) -> list[str]:
+        """First, when the run holds a session lock, a check that this transaction runs on that
+        lock's server session (else the alias is transaction-pooled without saying so, and
+        waiting for the lock would wait for ourselves); then ``pg_advisory_xact_lock`` on the
+        run lock's key (on the lock's own session it is granted at once; on a transaction-pooled
+        alias as :meth:`transaction_lock` takes it); then the condition, checked in a statement
+        of its own, so that under READ COMMITTED it reads what the runner before committed."""
+        key = self._lock_key
+        if key is None:
+            return []
+        moved = []
+        if self._lock_pid is not None:
+            moved.append(_failing_unless(f"pg_catalog.pg_backend_pid() = {self._lock_pid}", MOVED_MARK))
+        return [*moved, *self._xact_lock(key), _failing_unless(condition, CLAIM_MARK)]
+
+    def history_changed(self, error: BaseException) -> bool:
+        """The claim's condition failed: its mark is in the message."""
+        return CLAIM_MARK in str(error)
+
+    def claim_error(self, error: BaseException) -> Exception | None:
+        """A transaction that ran away from the session lock's server session; the wait for the
+        lock on a transaction-pooled alias timed out (``--wait``), with who holds it. Statement
+        pooling: :meth:`pooler_refusal`."""
+        if MOVED_MARK in str(error):
+            return UnsupportedPooler(
+                f"database {self.connection.alias!r} ran a migration's transaction on another server session than "
+                "the one holding the run lock: it is behind a transaction pooler (PgBouncer in transaction mode) "
+                "the alias does not declare; set DISABLE_SERVER_SIDE_CURSORS = True on it, as Django asks for "
+                "transaction pooling, or migrate through a direct alias (--database). The session lock may stay on "
+                f"server process {self._lock_pid}: SELECT pg_terminate_backend({self._lock_pid})"
+            )
+        if self._lock_key is not None and self.transaction_pooled and self.is_lock_timeout(error):
+            return self.lock_timeout(self._lock_key, self._lock_wait or 0)
+        return None
 
     def _wait_for_lock(self, cursor: Any, key: int, timeout: float | None) -> None:
         if timeout is None:
@@ -321,11 +467,23 @@ class PostgresBackend(Backend):
             cursor.execute("SELECT pg_advisory_lock(%s)", [key])
         except driver_error(self.connection) as exc:
             if self.is_lock_timeout(exc):
-                raise LockTimeout(f"another runner held the migration lock for more than {timeout:g} s") from None
+                raise self.lock_timeout(key, timeout) from None
             raise
         finally:
             if not self.connection_lost():
                 cursor.execute("RESET lock_timeout")
+
+    def lock_timeout(self, key: int, timeout: float) -> LockTimeout:
+        """``LockTimeout`` naming who holds the lock of ``key``, as far as the server tells
+        (another role's sessions are hidden from a role without ``pg_read_all_stats``)."""
+        message = f"another runner held the migration lock for more than {timeout:g} s"
+        try:
+            cursor = self.raw_cursor()
+            cursor.execute(LOCK_HOLDERS, [key, key])
+            holders = cursor.fetchall()
+        except driver_error(self.connection):
+            return LockTimeout(message)
+        return LockTimeout(message + "".join(_holder(*row) for row in holders))
 
     def split(self, section: Section) -> list[Statement]:
         """Statements as PostgreSQL reads them (see :mod:`sqlmigrate_app.statements`)."""

@@ -21,7 +21,7 @@ import django
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from .. import __version__, schema_file
-from ..errors import ProblemKind, SchemaFileError, SqlMigrateError, Terminated, plural, printable
+from ..errors import ProblemKind, SchemaFileError, SqlMigrateError, Terminated, UnsupportedPooler, plural, printable
 from ..executor import Action, Reporter, Result
 from ..files import Migration
 from ..runner import MigrationRunner
@@ -52,6 +52,10 @@ EXIT_SOME_FAILED = 13
 # The live schema differs from the one its applied migrations produce (sqlmigrate_drift, and
 # sqlmigrate_up --check-drift, which then applies nothing).
 EXIT_DRIFT = 14
+# The database is behind a connection pooler no migration can run through (PgBouncer's
+# statement mode, or transaction pooling the alias does not declare).
+EXIT_POOLER = 15
+POOLER = (EXIT_POOLER, "refused: a connection pooler in statement mode, or undeclared transaction mode")
 # Lines of each object's difference verify and drift show below -v 2.
 SHOWN_LINES = 30
 # Exit codes of a run stopped by a signal, as a shell reports them: 128 + the signal's number.
@@ -213,7 +217,8 @@ class SqlMigrateCommand(BaseCommand):
             with sigterm_as_interrupt(), start_up_frozen():
                 return super().execute(*args, **options)
         except SqlMigrateError as exc:
-            raise CommandError(printable(str(exc))) from exc
+            code = EXIT_POOLER if isinstance(exc, UnsupportedPooler) else 1
+            raise CommandError(printable(str(exc)), returncode=code) from exc
         except KeyboardInterrupt as exc:
             raise interruption(exc) from exc
 

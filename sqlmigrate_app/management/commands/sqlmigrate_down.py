@@ -8,6 +8,7 @@ from ...fleet import Down, plan_fleet
 from ...runner import MigrationRunner
 from ..base import (
     EXIT_SCHEMA_FILE_NOT_WRITTEN,
+    POOLER,
     ProgressReporter,
     SqlMigrateCommand,
     exit_codes_line,
@@ -40,7 +41,7 @@ class Command(SqlMigrateCommand):
     several_databases = True
     exit_codes_help = exit_codes_line(
         "rolled back, or nothing to roll back",
-        [(EXIT_SCHEMA_FILE_NOT_WRITTEN, "migrations rolled back, schema file not written"), SOME_FAILED],
+        [(EXIT_SCHEMA_FILE_NOT_WRITTEN, "migrations rolled back, schema file not written"), SOME_FAILED, POOLER],
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:

@@ -8,6 +8,7 @@ from ...executor import Action
 from ...fleet import Redo
 from ..base import (
     EXIT_SCHEMA_FILE_NOT_WRITTEN,
+    POOLER,
     ProgressReporter,
     SqlMigrateCommand,
     exit_codes_line,
@@ -33,7 +34,7 @@ class Command(SqlMigrateCommand):
     several_databases = True
     exit_codes_help = exit_codes_line(
         "redone, or nothing to redo",
-        [(EXIT_SCHEMA_FILE_NOT_WRITTEN, "migrations redone, schema file not written"), SOME_FAILED],
+        [(EXIT_SCHEMA_FILE_NOT_WRITTEN, "migrations redone, schema file not written"), SOME_FAILED, POOLER],
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:

@@ -16,6 +16,7 @@ from ...tenants import Target
 from ..base import (
     EXIT_DRIFT,
     EXIT_SCHEMA_FILE_NOT_WRITTEN,
+    POOLER,
     ProgressReporter,
     SqlMigrateCommand,
     exit_codes_line,
@@ -53,6 +54,7 @@ class Command(SqlMigrateCommand):
             (EXIT_SCHEMA_FILE_NOT_WRITTEN, "migrations applied, schema file not written"),
             SOME_FAILED,
             (EXIT_DRIFT, "--check-drift: the schema drifted, nothing applied"),
+            POOLER,
         ],
     )
 
