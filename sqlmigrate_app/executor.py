@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from time import perf_counter, sleep
@@ -93,7 +93,8 @@ class Side:
     migration: Migration
     action: Action  # applied or rolled back
     section: Section
-    history_sql: str
+    history_sql: str  # empty: the side records nothing (a repeatable's dependent dropped before it is re-created)
+    before_history: tuple[str, ...] = ()  # a repeatable's old row deleted, ahead of its new one
 
     @property
     def applying(self) -> bool:
@@ -165,11 +166,32 @@ class Executor:
         self._session = None
 
     def apply(self, migration: Migration) -> Result:
-        """Run the UP section and record the migration as applied; a transactional migration
-        that fails on its lock timeout is tried again ``retries`` times."""
-        row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
-        side = Side(migration, Action.APPLIED, migration.up, row)
+        """Run the UP section and record the migration as applied (a repeatable one's row
+        written afresh); a transactional migration that fails on its lock timeout is tried
+        again ``retries`` times."""
+        side = self._applying(migration)
         return self._timed_work(migration, Action.APPLIED, lambda: self._with_retries(side))
+
+    def apply_together(self, migrations: Sequence[Migration], drops: Sequence[Side]) -> list[Result]:
+        """Repeatable migrations that change together (one, and the managed ones that depend on
+        it) in one transaction: ``drops`` first (each a dependent's, the last one first), then
+        each migration's section and its row, in order. Reported as the first one's run; the
+        others' lines follow it once the transaction committed."""
+        sides = [*drops, *(self._applying(migration) for migration in migrations)]
+        first = self._timed_work(migrations[0], Action.APPLIED, lambda: self._in_transaction(*sides))
+        results = [first]
+        for migration in migrations[1:]:
+            results.append(Result(migration, Action.APPLIED, 0.0))
+            self.reporter.starting(migration, Action.APPLIED)
+            self.reporter.finished(results[-1])
+        return results
+
+    def _applying(self, migration: Migration) -> Side:
+        """The UP side of ``migration``: its section, then its history row (a repeatable's
+        previous row deleted first)."""
+        row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
+        before = (self.history.delete_sql(migration.id),) if migration.repeatable else ()
+        return Side(migration, Action.APPLIED, migration.up, row, before)
 
     def _with_retries(self, side: Side) -> None:
         """Run the side; while it fails only because it waited longer than its lock timeout (it
@@ -258,45 +280,50 @@ class Executor:
         runner waits here and then finds the migration already applied."""
         with transaction.atomic(using=self.connection.alias):
             try:
+                if migration.repeatable:
+                    self.history.delete(migration.id)
                 self.history.insert(migration.id, migration.name, migration.checksum)
             except IntegrityError:
                 raise _AlreadyDone from None
 
-    def _in_transaction(self, side: Side) -> None:
-        """The side in one transaction with its history change, rolled back whatever fails.
+    def _in_transaction(self, *sides: Side) -> None:
+        """The sides in one transaction, each with its history change, rolled back whatever fails.
 
-        The error names the migration: a statement's error with its line, a lost connection or
-        a failing COMMIT as such. When the server has gone, Django's own rollback fails too:
-        the statement's error is the one kept.
+        The error names the migration of the side that failed: a statement's error with its
+        line, a lost connection or a failing COMMIT as such. When the server has gone, Django's
+        own rollback fails too: the statement's error is the one kept.
         """
         failed: list[StatementError | TransactionEnded] = []
+        current = sides[0]
         try:
             with transaction.atomic(using=self.connection.alias):
-                try:
-                    self._section_with_history(side)
-                except (StatementError, TransactionEnded) as exc:
-                    failed.append(exc)
-                    raise
+                for index, current in enumerate(sides):
+                    try:
+                        self._section_with_history(current, last=index == len(sides) - 1)
+                    except (StatementError, TransactionEnded) as exc:
+                        failed.append(exc)
+                        raise
         except KeyboardInterrupt as exc:
-            raise self._interrupted(side.migration, exc, self._outcome_of_interrupted(side)) from exc
+            raise self._interrupted(current.migration, exc, self._outcome_of_interrupted(sides[-1])) from exc
         except (StatementError, TransactionEnded) + database_error_types(self.connection) as exc:
-            raise self._transaction_failure(side.migration, failed[0] if failed else exc) from exc
+            raise self._transaction_failure(current.migration, failed[0] if failed else exc) from exc
 
-    def _section_with_history(self, side: Side) -> None:
+    def _section_with_history(self, side: Side, last: bool = True) -> None:
         """The section, then the history statement: on PostgreSQL the BEGIN, timeouts, section
         and history row make one round trip, with the COMMIT too when the side applies the
-        migration and ours is the outermost atomic block. The history statement comes last, so that it commits
-        only with the whole section (the backend checks the section did not end the transaction
-        itself); when it touches no row, another runner was first: the transaction is rolled back."""
+        migration, is the ``last`` of its transaction and ours is the outermost atomic block. The
+        history statement comes last, so that it commits only with the whole section (the
+        backend checks the section did not end the transaction itself); when it touches no row,
+        another runner was first: the transaction is rolled back."""
         ahead = prelude(self.backend, side.migration, self.timeouts, self.tenant, local=True)
         outermost = len(self.connection.atomic_blocks) == 1
-        record = [side.history_sql]
-        if self._session is not None and may_change_session(side.section.sql):
+        record = [*side.before_history, side.history_sql] if side.history_sql else []
+        if record and self._session is not None and may_change_session(side.section.sql):
             record[:0] = self.backend.identity_statements(self._session)  # a SET ROLE in the section
         rows = self.backend.run_section(
-            self.backend.raw_cursor(), side.section, ahead, record, side.applying and outermost
+            self.backend.raw_cursor(), side.section, ahead, record, side.applying and outermost and last
         )
-        if rows == 0:
+        if rows == 0 and record:
             raise _AlreadyDone
 
     def _transaction_failure(self, migration: Migration, error: Exception) -> BaseException:
@@ -336,6 +363,8 @@ class Executor:
         except KeyboardInterrupt as exc:
             raise self._interrupted(migration, exc, self._stopped(ran, statements)) from exc
         if side.applying:
+            if migration.repeatable:
+                self.history.delete(migration.id)
             self.history.insert(migration.id, migration.name, migration.checksum)
         else:
             self.history.delete(migration.id)
@@ -386,7 +415,11 @@ class Executor:
     def _outcome_of_interrupted(self, side: Side) -> str:
         """Whether an interrupted transactional side had committed: the history row says."""
         try:
-            recorded = self.history.contains(side.migration.id)
+            if side.migration.repeatable:  # its row is there either way: is it this run's?
+                row = self.history.read_one(side.migration.id)
+                recorded = row is not None and row.checksum == side.migration.checksum
+            else:
+                recorded = self.history.contains(side.migration.id)
         except database_error_types(self.connection):
             return "the connection was lost: run sqlmigrate_status to see whether it was recorded"
         if side.applying:

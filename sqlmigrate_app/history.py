@@ -8,7 +8,7 @@ refused and never written to.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from operator import attrgetter
@@ -17,6 +17,7 @@ from typing import Any
 from .backends import Backend
 from .conf import TABLE_NAME_RULE, is_table_name
 from .errors import HistoryTableError
+from .files import is_repeatable
 
 COLUMNS = ("id", "name", "executed_at", "checksum")
 PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_ ]*")
@@ -31,6 +32,31 @@ class AppliedMigration:
     name: str
     executed_at: datetime | None
     checksum: str
+
+
+class History(dict[str, AppliedMigration]):
+    """The applied versioned migrations by id, oldest first (what every plan reads), and the
+    rows of repeatable migrations apart, by id, in :attr:`repeatables`: one read of the table
+    gives both, and no versioned rule (out of order, missing) ever sees a repeatable's row."""
+
+    def __init__(
+        self, versioned: Iterable[AppliedMigration] = (), repeatables: Iterable[AppliedMigration] = ()
+    ) -> None:
+        super().__init__((row.id, row) for row in versioned)
+        self.repeatables = {row.id: row for row in repeatables}
+
+    @classmethod
+    def of(cls, rows: Iterable[AppliedMigration]) -> History:
+        """The rows of a table sorted into the two kinds, each in id order."""
+        ordered = sorted(rows, key=attrgetter("id"))
+        return cls(
+            (row for row in ordered if not is_repeatable(row.id)), (row for row in ordered if is_repeatable(row.id))
+        )
+
+
+def repeatable_rows(applied: Mapping[str, AppliedMigration]) -> dict[str, AppliedMigration]:
+    """The repeatables' rows a read of the history found (none in a mapping made otherwise)."""
+    return applied.repeatables if isinstance(applied, History) else {}
 
 
 def _as_utc(value: Any) -> datetime | None:
@@ -104,18 +130,17 @@ class HistoryTable:
         with self.connection.cursor() as cursor:
             cursor.execute(self.create_sql())
 
-    def read(self, create: bool = False) -> dict[str, AppliedMigration]:
-        """Every applied migration by id, oldest first: the one history query of a command.
+    def read(self, create: bool = False) -> History:
+        """Every applied migration by id, oldest first, the repeatables' rows apart: the one
+        history query of a command.
 
         Without ``create`` a missing table reads as empty and nothing is written.
         """
         if not self.exists():
             if not create:
-                return {}
+                return History()
             self.create()
-        applied = self._select("")
-        applied.sort(key=attrgetter("id"))
-        return {migration.id: migration for migration in applied}
+        return History.of(self._select(""))
 
     def read_one(self, migration_id: str) -> AppliedMigration | None:
         """The row of one migration, or None (also when there is no table): for a page that
@@ -146,6 +171,11 @@ class HistoryTable:
         trip. Only for values that need no escaping (as file names and hex checksums give)."""
         values = f"{_literals(migration_id, name, checksum)}, {self.utc_now}"
         return f"INSERT INTO {self.quoted} (id, name, checksum, executed_at) VALUES ({values})"
+
+    def replace_sql(self, migration_id: str, name: str, checksum: str) -> list[str]:
+        """A repeatable migration's row written afresh (its checksum and ``executed_at`` the new
+        run's), as two literal statements, the INSERT last (see :meth:`insert_sql`)."""
+        return [self.delete_sql(migration_id), self.insert_sql(migration_id, name, checksum)]
 
     def delete_sql(self, migration_id: str) -> str:
         """The history DELETE as one literal statement (see :meth:`insert_sql`)."""

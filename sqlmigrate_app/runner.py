@@ -21,15 +21,18 @@ from .backends import backend_for
 from .directory import MigrationSet, load_directory, load_one
 from .errors import (
     ConfigurationError,
+    MigrationFileError,
+    MissingMigration,
     SqlMigrateError,
     database_error_types,
     redo_stopped,
     reports_database_errors,
 )
-from .executor import Executor, Reporter, Result
-from .files import Migration
-from .history import AppliedMigration, HistoryTable
+from .executor import Action, Executor, Reporter, Result, Side
+from .files import Migration, Section
+from .history import AppliedMigration, History, HistoryTable
 from .planner import Repair, plan_down, plan_redo, plan_repair, plan_up
+from .repeatables import Ordering, Unit, drop_sql, plan_repeatables
 from .requirements import check_requirements, unknown_requirements
 from .script import Script
 from .state import MigrationStatus, Problem, State, StatusTable, problems, statuses
@@ -64,6 +67,7 @@ class MigrationRunner:
         self.loader = loader  # how the files are read: the admin page passes cache.load_cached
         retries = conf.retries() if retries is None else retries
         self.executor = Executor(self.backend, self.history, self.reporter, conf.timeouts(), retries, self.schema)
+        self._ordering = Ordering(())  # the repeatables of the last load (see _files)
 
     def _tenant_schema(self, schema: str) -> str:
         """``schema``, a tenant's, checked: a name sqlmigrate takes, on a database with schemas."""
@@ -91,10 +95,12 @@ class MigrationRunner:
         return found.migrations
 
     def _files(self) -> MigrationSet:
-        """Every file's sections and checksum; the first bad one raises. Statements are checked
-        only in the migrations a run executes (:func:`~.statements.check_statements`)."""
+        """Every file's sections and checksum, and the repeatables' order; the first bad one
+        raises (a cycle of repeatables too). Statements are checked only in the migrations a run
+        executes (:func:`~.statements.check_statements`)."""
         found = self.loader(self.directory)
         found.raise_first_error()
+        self._ordering = Ordering(found.repeatables)
         return found
 
     @reports_database_errors
@@ -119,7 +125,7 @@ class MigrationRunner:
         found = load_one(self.directory, migration_id)
         found.raise_first_error()
         record = self.history.read_one(migration_id)
-        rows = statuses(found, {migration_id: record} if record else {})
+        rows = statuses(found, History.of([record] if record else []))
         return rows[0] if rows else None
 
     def pending(self) -> list[Migration]:
@@ -130,6 +136,10 @@ class MigrationRunner:
     def validate(self) -> list[Problem]:
         """Every problem with files and history; an empty list means all is well. Never writes."""
         found = self.loader(self.directory)
+        try:
+            Ordering(found.repeatables)
+        except MigrationFileError as exc:  # a cycle, a requires= naming no file
+            found = MigrationSet(found.directory, found.migrations, [*found.errors, exc], found.repeatables)
         unknown = [Problem.of(error) for error in unknown_requirements(found.migrations)]
         return problems(with_statements_checked(found), self.history.read) + unknown
 
@@ -137,22 +147,59 @@ class MigrationRunner:
 
     @reports_database_errors
     def plan(self, to: str | None = None, allow_out_of_order: bool = False) -> list[Migration]:
-        """What :meth:`migrate` would apply, in order, or what it would refuse. Never writes."""
+        """What :meth:`migrate` would apply, in order (the repeatables last), or what it would
+        refuse. Never writes."""
         found = self._files()
         self._pin_history()
-        return self._up_plan(found, self.history.read(), to, allow_out_of_order)
+        applied = self.history.read()
+        plan = self._up_plan(found, applied, to, allow_out_of_order)
+        return plan + [m for unit in self._repeatable_plan(applied, to) for m in unit.migrations]
 
     @reports_database_errors
     def migrate(self, to: str | None = None, fake: bool = False, allow_out_of_order: bool = False) -> list[Result]:
-        """Apply every pending migration (up to and including ``to``), each in its own transaction."""
+        """Apply every pending migration (up to and including ``to``), each in its own
+        transaction; then, without ``to``, every repeatable migration new or changed since it
+        last ran, each in its own transaction with the applied ones that depend on it."""
         found = self._files()
         with self._locked():
             applied = self.history.read()
             plan = self._up_plan(found, applied, to, allow_out_of_order, fake)
-            if not applied:
+            units = self._repeatable_plan(applied, to, fake)
+            if not applied and not applied.repeatables:
                 self.history.create()
             run = self.executor.fake if fake else self.executor.apply
-            return [run(migration) for migration in plan]
+            results = [run(migration) for migration in plan]
+            for unit in units:
+                results += [run(m) for m in unit.migrations] if fake else self._apply_unit(unit)
+            return results
+
+    def _repeatable_plan(self, applied: History, to: str | None, fake: bool = False) -> list[Unit]:
+        """The repeatables ``up`` runs (none with ``to``: they may need migrations after it),
+        checked as :meth:`_up_plan` checks the versioned ones."""
+        for migration_id in applied.repeatables:
+            if migration_id not in self._ordering.by_id:
+                raise MissingMigration(migration_id, self.directory)
+        if to is not None:
+            return []
+        units = plan_repeatables(self._ordering, applied.repeatables)
+        migrations = [migration for unit in units for migration in unit.migrations]
+        check_statements(migrations)
+        if not fake:
+            check_requirements(self.connection, migrations)
+        return units
+
+    def _apply_unit(self, unit: Unit) -> list[Result]:
+        """One repeatable on its own as a versioned migration runs; with its dependents, the
+        drops and all of them in one transaction."""
+        if len(unit.migrations) == 1:
+            return [self.executor.apply(unit.migrations[0])]
+        drops = [self._drop_side(migration) for migration in unit.dropped]
+        return self.executor.apply_together(unit.migrations, [side for side in drops if side.section.sql.strip()])
+
+    def _drop_side(self, migration: Migration) -> Side:
+        """What drops a dependent before the repeatable it depends on runs again."""
+        sql, line = drop_sql(self._ordering, migration, self.backend.drop_statement)
+        return Side(migration, Action.ROLLED_BACK, Section(sql, line), "")
 
     def _up_plan(
         self,
@@ -306,7 +353,9 @@ class MigrationRunner:
         refuse. Never writes."""
         found = self._files()
         self._pin_history()
-        plan = self._up_plan(found, self.history.read(), to, allow_out_of_order)
+        applied = self.history.read()
+        plan = self._up_plan(found, applied, to, allow_out_of_order)
+        plan += [m for unit in self._repeatable_plan(applied, to) for m in unit.migrations]
         return self._script().up(plan, create_history=not self.history.exists())
 
     @reports_database_errors

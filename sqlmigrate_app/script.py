@@ -40,6 +40,8 @@ class Script:
             parts.append(f"{self.history.create_sql()};\n")
         for migration in plan:
             row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
+            if migration.repeatable:  # its row written afresh
+                row = ";\n".join(self.history.replace_sql(migration.id, migration.name, migration.checksum))
             parts.append(self._migration(migration, migration.up, row))
         return "\n".join(parts)
 

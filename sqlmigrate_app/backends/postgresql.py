@@ -354,6 +354,12 @@ class PostgresBackend(Backend):
             return outcome.rows[0]
         raise self._located(outcome, section, text, len(head), len(record)) from outcome.error
 
+    def drop_statement(self, kind: str, name: str, on: str | None) -> str:
+        """A trigger is dropped ``ON`` its table; a function by its name alone (unique in its schema)."""
+        if kind == "TRIGGER" and on:
+            return f"DROP TRIGGER IF EXISTS {name} ON {on}"
+        return super().drop_statement(kind, name, on)
+
     def guard(self, token: str) -> tuple[str, str]:
         """The statement that marks the migration's transaction with ``token`` (sent ahead of
         the section) and the guard that fails unless the transaction is still that one (sent

@@ -1,0 +1,200 @@
+"""Repeatable migrations (``R__<name>.sql``): the order they run in, which ones ``up`` runs, and
+the managed dependents a change re-creates with it.
+
+Each file's objects are read from its statements (``CREATE [OR REPLACE] VIEW v``, ``FUNCTION f``,
+``TRIGGER t ... ON tbl``, ...) with the statement scanner, and every name it mentions outside
+comments and quoted text: a file that mentions an object another file defines runs after it,
+as does one that declares ``-- sqlmigrate: requires=R__other``. A cycle is refused naming two
+of its files. When a repeatable changes, the applied ones that depend on it (directly or not)
+are dropped, last first, before it runs, and run again after it, in its transaction: the user
+writes ``CREATE OR REPLACE`` or ``DROP ...; CREATE ...`` for their own object only. Pure: no
+database; what a generated ``DROP`` looks like, the backend says.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from .errors import MigrationFileError
+from .files import Migration
+from .history import AppliedMigration
+from .statements import _leading_words, split
+
+# Kinds of object other SQL can use by name; a trigger or an index is used by nobody.
+USED_KINDS = ("VIEW", "MATERIALIZED VIEW", "FUNCTION", "PROCEDURE", "AGGREGATE", "TYPE", "DOMAIN", "TABLE", "SEQUENCE")
+# Kinds sqlmigrate writes a DROP for, when a dependent without a -- DOWN section is re-created.
+DROPPED_KINDS = ("VIEW", "MATERIALIZED VIEW", "FUNCTION", "PROCEDURE", "AGGREGATE", "TRIGGER")
+KINDS = (*USED_KINDS, "TRIGGER", "INDEX", "RULE")
+SKIPPED_WORDS = {"OR", "REPLACE", "TEMP", "TEMPORARY", "RECURSIVE", "CONSTRAINT", "UNIQUE", "UNLOGGED"}
+# Comments and plain strings, which name nothing (a $$ body does: a SQL function's uses count).
+NOISE_RE = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.DOTALL)
+NAME_RE = re.compile(r'"(?:[^"]|"")+"|[^\W\d][\w$]*')
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """One object a repeatable migration creates: its kind (``VIEW``), its name as written
+    (``public.v``), and for a trigger the table it is on."""
+
+    kind: str
+    name: str
+    on: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The name other SQL mentions it by: the last part, unquoted, lower-case."""
+        return _key(self.name.rpartition(".")[2])
+
+
+def _key(name: str) -> str:
+    return name[1:-1].replace('""', '"').lower() if name.startswith('"') else name.lower()
+
+
+def definitions(migration: Migration) -> list[Definition]:
+    """The objects the UP section creates, in order."""
+    found = []
+    for statement in split(migration.up_sql, migration.up_line):
+        words = _leading_words(statement.sql, 0, len(statement.sql), 40)
+        definition = _definition(words)
+        if definition is not None:
+            found.append(definition)
+    return found
+
+
+def _definition(words: list[str]) -> Definition | None:
+    """The object a ``CREATE`` statement's leading words create, or None."""
+    if not words or words[0] != "CREATE":
+        return None
+    at = 1
+    while at < len(words) and words[at] in SKIPPED_WORDS:
+        at += 1
+    kind = words[at] if at < len(words) else ""
+    if kind == "MATERIALIZED" and words[at + 1 : at + 2] == ["VIEW"]:
+        kind, at = "MATERIALIZED VIEW", at + 1
+    if kind not in KINDS:
+        return None
+    at += 1
+    if words[at : at + 3] == ["IF", "NOT", "EXISTS"]:
+        at += 3
+    name = words[at] if at < len(words) else ""
+    if words[at + 1 : at + 2] == ["."] and at + 2 < len(words):
+        name, at = f"{name}.{words[at + 2]}", at + 2
+    if not NAME_RE.fullmatch(name.rpartition(".")[2]):
+        return None
+    on = words[words.index("ON", at) + 1] if kind == "TRIGGER" and "ON" in words[at:-1] else None
+    return Definition(kind, name if '"' in name else name.lower(), on)
+
+
+def mentioned(migration: Migration) -> set[str]:
+    """Every name the file's UP section mentions outside comments and plain strings, as
+    :attr:`Definition.key` writes one."""
+    return {_key(name) for name in NAME_RE.findall(NOISE_RE.sub(" ", migration.up_sql))}
+
+
+class Ordering:
+    """The repeatable migrations of a directory in an order that works, and what depends on
+    what. Raises :class:`MigrationFileError` for a ``requires=R__x`` naming no file, or a cycle."""
+
+    def __init__(self, repeatables: Sequence[Migration]) -> None:
+        self.by_id = {migration.id: migration for migration in repeatables}
+        self.defined = {migration.id: definitions(migration) for migration in repeatables}
+        self.after = {migration.id: self._after(migration) for migration in repeatables}
+        self.order = self._sorted()
+
+    def _after(self, migration: Migration) -> dict[str, str]:
+        """The repeatables ``migration`` runs after, each with why (for a cycle's message)."""
+        why = {}
+        for other in migration.after:
+            if other not in self.by_id:
+                raise MigrationFileError(migration.path, f"requires={other}: there is no {other}.sql in the directory")
+            why[other] = "requires=" + other
+        names = mentioned(migration)
+        own = {definition.key for definition in self.defined[migration.id]}
+        for other, objects in self.defined.items():
+            used = [d.name for d in objects if d.kind in USED_KINDS and d.key in names and d.key not in own]
+            if other != migration.id and used and other not in why:
+                why[other] = f"uses {used[0]}"
+        return why
+
+    def _sorted(self) -> list[Migration]:
+        """Depth first, by name among equals; a cycle raises naming two of its files."""
+        done: dict[str, bool] = {}  # id -> finished (False: on the current path)
+        order: list[Migration] = []
+
+        def visit(migration_id: str, path: list[str]) -> None:
+            if done.get(migration_id) is False:
+                self._cycle(path[path.index(migration_id) :])
+            if migration_id in done:
+                return
+            done[migration_id] = False
+            for other in sorted(self.after[migration_id]):
+                visit(other, [*path, migration_id])
+            done[migration_id] = True
+            order.append(self.by_id[migration_id])
+
+        for migration_id in sorted(self.by_id):
+            visit(migration_id, [])
+        return order
+
+    def _cycle(self, cycle: list[str]) -> None:
+        first, second = cycle[0], cycle[1] if len(cycle) > 1 else cycle[0]
+        through = f" (through {', '.join(cycle[2:])})" if len(cycle) > 2 else ""
+        message = (
+            f"{first} and {second}.sql depend on each other{through}: {first} {self.after[first][second]}, "
+            f"{cycle[-1]} {self.after[cycle[-1]][first]}; a cycle of repeatable migrations cannot run: "
+            "move one object to the other file, or drop a requires="
+        )
+        raise MigrationFileError(self.by_id[first].path, message)
+
+    def dependents(self, migration_id: str) -> list[str]:
+        """The repeatables that depend on ``migration_id``, directly or not, in run order."""
+        found = {migration_id}
+        for migration in self.order:
+            if found & self.after[migration.id].keys():
+                found.add(migration.id)
+        found.discard(migration_id)
+        return [migration.id for migration in self.order if migration.id in found]
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """Repeatable migrations ``up`` runs in one transaction: a changed one and the managed
+    ones that depend on it, in run order; ``dropped``, those of them applied before, which are
+    dropped (last first) before the first runs."""
+
+    migrations: tuple[Migration, ...]
+    dropped: tuple[Migration, ...]
+
+
+def plan_repeatables(ordering: Ordering, applied: Mapping[str, AppliedMigration]) -> list[Unit]:
+    """What ``up`` runs after the versioned migrations: every repeatable new or changed since
+    its last run (its row's checksum), each with the applied ones that depend on it; the units
+    in run order. Nothing is read but the history."""
+    to_run = [m.id for m in ordering.order if m.id not in applied or applied[m.id].checksum != m.checksum]
+    units: list[Unit] = []
+    taken: set[str] = set()
+    for migration_id in to_run:
+        if migration_id in taken:
+            continue
+        members = [migration_id, *(i for i in ordering.dependents(migration_id) if i not in taken)]
+        taken.update(members)
+        dropped = [i for i in members[1:] if i in applied]
+        units.append(
+            Unit(
+                tuple(ordering.by_id[i] for i in members),
+                tuple(ordering.by_id[i] for i in reversed(dropped)),
+            )
+        )
+    return units
+
+
+def drop_sql(ordering: Ordering, migration: Migration, drop: Callable[[str, str, str | None], str]) -> tuple[str, int]:
+    """What drops a dependent's objects before it is re-created, and the file line it starts on:
+    its ``-- DOWN`` section when it has one, else a ``DROP ... IF EXISTS`` per object it
+    creates (last first; never ``CASCADE``, which could take objects nobody manages)."""
+    if migration.reversible:
+        return migration.down_sql, migration.down_line
+    drops = [drop(d.kind, d.name, d.on) for d in reversed(ordering.defined[migration.id]) if d.kind in DROPPED_KINDS]
+    return "".join(f"{sql};\n" for sql in drops), 0

@@ -1,0 +1,231 @@
+"""Repeatable migrations (``R__<name>.sql``, issue 22): run by ``up`` after the versioned ones
+when new or changed, in an order that works, their managed dependents re-created with them;
+shown by status, --json and --check."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
+
+from .support.migrations import FIRST, SECOND
+from .support.target import ok
+
+BASE = "DROP VIEW IF EXISTS base_v;\nCREATE VIEW base_v AS SELECT id, name FROM items;\n"
+TOP = "DROP VIEW IF EXISTS top_v;\nCREATE VIEW top_v AS SELECT name FROM base_v;\n"
+
+
+def items(target):
+    target.migration(
+        FIRST, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price INTEGER);", "DROP TABLE items;"
+    )
+
+
+def rows(target):
+    return dict(target.query("SELECT id, checksum FROM schema_migrations WHERE id LIKE 'R%%' ORDER BY id"))
+
+
+def test_up_runs_the_versioned_migrations_then_each_new_repeatable_with_its_row(target):
+    items(target)
+    target.write("R__base_v.sql", BASE)
+
+    result = ok(target.call("sqlmigrate_up"))
+
+    lines = result.out.splitlines()
+    assert lines[0].startswith(f"Applying {FIRST}...") and lines[1].startswith("Applying R__base_v... OK")
+    assert target.history() == [FIRST, "R__base_v"]
+    assert target.query("SELECT name FROM schema_migrations WHERE id = 'R__base_v'") == [("Base V",)]
+    assert target.query("SELECT count(*) FROM base_v") == [(0,)]
+
+
+def test_an_unchanged_repeatable_does_not_run_again_and_a_changed_one_does(target):
+    items(target)
+    target.write("R__base_v.sql", BASE)
+    ok(target.call("sqlmigrate_up"))
+    first = rows(target)
+
+    assert ok(target.call("sqlmigrate_up")).out == "No pending migrations.\n"
+
+    target.write("R__base_v.sql", BASE.replace("id, name", "id, name, price"))
+    result = ok(target.call("sqlmigrate_up"))
+
+    assert "Applying R__base_v... OK" in result.out
+    assert rows(target)["R__base_v"] != first["R__base_v"]
+    assert target.query("SELECT price FROM base_v") == []
+
+
+def test_a_file_reverted_to_an_earlier_content_runs_again(target):
+    items(target)
+    target.write("R__base_v.sql", BASE)
+    ok(target.call("sqlmigrate_up"))
+    target.write("R__base_v.sql", BASE.replace("id, name", "id, name, price"))
+    ok(target.call("sqlmigrate_up"))
+
+    target.write("R__base_v.sql", BASE)
+    result = ok(target.call("sqlmigrate_up"))
+
+    assert "Applying R__base_v... OK" in result.out
+    columns = [
+        c.name
+        for c in connections[target.alias].introspection.get_table_description(
+            connections[target.alias].cursor(), "base_v"
+        )
+    ]
+    assert columns == ["id", "name"]
+
+
+def test_a_failed_repeatable_leaves_the_previous_definition_and_runs_again_next_time(target):
+    items(target)
+    target.write("R__base_v.sql", BASE)
+    ok(target.call("sqlmigrate_up"))
+    before = rows(target)
+    target.write("R__base_v.sql", BASE.replace("FROM items", "FROM items WHERE"))
+
+    failed = target.call("sqlmigrate_up")
+
+    assert failed.code == 1 and "R__base_v.sql:2: R__base_v failed" in failed.err
+    assert rows(target) == before
+    assert target.query("SELECT count(*) FROM base_v") == [(0,)]
+    target.write("R__base_v.sql", BASE.replace("id, name", "name"))
+    assert "Applying R__base_v... OK" in ok(target.call("sqlmigrate_up")).out
+
+
+def test_status_shows_repeatables_applied_changed_and_new_and_check_counts_them_pending(target):
+    items(target)
+    target.write("R__base_v.sql", BASE)
+    target.write("R__top_v.sql", TOP)
+    ok(target.call("sqlmigrate_up"))
+    target.write("R__top_v.sql", TOP + "-- a comment\n")
+    target.write("R__z_other.sql", "DROP VIEW IF EXISTS other_v;\nCREATE VIEW other_v AS SELECT 1 AS one;\n")
+
+    text = ok(target.call("sqlmigrate_status")).out
+    listed = json.loads(ok(target.call("sqlmigrate_status", json=True)).out)
+    check = target.call("sqlmigrate_status", check=True)
+
+    assert re.search(r"Executed \| R__base_v \| Base V \| \d{4}-", text)
+    assert "Changed  | R__top_v | Top V" in text
+    assert "New      | R__z_other | Z Other" in text
+    assert [(row["id"], row["state"], row["repeatable"]) for row in listed] == [
+        (FIRST, "applied", False),
+        ("R__base_v", "applied", True),
+        ("R__top_v", "changed", True),
+        ("R__z_other", "new", True),
+    ]
+    assert check.code == 3 and "2 pending migrations: run sqlmigrate_up" in check.text
+
+
+def test_a_repeatable_runs_after_the_one_whose_object_it_uses_whatever_their_names(target):
+    items(target)
+    target.write("R__a_top.sql", TOP)
+    target.write("R__z_base.sql", BASE)
+
+    result = ok(target.call("sqlmigrate_up"))
+
+    assert result.out.index("R__z_base") < result.out.index("R__a_top")
+    assert target.query("SELECT count(*) FROM top_v") == [(0,)]
+
+
+def test_requires_names_the_repeatable_to_run_first(target):
+    items(target)
+    target.write("R__a.sql", "-- sqlmigrate: requires=R__b\nCREATE TABLE IF NOT EXISTS log_a (x INTEGER);\n")
+    target.write("R__b.sql", "CREATE TABLE IF NOT EXISTS log_b (x INTEGER);\n")
+
+    result = ok(target.call("sqlmigrate_up"))
+
+    assert result.out.index("R__b...") < result.out.index("R__a...")
+
+
+def test_a_cycle_is_refused_at_load_naming_both_files_and_nothing_runs(target):
+    items(target)
+    target.write("R__a.sql", "-- sqlmigrate: requires=R__b\nCREATE TABLE IF NOT EXISTS log_a (x INTEGER);\n")
+    target.write("R__b.sql", "-- sqlmigrate: requires=R__a\nCREATE TABLE IF NOT EXISTS log_b (x INTEGER);\n")
+
+    for command, code in (("sqlmigrate_up", 1), ("sqlmigrate_status", 1), ("sqlmigrate_validate", 7)):
+        result = target.call(command)
+        assert result.code == code, result.text
+        assert "R__a.sql: R__a and R__b.sql depend on each other" in result.err
+        assert len(result.err.strip().splitlines()) == (2 if command == "sqlmigrate_validate" else 1)
+    assert target.call("sqlmigrate_status", check=True).code == 7
+    assert "schema_migrations" not in target.tables()
+
+
+def test_a_requires_naming_no_repeatable_is_refused(target):
+    target.write("R__a.sql", "-- sqlmigrate: requires=R__gone\nCREATE TABLE IF NOT EXISTS log_a (x INTEGER);\n")
+
+    result = target.call("sqlmigrate_up")
+
+    assert result.code == 1 and "R__a.sql: requires=R__gone: there is no R__gone.sql in the directory" in result.err
+
+
+def test_a_changed_view_is_re_created_with_the_managed_views_over_it_in_one_transaction(target):
+    items(target)
+    target.write("R__v01.sql", "DROP VIEW IF EXISTS v01;\nCREATE VIEW v01 AS SELECT id, name FROM items;\n")
+    for n in range(2, 51):
+        target.write(
+            f"R__v{n:02}.sql", f"DROP VIEW IF EXISTS v{n:02};\nCREATE VIEW v{n:02} AS SELECT * FROM v{n - 1:02};\n"
+        )
+    ok(target.call("sqlmigrate_up"))
+    target.write("R__v01.sql", "DROP VIEW IF EXISTS v01;\nCREATE VIEW v01 AS SELECT id, price FROM items;\n")
+
+    result = ok(target.call("sqlmigrate_up"))
+
+    assert result.out.count("... OK") == 50
+    assert target.query("SELECT price FROM v50") == []
+    if target.vendor == "postgresql":  # now() is the transaction's start: one transaction wrote every row
+        assert target.query("SELECT count(DISTINCT executed_at) FROM schema_migrations WHERE id LIKE 'R%%'") == [(1,)]
+
+
+def test_a_no_op_up_with_200_unchanged_repeatables_reads_the_history_once_and_runs_nothing(target):
+    items(target)
+    for n in range(200):
+        target.write(f"R__v{n:03}.sql", f"DROP VIEW IF EXISTS v{n:03};\nCREATE VIEW v{n:03} AS SELECT id FROM items;\n")
+    ok(target.call("sqlmigrate_up"))
+
+    with CaptureQueriesContext(connections[target.alias]) as captured:
+        result = ok(target.call("sqlmigrate_up"))
+
+    assert result.out == "No pending migrations.\n"
+    reads = [q["sql"] for q in captured.captured_queries if "schema_migrations" in q["sql"] and "SELECT *" in q["sql"]]
+    assert len(reads) == 1
+    assert not [q["sql"] for q in captured.captured_queries if re.search(r"(CREATE|DROP) VIEW", q["sql"], re.I)]
+
+
+def test_a_deleted_repeatable_is_reported_missing_and_up_refuses(target):
+    items(target)
+    target.write("R__base_v.sql", BASE)
+    ok(target.call("sqlmigrate_up"))
+    (target.directory / "R__base_v.sql").unlink()
+
+    validate = target.call("sqlmigrate_validate")
+    up = target.call("sqlmigrate_up")
+
+    assert validate.code == 6 and "migration R__base_v was applied but its file is missing" in validate.text
+    assert up.code == 1 and "R__base_v.sql" in up.err
+    assert target.query("SELECT count(*) FROM base_v") == [(0,)]
+
+
+def test_plan_fake_and_sql_include_the_repeatables(target):
+    items(target)
+    target.write("R__base_v.sql", BASE)
+
+    plan = ok(target.call("sqlmigrate_up", plan=True))
+    script = ok(target.call("sqlmigrate_up", sql=True))
+    fake = ok(target.call("sqlmigrate_up", fake=True))
+
+    assert plan.out == f"Planned migrations:\n  {FIRST}\n  R__base_v\n"
+    assert "CREATE VIEW base_v" in script.out and "DELETE FROM" in script.out
+    assert "Faking R__base_v... FAKED" in fake.out
+    assert target.history() == [FIRST, "R__base_v"]
+    assert "base_v" not in target.tables()
+
+
+def test_with_to_the_repeatables_wait(target):
+    items(target)
+    target.migration(SECOND, "CREATE TABLE other (id INTEGER);", "DROP TABLE other;")
+    target.write("R__base_v.sql", BASE)
+
+    ok(target.call("sqlmigrate_up", to=FIRST))
+
+    assert target.history() == [FIRST]
