@@ -384,6 +384,8 @@ def _parse(directory: Path, migration_id: str, text: str) -> Migration:
         raise _Malformed("no -- UP marker", 1)
     if options.get("recreate_repeatables") and is_repeatable(migration_id):
         raise _Malformed("'-- sqlmigrate: recreate-repeatables' is for versioned migrations", 1)
+    if options.get("recreate_repeatables") and options.get("transactional") is False:
+        raise _Malformed("'-- sqlmigrate: recreate-repeatables' needs a transaction: drop no-transaction", 1)
     # The first SQL line of the file is not before -- UP (that raised above), so the UP section
     # has SQL when that line comes before -- DOWN: no second search through the section.
     first_up_sql = first_sql.start() if first_sql is not None and first_sql.start() < down_line_start else None

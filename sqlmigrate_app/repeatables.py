@@ -30,6 +30,14 @@ KINDS = (*USED_KINDS, "TRIGGER", "INDEX", "RULE")
 SKIPPED_WORDS = {"OR", "REPLACE", "TEMP", "TEMPORARY", "RECURSIVE", "CONSTRAINT", "UNIQUE", "UNLOGGED"}
 # Comments and plain strings, which name nothing (a $$ body does: a SQL function's uses count).
 NOISE_RE = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.DOTALL)
+# Words of SQL a versioned migration and a repeatable both write without naming anything shared.
+_SQL_WORDS = (
+    "add all alter and as asc begin bigint by cascade case check column commit constraint create default delete "
+    "desc distinct drop else end exists false from function if in index insert integer into is join key left "
+    "not null numeric on or order primary public references rename replace select set table text then to "
+    "trigger true type unique update using values varchar view when where with"
+)
+SQL_WORDS = frozenset(_SQL_WORDS.split())
 NAME_RE = re.compile(r'"(?:[^"]|"")+"|[^\W\d][\w$]*')
 
 
@@ -156,6 +164,25 @@ class Ordering:
                 found.add(migration.id)
         found.discard(migration_id)
         return [migration.id for migration in self.order if migration.id in found]
+
+    def used_by(self, migration: Migration, applied: Mapping[str, AppliedMigration]) -> list[str]:
+        """The applied repeatables a versioned migration with ``recreate-repeatables`` drops
+        before it runs and runs again after it: each that mentions a name it mentions (its SQL
+        words aside), and every one that depends on those, in run order."""
+        names = mentioned(migration) - SQL_WORDS
+        found: set[str] = set()
+        for other in self.order:
+            if other.id in applied and (mentioned(other) & names or found & self.after[other.id].keys()):
+                found.add(other.id)
+        return [other.id for other in self.order if other.id in found]
+
+    def owner(self, name: str) -> Migration | None:
+        """The repeatable that creates the object ``name`` (its last part, any case), if one does."""
+        key = _key(name.rpartition(".")[2])
+        for migration_id, objects in self.defined.items():
+            if any(definition.key == key for definition in objects):
+                return self.by_id[migration_id]
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ lock of its own (:mod:`.fleet` runs many).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -21,6 +22,7 @@ from .backends import backend_for
 from .directory import MigrationSet, load_directory, load_one
 from .errors import (
     ConfigurationError,
+    MigrationFailed,
     MigrationFileError,
     MissingMigration,
     SqlMigrateError,
@@ -37,6 +39,9 @@ from .requirements import check_requirements, unknown_requirements
 from .script import Script
 from .state import MigrationStatus, Problem, State, StatusTable, problems, statuses
 from .statements import check_statements, with_statements_checked
+
+# PostgreSQL's refusal to change a column a view uses (its DETAIL names the view).
+VIEW_IN_THE_WAY_RE = re.compile(r'used by a view or rule.*?rule _RETURN on (?:materialized )?view (?P<name>[\w."$]+)')
 
 
 class MigrationRunner:
@@ -168,7 +173,12 @@ class MigrationRunner:
             if not applied and not applied.repeatables:
                 self.history.create()
             run = self.executor.fake if fake else self.executor.apply
-            results = [run(migration) for migration in plan]
+            results: list[Result] = []
+            for migration in plan:
+                if migration.recreate_repeatables and not fake:
+                    results += self._apply_recreating(migration, applied.repeatables)
+                else:
+                    results.append(self._hinted(run, migration))
             for unit in units:
                 results += [run(m) for m in unit.migrations] if fake else self._apply_unit(unit)
             return results
@@ -195,6 +205,29 @@ class MigrationRunner:
             return [self.executor.apply(unit.migrations[0])]
         drops = [self._drop_side(migration) for migration in unit.dropped]
         return self.executor.apply_together(unit.migrations, [side for side in drops if side.section.sql.strip()])
+
+    def _apply_recreating(self, migration: Migration, applied: dict[str, AppliedMigration]) -> list[Result]:
+        """A versioned migration with ``recreate-repeatables``, in one transaction: the applied
+        repeatables that use what it changes dropped (last first), it, and them run again."""
+        used = [self._ordering.by_id[i] for i in self._ordering.used_by(migration, applied)]
+        drops = [self._drop_side(repeatable) for repeatable in reversed(used)]
+        return self.executor.apply_together([migration, *used], [side for side in drops if side.section.sql.strip()])
+
+    def _hinted(self, run: Callable[[Migration], Result], migration: Migration) -> Result:
+        """``run(migration)``; when it fails because a view a repeatable creates uses a column
+        it changes, the one line names the directive that would have let it through."""
+        try:
+            return run(migration)
+        except MigrationFailed as exc:
+            view = VIEW_IN_THE_WAY_RE.search(str(exc))
+            owner = self._ordering.owner(view["name"]) if view else None
+            if view is None or owner is None or migration.repeatable:
+                raise
+            hint = (
+                f"; {owner.id}.sql creates {view['name']}: add '-- sqlmigrate: recreate-repeatables' to "
+                f"{migration.id}.sql to drop it before the migration and create it again after, in its transaction"
+            )
+            raise MigrationFailed(migration, str(exc) + hint, exc.sqlstate, exc.lock_timed_out, exc.line) from exc
 
     def _drop_side(self, migration: Migration) -> Side:
         """What drops a dependent before the repeatable it depends on runs again."""

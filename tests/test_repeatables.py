@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
@@ -229,3 +230,70 @@ def test_with_to_the_repeatables_wait(target):
     ok(target.call("sqlmigrate_up", to=FIRST))
 
     assert target.history() == [FIRST]
+
+
+pg_only = pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+PRICE_V = "DROP VIEW IF EXISTS price_v;\nCREATE VIEW price_v AS SELECT id, price FROM items;\n"
+DEAR_V = "DROP VIEW IF EXISTS dear_v;\nCREATE VIEW dear_v AS SELECT id FROM price_v WHERE price > 10;\n"
+WIDEN = "ALTER TABLE items ALTER COLUMN price TYPE bigint;"
+
+
+@pg_only
+def test_a_column_type_change_under_a_repeatables_view_names_the_directive_that_lets_it_through(target):
+    items(target)
+    target.write("R__price_v.sql", PRICE_V)
+    target.write("R__dear_v.sql", DEAR_V)
+    ok(target.call("sqlmigrate_up"))
+    target.migration(SECOND, WIDEN, "")
+
+    result = target.call("sqlmigrate_up")
+
+    assert result.code == 1
+    assert "cannot alter type of a column used by a view or rule" in result.err
+    assert result.err.rstrip().endswith(
+        f"R__price_v.sql creates price_v: add '-- sqlmigrate: recreate-repeatables' to {SECOND}.sql to drop it "
+        "before the migration and create it again after, in its transaction"
+    )
+    assert len(result.err.strip().splitlines()) == 1
+
+
+@pg_only
+def test_recreate_repeatables_drops_the_views_over_views_that_use_a_changed_column_and_creates_them_again(target):
+    items(target)
+    target.write("R__price_v.sql", PRICE_V)
+    target.write("R__dear_v.sql", DEAR_V)
+    target.write("R__other.sql", "DROP VIEW IF EXISTS other_v;\nCREATE VIEW other_v AS SELECT 1 AS one;\n")
+    ok(target.call("sqlmigrate_up"))
+    target.migration(SECOND, WIDEN, "", header="-- sqlmigrate: recreate-repeatables\n")
+
+    result = ok(target.call("sqlmigrate_up"))
+
+    assert [line.split("...")[0] for line in result.out.splitlines()[:3]] == [
+        f"Applying {SECOND}",
+        "Applying R__price_v",
+        "Applying R__dear_v",
+    ]
+    assert "R__other" not in result.out
+    assert target.query(
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'price_v' AND column_name = 'price'"
+    ) == [("bigint",)]
+    assert target.query("SELECT count(*) FROM dear_v") == [(0,)]
+    assert ok(target.call("sqlmigrate_status", check=True))
+
+
+@pytest.mark.parametrize("target", ["sqlite"], indirect=True)
+def test_recreate_repeatables_lets_sqlite_rebuild_a_table_its_views_use(target):
+    items(target)
+    target.write("R__price_v.sql", PRICE_V)
+    target.write("R__dear_v.sql", DEAR_V)
+    ok(target.call("sqlmigrate_up"))
+    rebuild = (
+        "CREATE TABLE items_new (id INTEGER PRIMARY KEY, name TEXT, price REAL);\n"
+        "INSERT INTO items_new SELECT * FROM items;\nDROP TABLE items;\nALTER TABLE items_new RENAME TO items;"
+    )
+    target.migration(SECOND, rebuild, "", header="-- sqlmigrate: recreate-repeatables\n")
+
+    ok(target.call("sqlmigrate_up"))
+
+    assert target.query("SELECT count(*) FROM dear_v") == [(0,)]
+    assert target.query("SELECT type FROM pragma_table_info('items') WHERE name = 'price'") == [("REAL",)]
