@@ -327,10 +327,18 @@ class MigrationRunner:
     @reports_database_errors
     def apply_one(self, migration: Migration) -> Result:
         """Apply ``migration`` and record it, after the checks :meth:`migrate` makes of it (its
-        statements, the Django migrations it requires); a ``Result`` as :meth:`migrate`'s."""
+        statements, the Django migrations it requires); a ``Result`` as :meth:`migrate`'s. A
+        repeatable one runs as ``up`` runs it when it changed: with the applied ones that depend
+        on it dropped before and run again after, in its transaction."""
         check_statements([migration])
         check_requirements(self.connection, [migration])
-        return self.executor.apply(migration)
+        if not migration.repeatable:
+            return self.executor.apply(migration)
+        if migration.id not in self._ordering.by_id:
+            self._files()
+        applied = self.history.read().repeatables
+        dependents = [self._ordering.by_id[i] for i in self._ordering.dependents(migration.id) if i in applied]
+        return self._apply_unit(Unit((migration, *dependents), tuple(reversed(dependents))))[0]
 
     @reports_database_errors
     def revert_one(self, migration: Migration) -> Result:

@@ -10,6 +10,7 @@ from .directory import MigrationSet
 from .errors import ConfigurationError
 from .files import Migration
 from .planner import resolve
+from .repeatables import Ordering
 from .runner import MigrationRunner
 
 
@@ -26,20 +27,23 @@ def under_test(
     applied_ids: Callable[[], Collection[str]],
 ) -> list[Migration]:
     """The migrations named (ids, file names, paths or timestamps), or ``every`` one, or else the ones
-    not in ``applied_ids()``; in id order. Only the last reads the database."""
+    not in ``applied_ids()``; in id order, the repeatable ones after the versioned ones, in the
+    order they run. Only the last reads the database."""
     if names and every:
         raise ConfigurationError("give migration ids or --all, not both")
+    every_one = [*found.migrations, *Ordering(found.repeatables).order]
     if every:
-        return list(found.migrations)
+        return every_one
     if names:
-        files = found.by_id()
+        files = {migration.id: migration for migration in every_one}
         ids = {resolve(migration_id(name), files, str(found.directory), option="") for name in names}
-        return [migration for migration in found.migrations if migration.id in ids]
+        return [migration for migration in every_one if migration.id in ids]
     applied = applied_ids()
-    return [migration for migration in found.migrations if migration.id not in applied]
+    return [migration for migration in every_one if migration.id not in applied]
 
 
 def applied_on(runner: MigrationRunner) -> set[str]:
     """The ids in the history of the runner's database, read as ``sqlmigrate_status`` reads it
-    (and nothing else of that database read)."""
-    return {row.id for row in runner.status() if row.stored_checksum is not None}
+    (and nothing else of that database read); a repeatable's only while its file is the one that
+    ran."""
+    return {row.id for row in runner.status() if row.stored_checksum is not None and not row.state.runs}

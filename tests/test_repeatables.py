@@ -297,3 +297,61 @@ def test_recreate_repeatables_lets_sqlite_rebuild_a_table_its_views_use(target):
 
     assert target.query("SELECT count(*) FROM dear_v") == [(0,)]
     assert target.query("SELECT type FROM pragma_table_info('items') WHERE name = 'price'") == [("REAL",)]
+
+
+def test_verify_runs_each_new_repeatable_twice_and_passes_an_idempotent_one(target):
+    items(target)
+    target.write("R__base_v.sql", BASE)
+    target.write("R__top_v.sql", TOP)
+
+    result = target.call("sqlmigrate_verify", json=True)
+
+    assert result.code == 0, result.text
+    outcomes = {row["id"]: row["outcome"] for row in json.loads(result.out)}
+    assert outcomes == {FIRST: "ok", "R__base_v": "ok", "R__top_v": "ok"}
+    assert "schema_migrations" not in target.tables()
+
+
+def test_verify_reports_a_repeatable_that_cannot_run_twice_or_gives_another_schema(target):
+    items(target)
+    target.write("R__plain.sql", "CREATE VIEW plain_v AS SELECT id FROM items;\n")
+    target.write("R__grows.sql", "CREATE TABLE IF NOT EXISTS t1 (id INTEGER);\nALTER TABLE t1 ADD COLUMN c INTEGER;\n")
+
+    result = target.call("sqlmigrate_verify", json=True)
+
+    assert result.code == 9, result.text
+    rows = {row["id"]: row for row in json.loads(result.out)}
+    assert rows["R__plain"]["outcome"] == "failed" and "run a second time, it failed" in rows["R__plain"]["error"]
+    assert rows["R__grows"]["outcome"] in ("failed", "mismatch")
+
+
+def test_drift_rebuilds_the_applied_repeatables_and_leaves_a_changed_one_to_up(target):
+    items(target)
+    target.write("R__base_v.sql", BASE)
+    target.write("R__top_v.sql", TOP)
+    ok(target.call("sqlmigrate_up"))
+
+    clean = json.loads(ok(target.call("sqlmigrate_drift", json=True)).out)
+    target.write("R__base_v.sql", BASE.replace("id, name", "id, name, price"))
+    changed = json.loads(ok(target.call("sqlmigrate_drift", json=True)).out)
+    checked_up = target.call("sqlmigrate_up", check_drift=True)
+    target.query("CREATE VIEW by_hand AS SELECT 1 AS one")
+    by_hand = target.call("sqlmigrate_drift", json=True)
+
+    assert clean["drifted"] is False and clean["applied"] == 3
+    assert changed["drifted"] is False
+    assert checked_up.code == 0 and "Applying R__base_v... OK" in checked_up.out
+    assert by_hand.code == 14 and "by_hand" in by_hand.out
+
+
+def test_the_schema_file_lists_each_repeatable_with_the_checksum_it_last_ran_with(target, settings, tmp_path):
+    settings.SQLMIGRATE_SCHEMA_FILE = {target.alias: str(tmp_path / "schema.sql")}
+    items(target)
+    target.write("R__base_v.sql", BASE)
+
+    ok(target.call("sqlmigrate_up"))
+
+    text = (tmp_path / "schema.sql").read_text()
+    assert text.endswith(f"-- Applied migrations\n{FIRST}\nR__base_v {rows(target)['R__base_v'][:12]}\n")
+    assert "base_v" in text.split("-- Applied migrations")[0]
+    assert ok(target.call("sqlmigrate_dump", check=True))
