@@ -95,21 +95,51 @@ def _definition(words: list[str]) -> Definition | None:
     return Definition(kind, name if '"' in name else name.lower(), on)
 
 
+def _qualified(name: str, schema: str) -> str:
+    """``schema.name``, lower-case and unquoted, as :data:`Catalog` names an object."""
+    space, _, last = name.rpartition(".")
+    return f"{_key(space) if space else schema.lower()}.{_key(last)}"
+
+
 def mentioned(migration: Migration) -> set[str]:
     """Every name the file's UP section mentions outside comments and plain strings, as
     :attr:`Definition.key` writes one."""
     return {_key(name) for name in NAME_RE.findall(NOISE_RE.sub(" ", migration.up_sql))}
 
 
+# What the catalog knows (see Backend.catalog_uses): the current schema, and (view, what it uses)
+# pairs, schema-qualified.
+Catalog = tuple[str, list[tuple[str, str]]]
+
+
 class Ordering:
     """The repeatable migrations of a directory in an order that works, and what depends on
     what. Raises :class:`MigrationFileError` for a ``requires=R__x`` naming no file, or a cycle."""
 
-    def __init__(self, repeatables: Sequence[Migration]) -> None:
+    def __init__(self, repeatables: Sequence[Migration], catalog: Catalog | None = None) -> None:
         self.by_id = {migration.id: migration for migration in repeatables}
         self.defined = {migration.id: definitions(migration) for migration in repeatables}
         self.after = {migration.id: self._after(migration) for migration in repeatables}
+        if catalog is not None:
+            self._add_catalog(*catalog)
         self.order = self._sorted()
+
+    def keys(self) -> list[str]:
+        """The names of every object a repeatable creates, as :attr:`Definition.key` writes them."""
+        return sorted({definition.key for objects in self.defined.values() for definition in objects})
+
+    def _add_catalog(self, schema: str, uses: list[tuple[str, str]]) -> None:
+        """What the catalog knows besides the files: a view of one repeatable that uses an object
+        of another (say through a name its own file also gives another object)."""
+        owners = {
+            _qualified(definition.name, schema): migration_id
+            for migration_id, objects in self.defined.items()
+            for definition in objects
+        }
+        for view, used in uses:
+            mine, theirs = owners.get(view), owners.get(used)
+            if mine is not None and theirs is not None and mine != theirs:
+                self.after[mine].setdefault(theirs, f"uses {used} (the catalog says)")
 
     def _after(self, migration: Migration) -> dict[str, str]:
         """The repeatables ``migration`` runs after, each with why (for a cycle's message)."""

@@ -192,11 +192,22 @@ class MigrationRunner:
         if to is not None:
             return []
         units = plan_repeatables(self._ordering, applied.repeatables)
+        if units:
+            units = self._with_catalog(applied)
         migrations = [migration for unit in units for migration in unit.migrations]
         check_statements(migrations)
         if not fake:
             check_requirements(self.connection, migrations)
         return units
+
+    def _with_catalog(self, applied: History) -> list[Unit]:
+        """The repeatables to run once the catalog has said which managed views use what (one
+        query, only when something is to run): a dependent whose file does not show it is
+        re-created too."""
+        catalog = self.backend.catalog_uses(self._ordering.keys())
+        if catalog is not None:
+            self._ordering = Ordering(list(self._ordering.by_id.values()), catalog)
+        return plan_repeatables(self._ordering, applied.repeatables)
 
     def _apply_unit(self, unit: Unit) -> list[Result]:
         """One repeatable on its own as a versioned migration runs; with its dependents, the

@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
+from sqlmigrate_app.errors import MigrationFileError
+from sqlmigrate_app.files import parse_migration
+from sqlmigrate_app.repeatables import Definition, Ordering, definitions
+
+from .support.fleet import make_fleet
 from .support.migrations import FIRST, SECOND
 from .support.target import ok
 
@@ -22,6 +28,12 @@ def items(target):
     target.migration(
         FIRST, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price INTEGER);", "DROP TABLE items;"
     )
+
+
+def relations(target):
+    """Tables and views (``Target.tables`` lists tables only)."""
+    with connections[target.alias].cursor() as cursor:
+        return set(connections[target.alias].introspection.table_names(cursor, include_views=True))
 
 
 def rows(target):
@@ -219,7 +231,7 @@ def test_plan_fake_and_sql_include_the_repeatables(target):
     assert "CREATE VIEW base_v" in script.out and "DELETE FROM" in script.out
     assert "Faking R__base_v... FAKED" in fake.out
     assert target.history() == [FIRST, "R__base_v"]
-    assert "base_v" not in target.tables()
+    assert "base_v" not in relations(target)
 
 
 def test_with_to_the_repeatables_wait(target):
@@ -355,3 +367,207 @@ def test_the_schema_file_lists_each_repeatable_with_the_checksum_it_last_ran_wit
     assert text.endswith(f"-- Applied migrations\n{FIRST}\nR__base_v {rows(target)['R__base_v'][:12]}\n")
     assert "base_v" in text.split("-- Applied migrations")[0]
     assert ok(target.call("sqlmigrate_dump", check=True))
+
+
+@pg_only
+def test_a_tenant_set_runs_its_repeatables_in_each_tenant_and_again_when_one_changes(target, settings, tmp_path):
+    fleet = make_fleet(target, settings, tmp_path)
+    fleet.migration("20240101000000_accounts", "CREATE TABLE accounts (id int, name text);", "DROP TABLE accounts;")
+    (fleet.directory / "R__names.sql").write_text(
+        "DROP VIEW IF EXISTS names;\nCREATE VIEW names AS SELECT name FROM accounts;\n"
+    )
+    fleet.create("tenant_a", "tenant_b")
+
+    first = fleet.call("sqlmigrate_up")
+    status = fleet.call("sqlmigrate_status", tenants=True, check=True)
+    (fleet.directory / "R__names.sql").write_text(
+        "DROP VIEW IF EXISTS names;\nCREATE VIEW names AS SELECT id, name FROM accounts;\n"
+    )
+    behind = fleet.call("sqlmigrate_status", tenants=True, check=True)
+    again = fleet.call("sqlmigrate_up")
+
+    assert first.code == 0 and first.out.endswith("2 tenants: 2 applied.\n"), first.text
+    assert fleet.history("tenant_a") == ["20240101000000_accounts", "R__names"]
+    assert status.code == 0, status.text
+    assert behind.code == 3, behind.text
+    assert again.code == 0 and again.out.endswith("2 tenants: 2 applied.\n"), again.text
+    assert target.query("SELECT count(*) FROM tenant_b.names WHERE id IS NULL") == [(0,)]
+
+
+def example_files(target):
+    """The worked example of docs/migration-files.md, file by file."""
+    text = (Path(__file__).parent.parent / "docs" / "migration-files.md").read_text()
+    example = text.split("### A worked example", 1)[1].split("### Versioned migrations", 1)[0]
+    for block in re.findall(r"```sql\n(.*?)```", example, re.S):
+        first, _, body = block.partition("\n")
+        target.write(first.split()[1].split("/")[1], body)
+
+
+@pg_only
+def test_the_worked_example_of_the_docs_runs_and_a_view_whose_columns_move_is_re_created_with_the_view_over_it(
+    target,
+):
+    example_files(target)
+
+    first = ok(target.call("sqlmigrate_up"))
+    target.write(
+        "R__order_totals.sql",
+        (target.directory / "R__order_totals.sql")
+        .read_text()
+        .replace("count(*) AS orders, sum", "count(*) AS orders, avg(total) AS average, sum"),
+    )
+    status = ok(target.call("sqlmigrate_status")).out
+    second = ok(target.call("sqlmigrate_up"))
+    target.query("INSERT INTO orders VALUES (1, 'ann', 2000, NULL)")
+    target.query("UPDATE orders SET total = 2500")
+
+    assert [line.split("...")[0].split()[1] for line in first.out.splitlines()[:-1]] == [
+        "20250101000000_create_orders",
+        "R__order_totals",
+        "R__big_spenders",
+        "R__touch_orders",
+        "R__orders_touched",
+    ]
+    assert "Changed  | R__order_totals" in status
+    assert "5 migrations: 4 applied, 0 pending, 1 changed" in status
+    assert [line.split("...")[0] for line in second.out.splitlines()[:-1]] == [
+        "Applying R__order_totals",
+        "Applying R__big_spenders",
+    ]
+    assert target.query("SELECT customer, spent FROM big_spenders") == [("ann", 2500)]
+    assert target.query("SELECT updated_at IS NOT NULL FROM orders") == [(True,)]
+
+
+@pg_only
+def test_a_dependent_the_files_do_not_show_is_found_in_the_catalog_and_re_created(target):
+    items(target)
+    target.write("R__a_items.sql", "DROP VIEW IF EXISTS items_v;\nCREATE VIEW items_v AS SELECT id, name FROM items;\n")
+    target.write(
+        "R__b_reporting.sql",  # its own view is items_v too, so its text does not show it uses public.items_v
+        "CREATE SCHEMA IF NOT EXISTS reporting;\nDROP VIEW IF EXISTS reporting.items_v;\n"
+        "CREATE VIEW reporting.items_v AS SELECT name FROM public.items_v;\n",
+    )
+    ok(target.call("sqlmigrate_up"))
+    target.write("R__a_items.sql", "DROP VIEW IF EXISTS items_v;\nCREATE VIEW items_v AS SELECT name, id FROM items;\n")
+
+    result = ok(target.call("sqlmigrate_up"))
+
+    assert [line.split("...")[0] for line in result.out.splitlines()[:-1]] == [
+        "Applying R__a_items",
+        "Applying R__b_reporting",
+    ]
+    assert target.query("SELECT count(*) FROM reporting.items_v") == [(0,)]
+
+
+def test_down_all_runs_the_repeatables_downs_first_and_refuses_one_without(target):
+    items(target)
+    target.write("R__base_v.sql", BASE + "-- DOWN\nDROP VIEW IF EXISTS base_v;\n")
+    target.write("R__top_v.sql", TOP)
+    ok(target.call("sqlmigrate_up"))
+
+    refused = target.call("sqlmigrate_down", everything=True)
+    target.write("R__top_v.sql", TOP + "-- DOWN\nDROP VIEW IF EXISTS top_v;\n")
+    ok(target.call("sqlmigrate_up"))
+    done = ok(target.call("sqlmigrate_down", everything=True))
+
+    assert refused.code == 1 and "R__top_v" in refused.err
+    assert [line.split("...")[0] for line in done.out.splitlines()[:-1]] == [
+        "Rolling back R__top_v",
+        "Rolling back R__base_v",
+        f"Rolling back {FIRST}",
+    ]
+    assert target.history() == []
+    assert not {"items", "base_v", "top_v"} & relations(target)
+
+
+def test_one_rolled_back_migration_leaves_the_repeatables_alone(target):
+    items(target)
+    target.migration(SECOND, "CREATE TABLE other (id INTEGER);", "DROP TABLE other;")
+    target.write("R__base_v.sql", BASE)
+    ok(target.call("sqlmigrate_up"))
+
+    ok(target.call("sqlmigrate_down"))
+
+    assert target.history() == [FIRST, "R__base_v"]
+
+
+def test_repair_forgets_a_deleted_repeatable_and_leaves_its_objects(target):
+    items(target)
+    target.write("R__base_v.sql", BASE)
+    ok(target.call("sqlmigrate_up"))
+    (target.directory / "R__base_v.sql").unlink()
+    target.migration(SECOND, "DROP VIEW base_v;", "")
+
+    repaired = ok(target.call("sqlmigrate_repair", "R__base_v", interactive=False))
+    still_there = target.query("SELECT count(*) FROM base_v")
+    ok(target.call("sqlmigrate_up"))
+
+    assert "R__base_v: history row deleted (its file is missing)" in repaired.out
+    assert still_there == [(0,)]
+    assert target.history() == [FIRST, SECOND]
+    assert "base_v" not in relations(target)
+
+
+def parsed(name, text):
+    return parse_migration(Path("/m") / name, text.encode())
+
+
+def test_a_repeatable_file_is_its_definition_with_directives_first_and_an_optional_down():
+    migration = parsed(
+        "R__views.sql", "-- sqlmigrate: requires=R__base, auth.0001_initial\nCREATE VIEW v AS SELECT 1;\n"
+    )
+    with_down = parsed("R__v.sql", "CREATE VIEW v AS SELECT 1;\n-- DOWN\nDROP VIEW v;\n")
+    with_up = parsed("R__v.sql", "-- UP\nCREATE VIEW v AS SELECT 1;\n")
+
+    assert migration.repeatable and migration.id == "R__views" and migration.name == "Views"
+    assert migration.after == ("R__base",) and [str(r) for r in migration.requires] == ["auth.0001_initial"]
+    assert migration.up.line == 1 and "CREATE VIEW v" in migration.up.sql and not migration.reversible
+    assert (with_down.up.sql, with_down.down.sql, with_down.down.line) == (
+        "CREATE VIEW v AS SELECT 1;",
+        "DROP VIEW v;\n",
+        3,
+    )
+    assert (with_up.up.sql, with_up.up.line) == ("CREATE VIEW v AS SELECT 1;\n", 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("R__v.sql", "-- only a comment\n", "R__v.sql:1: a repeatable migration holds no SQL"),
+        ("R__v.sql", "SELECT 1;\n-- sqlmigrate: no-transaction\n", "R__v.sql:2: directives go before the SQL"),
+        ("R__v.sql", "-- sqlmigrate: recreate-repeatables\nSELECT 1;\n", "is for versioned migrations"),
+        ("R__v.sql", "-- sqlmigrate: requires=R__a-b\nSELECT 1;\n", "bad requires value 'R__a-b'"),
+        ("20240101000000_a.sql", "-- sqlmigrate: requires=R__v\n-- UP\nSELECT 1;\n", "only a repeatable migration"),
+        (
+            "20240101000000_a.sql",
+            "-- sqlmigrate: recreate-repeatables\n-- sqlmigrate: no-transaction\n-- UP\nSELECT 1;\n",
+            "recreate-repeatables' needs a transaction",
+        ),
+        ("R__bad-name.sql", "SELECT 1;\n", "or R__name.sql for a repeatable migration"),
+    ],
+)
+def test_what_a_repeatable_file_may_not_be(name, text, message):
+    with pytest.raises(MigrationFileError) as raised:
+        parsed(name, text)
+
+    assert message in str(raised.value)
+
+
+def test_what_each_file_creates_and_the_order_derived_from_it():
+    base = parsed(
+        "R__z_base.sql", "DROP VIEW IF EXISTS base_v;\nCREATE OR REPLACE VIEW public.base_v AS SELECT 1 AS one;\n"
+    )
+    fn = parsed("R__f.sql", "CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN END $$;")
+    trigger = parsed(
+        "R__t.sql",
+        "-- touch() is ours\nCREATE TRIGGER touched BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION touch();",
+    )
+    top = parsed("R__a_top.sql", "CREATE MATERIALIZED VIEW IF NOT EXISTS top_v AS SELECT * FROM base_v; -- 'x'\n")
+
+    ordering = Ordering([base, fn, trigger, top])
+
+    assert definitions(base) == [Definition("VIEW", "public.base_v")]
+    assert definitions(trigger) == [Definition("TRIGGER", "touched", "ITEMS")]
+    assert definitions(top) == [Definition("MATERIALIZED VIEW", "top_v")]
+    assert [m.id for m in ordering.order] == ["R__z_base", "R__a_top", "R__f", "R__t"]
+    assert ordering.dependents("R__z_base") == ["R__a_top"] and ordering.dependents("R__f") == ["R__t"]
