@@ -354,9 +354,7 @@ class _Malformed(Exception):
 
 def _parse(directory: Path, migration_id: str, text: str) -> Migration:
     if not text or text.isspace():
-        raise _Malformed(
-            f"file is empty: it needs {'its SQL' if is_repeatable(migration_id) else 'a -- UP section'}", 1
-        )
+        raise _Malformed(f"file is empty: it needs {'SQL' if is_repeatable(migration_id) else 'a -- UP section'}", 1)
     first_sql = SQL_LINE_RE.search(text)
     found = heads(text)
     # A repeatable migration needs no -- UP marker: without one, its SQL starts at the top.
@@ -382,15 +380,10 @@ def _parse(directory: Path, migration_id: str, text: str) -> Migration:
         if first_sql is not None:
             raise _Malformed("SQL before the -- UP marker", line_of(text, first_sql.start()))
         raise _Malformed("no -- UP marker", 1)
-    if options.get("recreate_repeatables") and is_repeatable(migration_id):
-        raise _Malformed("'-- sqlmigrate: recreate-repeatables' is for versioned migrations", 1)
-    if options.get("recreate_repeatables") and options.get("transactional") is False:
-        raise _Malformed("'-- sqlmigrate: recreate-repeatables' needs a transaction: drop no-transaction", 1)
+    _check_recreating(migration_id, options)
     # The first SQL line of the file is not before -- UP (that raised above), so the UP section
     # has SQL when that line comes before -- DOWN: no second search through the section.
     first_up_sql = first_sql.start() if first_sql is not None and first_sql.start() < down_line_start else None
-    if implicit_up and first_up_sql is None and not options.get("empty"):
-        raise _Malformed("a repeatable migration holds no SQL: write its definition", 1, EmptyMigration)
     _check_emptiness(text, first_up_sql, up_marker, bool(options.get("empty")))
     # Slices of the text, exactly what joining the lines between the markers would give.
     up_end = down_line_start - 1
@@ -398,16 +391,8 @@ def _parse(directory: Path, migration_id: str, text: str) -> Migration:
         up_end -= 1  # the CR of the CRLF before -- DOWN
     up_sql, up_line = text[up_start:up_end], up_marker + 1
     down_sql, down_line = (text[down_start:], down_marker + 1) if down_marker is not None else ("", 0)
-    return Migration(
-        migration_id,
-        directory,
-        checksum(text),
-        up_sql,
-        up_line,
-        down_sql,
-        down_line,
-        **options,  # type: ignore[arg-type]
-    )
+    fields = (migration_id, directory, checksum(text), up_sql, up_line, down_sql, down_line)
+    return Migration(*fields, **options)  # type: ignore[arg-type]
 
 
 def _directive_here(
@@ -422,9 +407,21 @@ def _directive_here(
         raise _Malformed("directives go before the -- UP marker", line)
 
 
+def _check_recreating(migration_id: str, options: dict[str, object]) -> None:
+    """Raise when ``recreate-repeatables`` is where it cannot work: in a repeatable migration, or
+    with ``no-transaction`` (the repeatables are dropped and made again in its transaction)."""
+    if options.get("recreate_repeatables") and is_repeatable(migration_id):
+        raise _Malformed("'-- sqlmigrate: recreate-repeatables' is for versioned migrations", 1)
+    if options.get("recreate_repeatables") and options.get("transactional") is False:
+        raise _Malformed("'-- sqlmigrate: recreate-repeatables' needs a transaction: drop no-transaction", 1)
+
+
 def _check_emptiness(text: str, first_up_sql: int | None, up_marker: int, meant_empty: bool) -> None:
     """Raise when the UP section is empty (``first_up_sql``, the offset of its first SQL line, is
-    None) and no ``empty`` directive says it is meant to be, or holds SQL when one does."""
+    None) and no ``empty`` directive says it is meant to be, or holds SQL when one does. A
+    repeatable migration without a ``-- UP`` marker (``up_marker`` 0) is all its UP section."""
+    if first_up_sql is None and not meant_empty and up_marker == 0:
+        raise _Malformed("a repeatable migration holds no SQL: write its definition", 1, EmptyMigration)
     if first_up_sql is None and not meant_empty:
         message = (
             "the -- UP section is empty: write its SQL, or add '-- sqlmigrate: empty' before -- UP "

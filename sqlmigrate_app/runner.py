@@ -145,7 +145,7 @@ class MigrationRunner:
             Ordering(found.repeatables)
         except MigrationFileError as exc:  # a cycle, a requires= naming no file
             found = MigrationSet(found.directory, found.migrations, [*found.errors, exc], found.repeatables)
-        unknown = [Problem.of(error) for error in unknown_requirements(found.migrations)]
+        unknown = [Problem.of(error) for error in unknown_requirements([*found.migrations, *found.repeatables])]
         return problems(with_statements_checked(found), self.history.read) + unknown
 
     # Applying and rolling back ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from sqlmigrate_app.errors import MigrationFileError
 from sqlmigrate_app.files import parse_migration
 from sqlmigrate_app.repeatables import Definition, Ordering, definitions
 
+from .support.admin_demo import detail_url, list_url, listed_rows
 from .support.fleet import make_fleet
 from .support.migrations import FIRST, SECOND
 from .support.target import ok
@@ -571,3 +572,28 @@ def test_what_each_file_creates_and_the_order_derived_from_it():
     assert definitions(top) == [Definition("MATERIALIZED VIEW", "top_v")]
     assert [m.id for m in ordering.order] == ["R__z_base", "R__a_top", "R__f", "R__t"]
     assert ordering.dependents("R__z_base") == ["R__a_top"] and ordering.dependents("R__f") == ["R__t"]
+
+
+@pytest.mark.django_db
+def test_the_admin_lists_repeatables_as_applied_changed_and_new_and_shows_one(target, settings, admin_client):
+    settings.SQLMIGRATE_DIRS = {target.alias: str(target.directory)}
+    items(target)
+    target.write("R__base_v.sql", BASE)
+    target.write("R__top_v.sql", TOP)
+    ok(target.call("sqlmigrate_up"))
+    target.write("R__top_v.sql", TOP + "-- a comment\n")
+    target.write("R__z_other.sql", "DROP VIEW IF EXISTS other_v;\nCREATE VIEW other_v AS SELECT 1 AS one;\n")
+
+    listed = admin_client.get(list_url()).content.decode()
+    changed = admin_client.get(list_url(state="changed")).content.decode()
+    detail = admin_client.get(detail_url("R__top_v"))
+
+    assert listed_rows(listed) == [
+        ("new", "R__z_other"),
+        ("changed", "R__top_v"),
+        ("applied", "R__base_v"),
+        ("applied", FIRST),
+    ]
+    assert "New (1)" in listed and "Changed (1)" in listed
+    assert listed_rows(changed) == [("changed", "R__top_v")]
+    assert detail.status_code == 200 and "CREATE VIEW top_v" in detail.content.decode()
