@@ -178,7 +178,7 @@ class Executor:
         each migration's section and its row, in order. Reported as the first one's run; the
         others' lines follow it once the transaction committed."""
         sides = [*drops, *(self._applying(migration) for migration in migrations)]
-        first = self._timed_work(migrations[0], Action.APPLIED, lambda: self._in_transaction(*sides))
+        first = self._timed_work(migrations[0], Action.APPLIED, lambda: self._run(*sides))
         results = [first]
         for migration in migrations[1:]:
             results.append(Result(migration, Action.APPLIED, 0.0))
@@ -244,18 +244,19 @@ class Executor:
         self.reporter.finished(result)
         return result
 
-    def _run(self, side: Side) -> None:
-        """Run one side of a migration, then put back the session settings it may have changed
-        (``SET``, ``set_config``, ``PRAGMA``, a ``no-transaction`` run's timeouts), so the next
-        migration starts from the run's own."""
-        run = self._in_transaction if side.migration.transactional else self._without_transaction
-        if not changes_session(self.backend, side.migration, side.section, self.timeouts, self.tenant):
-            run(side)
+    def _run(self, side: Side, *more: Side) -> None:
+        """Run one side of a migration (with ``more``: all of them in one transaction), then put
+        back the session settings they may have changed (``SET``, ``set_config``, ``PRAGMA``, a
+        ``no-transaction`` run's timeouts), so the next migration starts from the run's own."""
+        sides = (side, *more)
+        run = self._in_transaction if side.migration.transactional or more else self._without_transaction
+        if not any(changes_session(self.backend, s.migration, s.section, self.timeouts, self.tenant) for s in sides):
+            run(*sides)
             return
         if self._session is None:
             self._session = self.backend.session_state()
         try:
-            run(side)
+            run(*sides)
         except BaseException:
             with contextlib.suppress(*database_error_types(self.connection)):
                 self._restore_session()

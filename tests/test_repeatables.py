@@ -597,3 +597,37 @@ def test_the_admin_lists_repeatables_as_applied_changed_and_new_and_shows_one(ta
     assert "New (1)" in listed and "Changed (1)" in listed
     assert listed_rows(changed) == [("changed", "R__top_v")]
     assert detail.status_code == 200 and "CREATE VIEW top_v" in detail.content.decode()
+
+
+@pg_only
+def test_lint_looks_at_a_new_repeatable_with_its_file_lines(target):
+    items(target)
+    ok(target.call("sqlmigrate_up"))
+    path = target.write(
+        "R__by_name.sql", "-- Items by name.\nCREATE INDEX IF NOT EXISTS items_by_name ON items (name);\n"
+    )
+
+    result = target.call("sqlmigrate_lint", "--json")
+
+    findings = json.loads(result.out)
+    assert result.code == 10, result.text
+    assert {(f["id"], f["file"], f["line"]) for f in findings} == {("R__by_name", str(path), 2)}
+    assert "require-concurrent-index-creation" in {f["rule"] for f in findings}
+
+
+@pytest.mark.parametrize("target", ["sqlite"], indirect=True)
+def test_a_sqlite_trigger_in_a_repeatable_is_made_again_when_it_changes(target):
+    target.migration(FIRST, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT);\nCREATE TABLE log (what TEXT);")
+    trigger = (
+        "DROP TRIGGER IF EXISTS items_logged;\n"
+        "CREATE TRIGGER items_logged AFTER INSERT ON items BEGIN\n  INSERT INTO log VALUES ('{what}');\nEND;\n"
+    )
+    target.write("R__items_logged.sql", trigger.format(what="first"))
+    ok(target.call("sqlmigrate_up"))
+    target.write("R__items_logged.sql", trigger.format(what="second"))
+
+    ok(target.call("sqlmigrate_up"))
+    target.query("INSERT INTO items (name) VALUES ('a')")
+
+    assert target.query("SELECT what FROM log") == [("second",)]
+    assert target.query("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'") == [(1,)]
