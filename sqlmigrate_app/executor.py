@@ -169,24 +169,25 @@ class Executor:
         """Run the UP section and record the migration as applied (a repeatable one's row
         written afresh); a transactional migration that fails on its lock timeout is tried
         again ``retries`` times."""
-        side = self._applying(migration)
+        side = self.applying(migration)
         return self._timed_work(migration, Action.APPLIED, lambda: self._with_retries(side))
 
-    def apply_together(self, migrations: Sequence[Migration], drops: Sequence[Side]) -> list[Result]:
-        """Repeatable migrations that change together (one, and the managed ones that depend on
-        it) in one transaction: ``drops`` first (each a dependent's, the last one first), then
-        each migration's section and its row, in order. Reported as the first one's run; the
-        others' lines follow it once the transaction committed."""
-        sides = [*drops, *(self._applying(migration) for migration in migrations)]
-        first = self._timed_work(migrations[0], Action.APPLIED, lambda: self._run(*sides))
+    def apply_together(self, sides: Sequence[Side]) -> list[Result]:
+        """Migrations that change together in one transaction (a repeatable and the applied ones
+        that depend on it; a versioned migration with ``recreate-repeatables`` and the
+        repeatables it re-creates): each side in order, the drops (sides that record nothing)
+        first. Reported as the first applied migration's run; the others' lines follow it once
+        the transaction committed."""
+        applied = [side.migration for side in sides if side.history_sql]
+        first = self._timed_work(applied[0], Action.APPLIED, lambda: self._run(*sides))
         results = [first]
-        for migration in migrations[1:]:
+        for migration in applied[1:]:
             results.append(Result(migration, Action.APPLIED, 0.0))
             self.reporter.starting(migration, Action.APPLIED)
             self.reporter.finished(results[-1])
         return results
 
-    def _applying(self, migration: Migration) -> Side:
+    def applying(self, migration: Migration) -> Side:
         """The UP side of ``migration``: its section, then its history row (a repeatable's
         previous row deleted first)."""
         row = self.history.insert_sql(migration.id, migration.name, migration.checksum)

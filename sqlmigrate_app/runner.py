@@ -214,15 +214,23 @@ class MigrationRunner:
         drops and all of them in one transaction."""
         if len(unit.migrations) == 1:
             return [self.executor.apply(unit.migrations[0])]
-        drops = [self._drop_side(migration) for migration in unit.dropped]
-        return self.executor.apply_together(unit.migrations, [side for side in drops if side.section.sql.strip()])
+        return self.executor.apply_together(self._together(unit.dropped, unit.migrations))
 
     def _apply_recreating(self, migration: Migration, applied: dict[str, AppliedMigration]) -> list[Result]:
-        """A versioned migration with ``recreate-repeatables``, in one transaction: the applied
+        """A versioned migration with ``recreate-repeatables``, in one transaction."""
+        return self.executor.apply_together(self._recreating(migration, applied))
+
+    def _recreating(self, migration: Migration, applied: dict[str, AppliedMigration]) -> list[Side]:
+        """The sides of a versioned migration with ``recreate-repeatables``: the applied
         repeatables that use what it changes dropped (last first), it, and them run again."""
         used = [self._ordering.by_id[i] for i in self._ordering.used_by(migration, applied)]
-        drops = [self._drop_side(repeatable) for repeatable in reversed(used)]
-        return self.executor.apply_together([migration, *used], [side for side in drops if side.section.sql.strip()])
+        return self._together(tuple(reversed(used)), (migration, *used))
+
+    def _together(self, dropped: Sequence[Migration], migrations: Sequence[Migration]) -> list[Side]:
+        """The sides of one transaction: each of ``dropped`` dropped (one that has nothing to
+        drop left out), then each of ``migrations`` applied and recorded."""
+        drops = [self._drop_side(migration) for migration in dropped]
+        return [side for side in drops if side.section.sql.strip()] + [self.executor.applying(m) for m in migrations]
 
     def _hinted(self, run: Callable[[Migration], Result], migration: Migration) -> Result:
         """``run(migration)``; when it fails because a view a repeatable creates uses a column
@@ -407,8 +415,14 @@ class MigrationRunner:
         self._pin_history()
         applied = self.history.read()
         plan = self._up_plan(found, applied, to, allow_out_of_order)
-        plan += [m for unit in self._repeatable_plan(applied, to) for m in unit.migrations]
-        return self._script().up(plan, create_history=not self.history.exists())
+        steps: list[Migration | list[Side]] = [
+            self._recreating(m, applied.repeatables) if m.recreate_repeatables else m for m in plan
+        ]
+        for unit in self._repeatable_plan(applied, to):
+            steps.append(
+                unit.migrations[0] if len(unit.migrations) == 1 else self._together(unit.dropped, unit.migrations)
+            )
+        return self._script().up(steps, create_history=not self.history.exists())
 
     @reports_database_errors
     def down_script(self, steps: int | None = None, to: str | None = None, everything: bool = False) -> str:

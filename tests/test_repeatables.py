@@ -20,6 +20,7 @@ from .support.admin_demo import detail_url, list_url, listed_rows
 from .support.fleet import make_fleet
 from .support.migrations import FIRST, SECOND
 from .support.target import ok
+from .test_script import run_script
 
 BASE = "DROP VIEW IF EXISTS base_v;\nCREATE VIEW base_v AS SELECT id, name FROM items;\n"
 TOP = "DROP VIEW IF EXISTS top_v;\nCREATE VIEW top_v AS SELECT name FROM base_v;\n"
@@ -631,3 +632,35 @@ def test_a_sqlite_trigger_in_a_repeatable_is_made_again_when_it_changes(target):
 
     assert target.query("SELECT what FROM log") == [("second",)]
     assert target.query("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'") == [(1,)]
+
+
+def test_the_sql_script_runs_a_changed_view_with_the_views_over_it_as_up_would(target):
+    items(target)
+    target.write("R__base_v.sql", BASE)
+    target.write("R__top_v.sql", TOP)
+    ok(target.call("sqlmigrate_up"))
+    target.write("R__base_v.sql", BASE.replace("id, name", "name, price"))
+
+    script = ok(target.call("sqlmigrate_up", sql=True)).out
+    ran = run_script(target, script)
+
+    assert "-- sqlmigrate_up --sql: 2 migrations" in script
+    assert "-- R__base_v, R__top_v (one transaction" in script
+    assert ran.returncode == 0, ran.stderr
+    assert ok(target.call("sqlmigrate_status", check=True))
+    assert target.query("SELECT price FROM base_v") == []
+
+
+@pg_only
+def test_the_sql_script_of_a_migration_with_recreate_repeatables_runs(target):
+    items(target)
+    target.write("R__price_v.sql", PRICE_V)
+    target.write("R__dear_v.sql", DEAR_V)
+    ok(target.call("sqlmigrate_up"))
+    target.migration(SECOND, WIDEN, "", header="-- sqlmigrate: recreate-repeatables\n")
+
+    script = ok(target.call("sqlmigrate_up", sql=True)).out
+    ran = run_script(target, script)
+
+    assert ran.returncode == 0, ran.stderr
+    assert ok(target.call("sqlmigrate_status", check=True))
