@@ -64,7 +64,11 @@ def definitions(migration: Migration) -> list[Definition]:
     """The objects the UP section creates, in order."""
     found = []
     for statement in split(migration.up_sql, migration.up_line):
-        words = _leading_words(statement.sql, 0, len(statement.sql), 40)
+        if statement.sql[:6].upper() != "CREATE":  # a statement starts at its first token
+            continue
+        words = _leading_words(statement.sql, 0, len(statement.sql), 12)
+        if "TRIGGER" in words:  # its table comes later: ON after the events
+            words = _leading_words(statement.sql, 0, len(statement.sql), 40)
         definition = _definition(words)
         if definition is not None:
             found.append(definition)
@@ -119,6 +123,11 @@ class Ordering:
     def __init__(self, repeatables: Sequence[Migration], catalog: Catalog | None = None) -> None:
         self.by_id = {migration.id: migration for migration in repeatables}
         self.defined = {migration.id: definitions(migration) for migration in repeatables}
+        self.creators: dict[str, list[tuple[str, str]]] = {}  # key -> (id, name as written) of each that creates it
+        for migration_id, objects in self.defined.items():
+            for definition in objects:
+                if definition.kind in USED_KINDS:
+                    self.creators.setdefault(definition.key, []).append((migration_id, definition.name))
         self.after = {migration.id: self._after(migration) for migration in repeatables}
         if catalog is not None:
             self._add_catalog(*catalog)
@@ -148,12 +157,11 @@ class Ordering:
             if other not in self.by_id:
                 raise MigrationFileError(migration.path, f"requires={other}: there is no {other}.sql in the directory")
             why[other] = "requires=" + other
-        names = mentioned(migration)
         own = {definition.key for definition in self.defined[migration.id]}
-        for other, objects in self.defined.items():
-            used = [d.name for d in objects if d.kind in USED_KINDS and d.key in names and d.key not in own]
-            if other != migration.id and used and other not in why:
-                why[other] = f"uses {used[0]}"
+        for key in sorted(mentioned(migration) & self.creators.keys() - own):
+            for other, name in self.creators[key]:
+                if other != migration.id and other not in why:
+                    why[other] = f"uses {name}"
         return why
 
     def _sorted(self) -> list[Migration]:

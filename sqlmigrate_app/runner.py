@@ -72,7 +72,8 @@ class MigrationRunner:
         self.loader = loader  # how the files are read: the admin page passes cache.load_cached
         retries = conf.retries() if retries is None else retries
         self.executor = Executor(self.backend, self.history, self.reporter, conf.timeouts(), retries, self.schema)
-        self._ordering = Ordering(())  # the repeatables of the last load (see _files)
+        self._found = MigrationSet(self.directory)  # the last load's files (see _files)
+        self._ordered: Ordering | None = None  # their repeatables' order, once asked for
 
     def _tenant_schema(self, schema: str) -> str:
         """``schema``, a tenant's, checked: a name sqlmigrate takes, on a database with schemas."""
@@ -100,13 +101,21 @@ class MigrationRunner:
         return found.migrations
 
     def _files(self) -> MigrationSet:
-        """Every file's sections and checksum, and the repeatables' order; the first bad one
-        raises (a cycle of repeatables too). Statements are checked only in the migrations a run
-        executes (:func:`~.statements.check_statements`)."""
+        """Every file's sections and checksum; the first bad one raises. Statements are checked
+        only in the migrations a run executes (:func:`~.statements.check_statements`), the
+        repeatables' order (a cycle refused) made only when one is to run (:attr:`_ordering`)."""
         found = self.loader(self.directory)
         found.raise_first_error()
-        self._ordering = Ordering(found.repeatables)
+        self._found, self._ordered = found, None
         return found
+
+    @property
+    def _ordering(self) -> Ordering:
+        """The order of the last load's repeatables, made when first asked for: a no-op ``up``
+        with 200 unchanged ones spares reading what each creates and uses."""
+        if self._ordered is None:
+            self._ordered = Ordering(self._found.repeatables)
+        return self._ordered
 
     @reports_database_errors
     def status(self) -> list[MigrationStatus]:
@@ -186,12 +195,13 @@ class MigrationRunner:
     def _repeatable_plan(self, applied: History, to: str | None, fake: bool = False) -> list[Unit]:
         """The repeatables ``up`` runs (none with ``to``: they may need migrations after it),
         checked as :meth:`_up_plan` checks the versioned ones."""
-        for migration_id in applied.repeatables:
-            if migration_id not in self._ordering.by_id:
+        rows, files = applied.repeatables, {migration.id: migration for migration in self._found.repeatables}
+        for migration_id in rows:
+            if migration_id not in files:
                 raise MissingMigration(migration_id, self.directory)
-        if to is not None:
+        if to is not None or all(i in rows and rows[i].checksum == m.checksum for i, m in files.items()):
             return []
-        units = plan_repeatables(self._ordering, applied.repeatables)
+        units = plan_repeatables(self._ordering, rows)
         if units:
             units = self._with_catalog(applied)
         migrations = [migration for unit in units for migration in unit.migrations]
@@ -206,7 +216,7 @@ class MigrationRunner:
         re-created too."""
         catalog = self.backend.catalog_uses(self._ordering.keys())
         if catalog is not None:
-            self._ordering = Ordering(list(self._ordering.by_id.values()), catalog)
+            self._ordered = Ordering(self._found.repeatables, catalog)
         return plan_repeatables(self._ordering, applied.repeatables)
 
     def _apply_unit(self, unit: Unit) -> list[Result]:
@@ -353,7 +363,7 @@ class MigrationRunner:
         check_requirements(self.connection, [migration])
         if not migration.repeatable:
             return self.executor.apply(migration)
-        if migration.id not in self._ordering.by_id:
+        if migration.id not in {m.id for m in self._found.repeatables}:
             self._files()
         applied = self.history.read().repeatables
         dependents = [self._ordering.by_id[i] for i in self._ordering.dependents(migration.id) if i in applied]

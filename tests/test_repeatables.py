@@ -157,12 +157,17 @@ def test_a_cycle_is_refused_at_load_naming_both_files_and_nothing_runs(target):
     target.write("R__a.sql", "-- sqlmigrate: requires=R__b\nCREATE TABLE IF NOT EXISTS log_a (x INTEGER);\n")
     target.write("R__b.sql", "-- sqlmigrate: requires=R__a\nCREATE TABLE IF NOT EXISTS log_b (x INTEGER);\n")
 
-    for command, code in (("sqlmigrate_up", 1), ("sqlmigrate_status", 1), ("sqlmigrate_validate", 7)):
-        result = target.call(command)
+    for command, options, code in (
+        ("sqlmigrate_up", {}, 1),
+        ("sqlmigrate_up", {"plan": True}, 1),
+        ("sqlmigrate_up", {"sql": True}, 1),
+        ("sqlmigrate_validate", {}, 7),
+    ):
+        result = target.call(command, **options)
         assert result.code == code, result.text
         assert "R__a.sql: R__a and R__b.sql depend on each other" in result.err
         assert len(result.err.strip().splitlines()) == (2 if command == "sqlmigrate_validate" else 1)
-    assert target.call("sqlmigrate_status", check=True).code == 7
+        assert f"Applying {FIRST}" not in result.out
     assert "schema_migrations" not in target.tables()
 
 
@@ -664,3 +669,26 @@ def test_the_sql_script_of_a_migration_with_recreate_repeatables_runs(target):
 
     assert ran.returncode == 0, ran.stderr
     assert ok(target.call("sqlmigrate_status", check=True))
+
+
+@pg_only
+def test_a_function_whose_signature_changes_is_made_again_with_the_view_that_calls_it(target):
+    items(target)
+    target.write(
+        "R__label.sql",
+        "DROP FUNCTION IF EXISTS label(integer);\n"
+        "CREATE FUNCTION label(n integer) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT 'item ' || n $$;\n",
+    )
+    target.write("R__labels_v.sql", "CREATE OR REPLACE VIEW labels_v AS SELECT label(id) AS label FROM items;\n")
+    ok(target.call("sqlmigrate_up"))
+    target.write(
+        "R__label.sql",
+        "DROP FUNCTION IF EXISTS label(integer);\nDROP FUNCTION IF EXISTS label(bigint);\n"
+        "CREATE FUNCTION label(n bigint) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT 'no. ' || n $$;\n",
+    )
+
+    result = ok(target.call("sqlmigrate_up"))
+    target.query("INSERT INTO items VALUES (7, 'x', 1)")
+
+    assert "Applying R__label... OK" in result.out and "Applying R__labels_v... OK" in result.out
+    assert target.query("SELECT label FROM labels_v") == [("no. 7",)]
