@@ -235,24 +235,35 @@ class Unit:
 
 def plan_repeatables(ordering: Ordering, applied: Mapping[str, AppliedMigration]) -> list[Unit]:
     """What ``up`` runs after the versioned migrations: every repeatable new or changed since
-    its last run (its row's checksum), each with the applied ones that depend on it; the units
-    in run order. Nothing is read but the history."""
-    to_run = [m.id for m in ordering.order if m.id not in applied or applied[m.id].checksum != m.checksum]
-    units: list[Unit] = []
-    taken: set[str] = set()
-    for migration_id in to_run:
-        if migration_id in taken:
-            continue
-        members = [migration_id, *(i for i in ordering.dependents(migration_id) if i not in taken)]
-        taken.update(members)
-        dropped = [i for i in members[1:] if i in applied]
-        units.append(
-            Unit(
-                tuple(ordering.by_id[i] for i in members),
-                tuple(ordering.by_id[i] for i in reversed(dropped)),
-            )
-        )
-    return units
+    its last run (its row's checksum) and every one that depends on those; the ones connected
+    by what they use in one unit (two changed views under one view: one transaction), in run
+    order. Nothing is read but the history."""
+    affected: set[str] = set()
+    for m in ordering.order:  # what a repeatable depends on comes before it
+        if m.id not in applied or applied[m.id].checksum != m.checksum or affected & ordering.after[m.id].keys():
+            affected.add(m.id)
+    group = {migration_id: migration_id for migration_id in affected}
+
+    def root(migration_id: str) -> str:
+        while group[migration_id] != migration_id:
+            migration_id = group[migration_id]
+        return migration_id
+
+    for migration_id in affected:
+        for other in ordering.after[migration_id].keys() & affected:
+            group[root(migration_id)] = root(other)
+    members: dict[str, list[str]] = {}
+    for m in ordering.order:
+        if m.id in affected:
+            members.setdefault(root(m.id), []).append(m.id)
+    return [_unit(ordering, ids, applied) for ids in members.values()]
+
+
+def _unit(ordering: Ordering, ids: list[str], applied: Mapping[str, AppliedMigration]) -> Unit:
+    """The unit of ``ids`` (in run order): the applied ones that depend on another of them
+    dropped, the last first."""
+    dropped = [i for i in reversed(ids) if i in applied and ordering.after[i].keys() & set(ids)]
+    return Unit(tuple(ordering.by_id[i] for i in ids), tuple(ordering.by_id[i] for i in dropped))
 
 
 def drop_sql(ordering: Ordering, migration: Migration, drop: Callable[[str, str, str | None], str]) -> tuple[str, int]:

@@ -14,7 +14,8 @@ from django.test.utils import CaptureQueriesContext
 
 from sqlmigrate_app.errors import MigrationFileError
 from sqlmigrate_app.files import parse_migration
-from sqlmigrate_app.repeatables import Definition, Ordering, definitions
+from sqlmigrate_app.history import AppliedMigration
+from sqlmigrate_app.repeatables import Definition, Ordering, definitions, plan_repeatables
 
 from .support.admin_demo import detail_url, list_url, listed_rows
 from .support.fleet import make_fleet
@@ -692,3 +693,37 @@ def test_a_function_whose_signature_changes_is_made_again_with_the_view_that_cal
 
     assert "Applying R__label... OK" in result.out and "Applying R__labels_v... OK" in result.out
     assert target.query("SELECT label FROM labels_v") == [("no. 7",)]
+
+
+@pg_only
+def test_two_changed_views_under_one_view_are_re_created_with_it_in_one_transaction(target):
+    items(target)
+    target.write("R__a.sql", "DROP VIEW IF EXISTS a_v;\nCREATE VIEW a_v AS SELECT id FROM items;\n")
+    target.write("R__b.sql", "DROP VIEW IF EXISTS b_v;\nCREATE VIEW b_v AS SELECT id FROM items;\n")
+    target.write("R__both.sql", "CREATE OR REPLACE VIEW both_v AS SELECT a_v.id FROM a_v JOIN b_v USING (id);\n")
+    ok(target.call("sqlmigrate_up"))
+    target.write("R__a.sql", "DROP VIEW IF EXISTS a_v;\nCREATE VIEW a_v AS SELECT name, id FROM items;\n")
+    target.write("R__b.sql", "DROP VIEW IF EXISTS b_v;\nCREATE VIEW b_v AS SELECT price, id FROM items;\n")
+
+    result = ok(target.call("sqlmigrate_up"))
+
+    assert [line.split("...")[0] for line in result.out.splitlines()[:-1]] == [
+        "Applying R__a",
+        "Applying R__b",
+        "Applying R__both",
+    ]
+    assert target.query("SELECT count(DISTINCT executed_at) FROM schema_migrations WHERE id LIKE 'R%%'") == [(1,)]
+
+
+def test_a_unit_holds_every_changed_repeatable_connected_to_another_and_drops_the_applied_dependents():
+    a = parsed("R__a.sql", "CREATE VIEW a_v AS SELECT 1 AS id;")
+    b = parsed("R__b.sql", "CREATE VIEW b_v AS SELECT 1 AS id;")
+    both = parsed("R__both.sql", "CREATE VIEW both_v AS SELECT * FROM a_v, b_v;")
+    alone = parsed("R__c.sql", "CREATE VIEW c_v AS SELECT 1 AS id;")
+    ordering = Ordering([a, b, both, alone])
+    applied = {m.id: AppliedMigration(m.id, m.name, None, "old") for m in (a, b, both, alone)}
+
+    units = plan_repeatables(ordering, applied)
+
+    assert [[m.id for m in unit.migrations] for unit in units] == [["R__a", "R__b", "R__both"], ["R__c"]]
+    assert [[m.id for m in unit.dropped] for unit in units] == [["R__both"], []]
