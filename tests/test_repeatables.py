@@ -727,3 +727,13 @@ def test_a_unit_holds_every_changed_repeatable_connected_to_another_and_drops_th
 
     assert [[m.id for m in unit.migrations] for unit in units] == [["R__a", "R__b", "R__both"], ["R__c"]]
     assert [[m.id for m in unit.dropped] for unit in units] == [["R__both"], []]
+
+
+@pytest.mark.django_db
+def test_without_repeatables_the_admin_lists_no_new_or_changed_filter(target, settings, admin_client):
+    settings.SQLMIGRATE_DIRS = {target.alias: str(target.directory)}
+    items(target)
+
+    listed = admin_client.get(list_url()).content.decode()
+
+    assert "Pending (1)" in listed and "New (" not in listed and "Changed (" not in listed
