@@ -35,8 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psycopg  # noqa: E402
-from run import ROOT, TABLE, Bench, interleaved, machine, write_tables  # noqa: E402
+from run import ROOT, TABLE, Bench, against_plain_up, machine, write_tables  # noqa: E402
 
 from sqlmigrate_app.drift import DriftReporter  # noqa: E402
 from tests.support.postgres_server import postgres_url  # noqa: E402
@@ -92,39 +91,13 @@ def in_process(url: str, directory: Path, log: Callable[[str], None]) -> dict[st
     return parts
 
 
-def vacuum(url: str) -> None:
-    """VACUUM ANALYZE a database just filled (not timed): its new catalog rows would otherwise
-    set autovacuum to work during a timed command."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
-
-
 def bench_drift(bench: Bench, directory: Path, rounds: int, log: Callable[[str], None]) -> str:
-    """Interleaved rounds of a plain up of 1,000 and a drift of the same 1,000 applied; each
-    round's databases are dropped at its end but the last target, which is returned."""
-    target_db = ""
-    for round_no in range(rounds):
-        plain_db, target_db = bench.database(), bench.database()
-        bench.manage("setup", target_db, "sqlmigrate_up", "--dir", str(directory))
-        vacuum(target_db)
-        bench.settle(log)
-
-        def plain(plain_db: str = plain_db) -> None:
-            bench.manage("up_1000", plain_db, "sqlmigrate_up", "--dir", str(directory))
-            vacuum(plain_db)
-
-        def check(target_db: str = target_db) -> None:
-            bench.manage("drift_1000", target_db, "sqlmigrate_drift", "--dir", str(directory))
-            bench.deleted_files()  # its throwaway database, dropped as it ends
-            bench.settle(log)
-
-        interleaved(round_no, plain, check)
-        assert bench.scalar(plain_db, f"SELECT count(*) FROM {TABLE}") == APPLIED
-        assert bench.scalar(target_db, f"SELECT count(*) FROM {TABLE}") == APPLIED  # untouched
-        up, drifted = bench.samples["up_1000"][-1].seconds, bench.samples["drift_1000"][-1].seconds
-        log(f"  round {round_no + 1}/{rounds}: up {up:.2f} s, drift {drifted:.2f} s ({drifted / up:.2f} x)")
-        bench.drop(plain_db, *([target_db] if round_no < rounds - 1 else []))
-    return target_db
+    """Interleaved rounds of a plain up of 1,000 and a drift of the same 1,000 applied (the last
+    target is returned)."""
+    setup, command = ["--dir", str(directory)], ["sqlmigrate_drift", "--dir", str(directory)]
+    return against_plain_up(
+        bench, rounds, log, applied=APPLIED, plain_dir=directory, setup=setup, command=command, key="drift_1000"
+    )
 
 
 def main() -> int:

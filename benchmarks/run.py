@@ -267,6 +267,54 @@ def interleaved(round_no: int, *steps: Callable[[], object]) -> None:
         step()
 
 
+def vacuum(url: str) -> None:
+    """VACUUM ANALYZE a database just filled (not timed): its new catalog rows would otherwise
+    set autovacuum to work during a timed command."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
+def against_plain_up(
+    bench: Bench,
+    rounds: int,
+    log: Callable[[str], None],
+    *,
+    applied: int,
+    plain_dir: Path,
+    setup: list[str],
+    command: list[str],
+    key: str,
+) -> str:
+    """Interleaved rounds of a plain ``up`` of ``plain_dir`` into an empty database (``up_1000``)
+    and ``command`` (verify, drift: it must leave the target as it found it) on a target that
+    ``sqlmigrate_up *setup`` filled, timed as ``key``. Each round's databases are dropped at its
+    end but the last target, which is returned."""
+    target_db = ""
+    for round_no in range(rounds):
+        plain_db, target_db = bench.database(), bench.database()
+        bench.manage("setup", target_db, "sqlmigrate_up", *setup)
+        vacuum(target_db)
+        bench.settle(log)
+
+        def plain(plain_db: str = plain_db) -> None:
+            bench.manage("up_1000", plain_db, "sqlmigrate_up", "--dir", str(plain_dir))
+            vacuum(plain_db)
+
+        def measured(target_db: str = target_db) -> None:
+            bench.manage(key, target_db, *command)
+            bench.deleted_files()  # its throwaway database, dropped as it ends
+            bench.settle(log)
+
+        interleaved(round_no, plain, measured)
+        assert bench.scalar(plain_db, f"SELECT count(*) FROM {TABLE}") == applied
+        assert bench.scalar(target_db, f"SELECT count(*) FROM {TABLE}") == applied  # untouched
+        up, took = bench.samples["up_1000"][-1].seconds, bench.samples[key][-1].seconds
+        name = command[0].removeprefix("sqlmigrate_")
+        log(f"  round {round_no + 1}/{rounds}: up {up:.2f} s, {name} {took:.2f} s ({took / up:.2f} x)")
+        bench.drop(plain_db, *([target_db] if round_no < rounds - 1 else []))
+    return target_db
+
+
 def bench_tables(bench: Bench, size: int, log: Callable[[str], None]) -> None:
     """All fresh-up and no-op rounds first, then all the DOWN rounds, then the clean-up: no
     command that creates files runs soon after thousands were deleted."""

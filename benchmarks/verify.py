@@ -40,8 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psycopg  # noqa: E402
-from run import ROOT, TABLE, Bench, interleaved, machine, write_tables  # noqa: E402
+from run import ROOT, TABLE, Bench, against_plain_up, machine, write_tables  # noqa: E402
 
 from sqlmigrate_app.verify import VerifyReporter  # noqa: E402
 from tests.support.postgres_server import postgres_url  # noqa: E402
@@ -146,40 +145,15 @@ class Clock(VerifyReporter):
         return parts
 
 
-def vacuum(url: str) -> None:
-    """VACUUM ANALYZE a database just filled (not timed): its new catalog rows would otherwise
-    set autovacuum to work during a timed command."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
-
-
 def bench_verify(bench: Bench, every: Path, first: Path, rounds: int, log: Callable[[str], None]) -> str:
-    """Interleaved rounds of a plain up of 1,000 and a verify of 5 on top of 1,000; each round's
-    databases are dropped at its end but the last target, which is returned."""
+    """Interleaved rounds of a plain up of 1,000 and a verify of 5 on top of 1,000 (the last
+    target is returned)."""
     last_applied = sorted(every.glob("*.sql"))[APPLIED - 1].stem
-    target_db = ""
-    for round_no in range(rounds):
-        plain_db, target_db = bench.database(), bench.database()
-        bench.manage("setup", target_db, "sqlmigrate_up", "--dir", str(every), "--to", last_applied)
-        vacuum(target_db)
-        bench.settle(log)
-
-        def plain(plain_db: str = plain_db) -> None:
-            bench.manage("up_1000", plain_db, "sqlmigrate_up", "--dir", str(first))
-            vacuum(plain_db)
-
-        def verify(target_db: str = target_db) -> None:
-            bench.manage("verify_5_on_1000", target_db, "sqlmigrate_verify", "--dir", str(every))
-            bench.deleted_files()  # its throwaway database, dropped as it ends
-            bench.settle(log)
-
-        interleaved(round_no, plain, verify)
-        assert bench.scalar(plain_db, f"SELECT count(*) FROM {TABLE}") == APPLIED
-        assert bench.scalar(target_db, f"SELECT count(*) FROM {TABLE}") == APPLIED  # untouched
-        up, ver = bench.samples["up_1000"][-1].seconds, bench.samples["verify_5_on_1000"][-1].seconds
-        log(f"  round {round_no + 1}/{rounds}: up {up:.2f} s, verify {ver:.2f} s ({ver / up:.2f} x)")
-        bench.drop(plain_db, *([target_db] if round_no < rounds - 1 else []))
-    return target_db
+    setup = ["--dir", str(every), "--to", last_applied]
+    command = ["sqlmigrate_verify", "--dir", str(every)]
+    return against_plain_up(
+        bench, rounds, log, applied=APPLIED, plain_dir=first, setup=setup, command=command, key="verify_5_on_1000"
+    )
 
 
 def main() -> int:

@@ -145,7 +145,7 @@ def drift(
     ``using`` is only read."""
     reporter = reporter or DriftReporter()
     using = conf.check_alias(using)
-    place = _rebuild_place(using, rebuild_on)
+    place = rebuild_place(using, rebuild_on)
     ignore = conf.drift_ignore()  # refused before anything is read
     found = load_directory(Path(directory) if directory else conf.migrations_dir(using))
     found.raise_first_error()
@@ -165,7 +165,7 @@ def drift(
     return Drift(using, applied, [], comparison, live, rebuilt, scratch.name)
 
 
-def _rebuild_place(using: str, rebuild_on: str | None) -> str:
+def rebuild_place(using: str, rebuild_on: str | None) -> str:
     """The alias whose server (or directory) gets the throwaway database: ``rebuild_on``, which
     must be the same database as ``using`` (a CI service beside production), or ``using``."""
     if rebuild_on is None:
@@ -219,8 +219,24 @@ def _rebuild(alias: str, found: MigrationSet, applied: list[Migration], django: 
     """The schema of ``applied`` in the empty database ``alias``: the Django migrations the
     target has (``django``) first, as on a test database, then each SQL migration as ``up``
     applies it."""
-    runner = MigrationRunner(alias, found.directory, reporter=Reporter(), loader=lambda _: found)
-    _django_migrations(alias, django)
+    runner = replay(alias, found, applied, django)
+    return snapshot.take(runner.connection, runner.history.table)
+
+
+def replay(
+    alias: str,
+    found: MigrationSet,
+    applied: list[Migration],
+    django: set[DjangoMigration] | None = None,
+    schema: str | None = None,
+) -> MigrationRunner:
+    """Apply ``applied`` of ``found`` to the throwaway database ``alias`` (in the schema
+    ``schema``, made first, as a tenant's runner applies the tenant set; else after the Django
+    migrations ``django``), each as ``up`` applies it; the runner that did."""
+    runner = MigrationRunner(alias, found.directory, reporter=Reporter(), loader=lambda _: found, schema=schema)
+    _django_migrations(alias, django or set())
+    if schema is not None:
+        runner.create_schema()
     runner.create_history()
     for migration in applied:
         try:
@@ -229,7 +245,7 @@ def _rebuild(alias: str, found: MigrationSet, applied: list[Migration], django: 
             raise SqlMigrateError(
                 f"{exc} (while rebuilding the {plural(len(applied), 'applied migration')} in a throwaway database)"
             ) from exc
-    return snapshot.take(runner.connection, runner.history.table)
+    return runner
 
 
 def _django_migrations(alias: str, applied: set[DjangoMigration]) -> None:

@@ -41,7 +41,7 @@ from .history import repeatable_rows
 from .planner import Repair, plan_down, plan_redo, plan_repair, plan_up
 from .repeatables import Ordering, plan_repeatables
 from .runner import MigrationRunner
-from .tenants import Target, TenantHistory, read_histories
+from .tenants import Target, TenantHistory, read_histories, refuse_shared_schema
 
 # Tenants migrated at once in a database unless --jobs says otherwise (and never more than the
 # server has connections to spare, nor more than there are tenants to migrate).
@@ -293,8 +293,11 @@ def migrate_tenant(
     """Bring a new tenant up to date: create its schema if it is missing, then apply the tenant
     set (``SQLMIGRATE_TENANT_DIR``, or ``directory``) in it, on the calling thread's connection,
     under the tenant's lock, as ``sqlmigrate_up --tenant SCHEMA`` does. For a tenant-creation
-    hook (django-tenants' ``post_schema_sync``); raises what ``up`` would."""
+    hook (django-tenants' ``post_schema_sync``); raises what ``up`` would, and refuses the schema
+    of the shared set's history as ``--tenant`` does (the public tenant's)."""
     runner = MigrationRunner(using, directory, reporter=reporter, schema=schema)
+    with database_errors(runner.connection):
+        refuse_shared_schema(using, runner.backend.history_schema(), [schema])
     runner.create_schema()
     return runner.migrate()
 

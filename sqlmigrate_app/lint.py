@@ -32,7 +32,7 @@ from .directory import load_directory
 from .errors import ConfigurationError, HistoryTableError, LintFailed, LintUnavailable, database_errors, printable
 from .files import Migration, Section, Timeouts
 from .runner import MigrationRunner
-from .selection import applied_on, under_test
+from .selection import applied_on, applied_on_every_tenant, tenant_set_dir, under_test
 
 EXTRA = "django-sqlmigrate[lint]"
 # The squawk rules a timeout sqlmigrate sets makes moot.
@@ -111,6 +111,19 @@ def lint_selected(
     found = load_directory(Path(directory) if directory else conf.migrations_dir(using))
     found.raise_first_error()
     migrations = under_test(found, names, every, lambda: applied_on(MigrationRunner(using, found.directory)))
+    return migrations, lint(migrations, exclude, down, executable)
+
+
+def lint_tenant_set(
+    using: str, names: Sequence[str] = (), every: bool = False, exclude: Iterable[str] = (), down: bool = False
+) -> tuple[list[Migration], list[Finding]]:
+    """Lint the tenant set's files once, whatever the number of tenants: the migrations named (or
+    ``every`` one, or those some tenant of ``using`` has not applied); return them and what
+    squawk found."""
+    executable = squawk()
+    found = load_directory(tenant_set_dir(using))
+    found.raise_first_error()
+    migrations = under_test(found, names, every, lambda: applied_on_every_tenant(using, found))
     return migrations, lint(migrations, exclude, down, executable)
 
 

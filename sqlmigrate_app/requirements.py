@@ -15,6 +15,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 
+from .backends import backend_for
 from .errors import MigrationFileError, UnmetRequirement
 from .files import Migration, Requirement
 
@@ -46,21 +47,32 @@ def unknown_requirements(migrations: Iterable[Migration]) -> list[MigrationFileE
     return errors
 
 
-def check_requirements(connection: BaseDatabaseWrapper, plan: Iterable[Migration]) -> None:
+def check_requirements(connection: BaseDatabaseWrapper, plan: Iterable[Migration], tenant: str | None = None) -> None:
     """Refuse a plan in which a migration requires a Django migration not applied on this
-    database, naming the first one and the fix."""
+    database (or in this ``tenant``'s schema, see :func:`_applied`), naming the first one and the fix."""
     needed = _needed(plan)
     if not needed:
         return
-    applied = MigrationRecorder(connection).applied_migrations()
+    applied, where = _applied(connection, tenant)
     for migration, requirement in needed:
         if (requirement.app_label, requirement.name) in applied or _migrations_disabled(requirement.app_label):
             continue
         raise UnmetRequirement(
             f"{migration.path}:{requirement.line}: {migration.id} requires the Django migration {requirement}, "
-            f"which is not applied on database {connection.alias!r}: run 'manage.py migrate "
-            f"--database {connection.alias}' first"
+            f"which is not applied {where}"
         )
+
+
+def _applied(connection: BaseDatabaseWrapper, tenant: str | None) -> tuple[Iterable[tuple[str, str]], str]:
+    """Django's applied migrations where the plan runs, and where that is and its fix. A tenant
+    schema with a ``django_migrations`` of its own (django-tenants keeps one in each) has its
+    own: the default schema's records every ``TENANT_APPS`` migration without having run it."""
+    if tenant is not None:
+        own = backend_for(connection).tenant_django_migrations(tenant)
+        if own is not None:
+            return own, f"in schema {tenant!r}: run Django's migrations there first (django-tenants: migrate_schemas)"
+    where = f"on database {connection.alias!r}: run 'manage.py migrate --database {connection.alias}' first"
+    return MigrationRecorder(connection).applied_migrations(), where
 
 
 def _migrations_disabled(app_label: str) -> bool:

@@ -207,7 +207,7 @@ class MigrationRunner:
         migrations = [migration for unit in units for migration in unit.migrations]
         check_statements(migrations)
         if not fake:
-            check_requirements(self.connection, migrations)
+            check_requirements(self.connection, migrations, self.schema)
         return units
 
     def _with_catalog(self, applied: History) -> list[Unit]:
@@ -277,7 +277,7 @@ class MigrationRunner:
         plan = plan_up(found, applied, to, allow_out_of_order)
         check_statements(plan)  # before anything is written, even the history table
         if not fake:
-            check_requirements(self.connection, plan)
+            check_requirements(self.connection, plan, self.schema)
         return plan
 
     @reports_database_errors
@@ -360,7 +360,7 @@ class MigrationRunner:
         repeatable one runs as ``up`` runs it when it changed: with the applied ones that depend
         on it dropped before and run again after, in its transaction."""
         check_statements([migration])
-        check_requirements(self.connection, [migration])
+        check_requirements(self.connection, [migration], self.schema)
         if not migration.repeatable:
             return self.executor.apply(migration)
         if migration.id not in {m.id for m in self._found.repeatables}:

@@ -18,9 +18,15 @@ import secrets
 import stat
 from pathlib import Path
 
+from django.core.management import call_command
+
 from . import conf, snapshot
+from .directory import load_directory
 from .errors import SchemaFileError, SqlMigrateError, database_errors
 from .runner import MigrationRunner
+from .selection import tenant_set_dir
+from .snapshot import schemas
+from .throwaway import throwaway_database
 
 HEADER = (
     "-- The database schema as the migrations leave it, then the migrations applied, in order.\n"
@@ -28,11 +34,19 @@ HEADER = (
     "-- is set): do not edit it, review it.\n\n"
 )
 APPLIED_HEADING = "-- Applied migrations\n"
+TENANT_HEADER = (
+    "-- The schema every tenant gets from the tenant set, in a schema named tenant here, then its migrations, in\n"
+    "-- order. Written by sqlmigrate_dump from a rebuild in a throwaway database: do not edit it, review it.\n\n"
+)
+# The schema of the throwaway database the tenant set is applied in, as its file names it.
+TENANT_SCHEMA = "tenant"
 
 
 def render(runner: MigrationRunner) -> str:
     """The schema file's text for ``runner``'s database, as it is now."""
     schema = snapshot.take(runner.connection, runner.history.table)
+    if conf.tenant_dir(runner.using) is not None:  # the tenants' schemas are the tenant set's file
+        schema = schemas.shared_part(schema, runner.history.table)
     with database_errors(runner.connection):
         applied = runner.history.read()
     # A repeatable migration with the checksum it last ran with: a pull request that edits one shows it here.
@@ -44,6 +58,36 @@ def render(runner: MigrationRunner) -> str:
         + "".join(f"{migration_id}\n" for migration_id in applied)
         + repeatables
     )
+
+
+def render_tenant_set(using: str, shared_directory: str | Path | None = None) -> str:
+    """The tenant set's schema file for ``using``, whatever the number of tenants: every
+    migration of the tenant set applied once, in the schema :data:`TENANT_SCHEMA` of a
+    throwaway database, after every migration of the shared set (``shared_directory``'s, as a
+    tenant sees it); that schema's objects, then the tenant set's ids. What the files produce,
+    not what a tenant holds (``sqlmigrate_drift --tenants`` compares the tenants)."""
+    shared = load_directory(Path(shared_directory) if shared_directory else conf.migrations_dir(using))
+    tenant_set = load_directory(tenant_set_dir(using))
+    shared.raise_first_error()
+    tenant_set.raise_first_error()
+    with throwaway_database(using) as scratch:
+        base = MigrationRunner(scratch.alias, shared.directory, loader=lambda _: shared)
+        if any(migration.requires for migration in [*shared.migrations, *tenant_set.migrations]):
+            call_command("migrate", database=scratch.alias, interactive=False, verbosity=0, skip_checks=True)
+        base.migrate()
+        tenant = MigrationRunner(scratch.alias, tenant_set.directory, loader=lambda _: tenant_set, schema=TENANT_SCHEMA)
+        tenant.create_schema()
+        tenant.migrate()
+        _, parts = schemas.split(snapshot.take(base.connection, base.history.table), [TENANT_SCHEMA])
+    objects = snapshot.Snapshot(schemas.without(parts[TENANT_SCHEMA], TENANT_SCHEMA, base.history.table))
+    ids = "".join(f"{migration.id}\n" for migration in tenant_set.migrations)
+    return TENANT_HEADER + objects.text() + APPLIED_HEADING + ids
+
+
+def tenant_set_file(path: Path) -> Path:
+    """Where the tenant set's schema file goes beside the shared set's: ``schema.sql`` gives
+    ``schema.tenant.sql``."""
+    return path.with_name(f"{path.stem}.tenant{path.suffix}")
 
 
 def not_written(path: Path, reason: str) -> SchemaFileError:

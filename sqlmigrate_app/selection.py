@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
+from . import conf
 from .directory import MigrationSet
 from .errors import ConfigurationError
 from .files import Migration
+from .history import repeatable_rows
 from .planner import resolve
 from .repeatables import Ordering
 from .runner import MigrationRunner
+from .tenants import read_histories
 
 
 def migration_id(name: str) -> str:
@@ -47,3 +50,26 @@ def applied_on(runner: MigrationRunner) -> set[str]:
     (and nothing else of that database read); a repeatable's only while its file is the one that
     ran."""
     return {row.id for row in runner.status() if row.stored_checksum is not None and not row.state.runs}
+
+
+def applied_on_every_tenant(using: str, found: MigrationSet) -> set[str]:
+    """The ids of the tenant set ``found`` that every tenant of ``using`` (``SQLMIGRATE_TENANTS``)
+    has applied, from one read of all their histories: the others are pending somewhere. A
+    tenant whose history cannot be read counts as having none."""
+    histories = read_histories(using, conf.tenants(using), found).values()
+    ran = {migration.id: migration.checksum for migration in found.repeatables}
+    applied = [
+        set(history.applied) | {i for i, row in repeatable_rows(history.applied).items() if ran.get(i) == row.checksum}
+        if history.error is None
+        else set()
+        for history in histories
+    ]
+    return set.intersection(*applied) if applied else set()
+
+
+def tenant_set_dir(using: str) -> Path:
+    """The directory of ``using``'s tenant set; one line when it has none."""
+    directory = conf.tenant_dir(using)
+    if directory is None:
+        raise ConfigurationError(f"database {using!r} has no tenant set: set SQLMIGRATE_TENANT_DIR")
+    return directory

@@ -144,7 +144,7 @@ def read_histories(
         raise backend.schemas_unsupported()
     history = HistoryTable(backend, table or conf.table_name())
     with database_errors(connection):
-        _refuse_shared_schema(database, backend.history_schema(), schemas)
+        refuse_shared_schema(database, backend.history_schema(), schemas)
         tables = backend.tenant_tables(history.table, schemas)
         unread = {
             schema: _known_unread(database, schema, history, found, *table)
@@ -161,12 +161,12 @@ def read_histories(
     return {schema: unread[schema] or read[schema] for schema in schemas}
 
 
-def _refuse_shared_schema(database: str, shared: str | None, schemas: Sequence[str]) -> None:
+def refuse_shared_schema(database: str, shared: str | None, schemas: Sequence[str]) -> None:
     """A tenant list naming the schema of the shared set's history would mix two histories in one table."""
     if shared in schemas:
         raise ConfigurationError(
             f"database {database!r}: schema {shared!r} holds the shared set's history, so it cannot be a tenant's: "
-            "leave it out of SQLMIGRATE_TENANTS (and of --tenant)"
+            "leave it out of SQLMIGRATE_TENANTS, --tenant and migrate_tenant()"
         )
 
 
@@ -280,7 +280,7 @@ def tenant_statuses(database: str, schemas: Sequence[str], found: MigrationSet) 
 def django_tenants_schemas(database: str) -> list[str]:
     """``SQLMIGRATE_TENANTS`` for django-tenants: the ``schema_name`` of every row of its
     ``TENANT_MODEL`` in ``database``, but the public schema's (the shared set's)."""
-    from django_tenants.utils import get_public_schema_name, get_tenant_model  # type: ignore[import-not-found]
+    from django_tenants.utils import get_public_schema_name, get_tenant_model
 
     tenants = get_tenant_model().objects.using(database).exclude(schema_name=get_public_schema_name())
     return [str(name) for name in tenants.values_list("schema_name", flat=True)]

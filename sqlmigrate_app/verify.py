@@ -27,9 +27,12 @@ from .executor import Reporter, Result
 from .files import Migration
 from .repeatables import Ordering
 from .runner import MigrationRunner
-from .selection import applied_on, under_test
+from .selection import applied_on, applied_on_every_tenant, tenant_set_dir, under_test
 from .snapshot import Change, Snapshot
 from .throwaway import ThrowawayReporter, throwaway_database
+
+# The schema of the throwaway database the tenant set is rehearsed in, as one tenant.
+TENANT_SCHEMA = "sqlmigrate_tenant"
 
 
 class Outcome(str, Enum):
@@ -181,6 +184,44 @@ def verify(
         runner = MigrationRunner(scratch.alias, found.directory, reporter=Reporter(), loader=files)
         last = found.migrations.index(tested[-1]) + 1 if not tested[-1].repeatable else len(found.migrations)
         _django_migrations(runner, [*found.migrations[:last], *found.repeatables])
+        runner.create_history()
+        results = _Rehearsals(runner, files, reporter).run(tested)
+    return Verification(scratch.name, results)
+
+
+def verify_tenant_set(
+    using: str,
+    shared_directory: str | Path | None = None,
+    names: Sequence[str] = (),
+    every: bool = False,
+    keep: bool = False,
+    reporter: VerifyReporter | None = None,
+) -> Verification:
+    """Rehearse the tenant set (``SQLMIGRATE_TENANT_DIR``) of ``using`` once, whatever the number
+    of tenants: in the schema :data:`TENANT_SCHEMA` of a throwaway database, after every
+    migration of the shared set (``shared_directory``'s, in its default schema, after the
+    tenant's on the search path, as a tenant sees it). The migrations named, or ``every`` one,
+    or those some tenant has not applied (:func:`~.selection.applied_on_every_tenant`: one read
+    of every history)."""
+    reporter = reporter or VerifyReporter()
+    using = conf.check_alias(using)
+    found = load_directory(tenant_set_dir(using))
+    found.raise_first_error()
+    shared = load_directory(Path(shared_directory) if shared_directory else conf.migrations_dir(using))
+    shared.raise_first_error()
+    tested = under_test(found, names, every, lambda: applied_on_every_tenant(using, found))
+    if not tested:
+        return Verification(None)
+    with throwaway_database(using, keep, reporter) as scratch:
+        reporter.started(scratch.name, tested)
+        base = MigrationRunner(scratch.alias, shared.directory, reporter=Reporter(), loader=_FilesReadOnce(shared))
+        _django_migrations(base, [*shared.migrations, *found.migrations])
+        base.migrate()
+        files = _FilesReadOnce(found)
+        runner = MigrationRunner(
+            scratch.alias, found.directory, reporter=Reporter(), loader=files, schema=TENANT_SCHEMA
+        )
+        runner.create_schema()
         runner.create_history()
         results = _Rehearsals(runner, files, reporter).run(tested)
     return Verification(scratch.name, results)

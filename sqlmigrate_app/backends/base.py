@@ -181,6 +181,11 @@ class Backend(ABC):
         """Create a tenant's schema unless it exists."""
         raise self.schemas_unsupported()
 
+    def tenant_django_migrations(self, tenant: str) -> set[tuple[str, str]] | None:
+        """The ``(app, name)`` of each row of Django's history table in a tenant's schema
+        (django-tenants keeps one in each); None when that schema has none."""
+        raise self.schemas_unsupported()
+
     def tenant_tables(self, table: str, tenants: Sequence[str]) -> list[tuple[bool, tuple[str, ...] | None]]:
         """Of each of ``tenants``, in order: whether its schema exists, and the column names of
         its history table ``table`` (None: no such table), in one catalog query."""

@@ -207,6 +207,16 @@ class PostgresBackend(Backend):
         """``CREATE SCHEMA IF NOT EXISTS``."""
         self.raw_cursor().execute(f"CREATE SCHEMA IF NOT EXISTS {_psycopg.identifier(tenant)}")
 
+    def tenant_django_migrations(self, tenant: str) -> set[tuple[str, str]] | None:
+        """``to_regclass``, then the rows: two queries, only for a plan with ``requires=``."""
+        qualified = f"{_psycopg.identifier(tenant)}.django_migrations"
+        cursor = self.raw_cursor()
+        cursor.execute(HISTORY_EXISTS, [qualified])
+        if cursor.fetchone() is None:
+            return None
+        cursor.execute(f"SELECT app, name FROM {qualified}")
+        return {(str(app), str(name)) for app, name in cursor.fetchall()}
+
     def tenant_tables(self, table: str, tenants: Sequence[str]) -> list[tuple[bool, tuple[str, ...] | None]]:
         """One query of ``pg_namespace``, ``pg_class`` and ``pg_attribute``."""
         cursor = self.raw_cursor()
@@ -270,10 +280,12 @@ class PostgresBackend(Backend):
 
     def history_schema(self) -> str:
         """The connection's current schema when the run starts: the history table is named with
-        it, so a migration that changes ``search_path`` cannot lose it."""
-        cursor = self.raw_cursor()
-        cursor.execute("SELECT pg_catalog.current_schema()")
-        schema = cursor.fetchone()[0]
+        it, so a migration that changes ``search_path`` cannot lose it. Asked through Django's
+        cursor: a connection wrapper that sets ``search_path`` as it opens one (django-tenants')
+        has then set the schema it means, not left the last tenant's."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_catalog.current_schema()")
+            schema = cursor.fetchone()[0]
         if schema is None:
             raise ConfigurationError(
                 f"database {self.connection.alias!r}: its search_path names no existing schema, so there is no "

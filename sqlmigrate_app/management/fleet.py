@@ -67,6 +67,30 @@ def add_selection_arguments(parser: ArgumentParser) -> None:
     )
 
 
+def add_set_arguments(parser: ArgumentParser, what: str) -> None:
+    """``--shared`` and ``--tenants`` of ``verify``, ``lint`` and ``dump``, which look at the
+    files of a set, not at each tenant (``what``: what they do to it)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--shared", action="store_true", help=f"{what} the shared set only (SQLMIGRATE_DIR), as before tenants."
+    )
+    group.add_argument(
+        "--tenants",
+        action="store_true",
+        help=f"{what} the tenant set only (SQLMIGRATE_TENANT_DIR), once, in a schema of its own. Default: the "
+        "shared set, then the tenant set where one is configured (with migration ids: the shared set).",
+    )
+
+
+def chosen_sets(options: dict[str, Any], named: bool = False) -> tuple[bool, bool]:
+    """Whether ``verify``, ``lint`` or ``dump`` look at the shared set, and at the tenant set:
+    ``--shared``, ``--tenants``, else both where a tenant set is configured (the shared set
+    alone when migrations are ``named``: their ids are the shared set's, as before tenants)."""
+    if options.get("shared") or options.get("tenants"):
+        return bool(options.get("shared")), bool(options.get("tenants"))
+    return True, not named and conf.tenant_dir(options["database"]) is not None
+
+
 def add_run_arguments(parser: ArgumentParser) -> None:
     """``--jobs N`` and ``--keep-going``."""
     parser.add_argument(

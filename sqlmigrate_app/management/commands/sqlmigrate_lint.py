@@ -9,8 +9,10 @@ from django.db import connections
 
 from ... import conf
 from ...errors import ProblemKind, plural
-from ...lint import applies_to, lint_selected
+from ...files import Migration
+from ...lint import Finding, applies_to, lint_selected, lint_tenant_set
 from ..base import EXIT_CODES, SqlMigrateCommand, exit_codes_line
+from ..fleet import add_set_arguments, chosen_sets
 
 
 class Command(SqlMigrateCommand):
@@ -38,6 +40,7 @@ class Command(SqlMigrateCommand):
             help="A squawk rule not to report (repeat it, or separate rules with commas).",
         )
         parser.add_argument("--json", action="store_true", help="Print the findings as a JSON array.")
+        add_set_arguments(parser, "Lint")
 
     def run(self, **options: Any) -> None:
         """Do it, and print the outcome."""
@@ -51,9 +54,18 @@ class Command(SqlMigrateCommand):
                 self.say(note)
             return
         exclude = [rule.strip() for value in options["exclude"] for rule in value.split(",") if rule.strip()]
-        migrations, findings = lint_selected(
-            using, options["directory"], options["ids"], options["all"], exclude, options["down"]
-        )
+        shared, tenant_set = chosen_sets(options, named=bool(options["ids"]))
+        migrations: list[Migration] = []
+        findings: list[Finding] = []
+        if shared:
+            migrations, findings = lint_selected(
+                using, options["directory"], options["ids"], options["all"], exclude, options["down"]
+            )
+        if tenant_set:  # the tenant set's files, once
+            tenant_migrations, tenant_findings = lint_tenant_set(
+                using, options["ids"], options["all"], exclude, options["down"]
+            )
+            migrations, findings = migrations + tenant_migrations, findings + tenant_findings
         if options["json"]:
             self.stdout.write(json.dumps([finding.as_dict() for finding in findings], indent=2))
         else:

@@ -6,7 +6,9 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
+from ... import conf
 from ...drift import drift
+from ...drift_tenants import FleetDrift, drift_fleet
 from ...errors import ConfigurationError
 from ...fleet import Up, plan_fleet
 from ...runner import MigrationRunner
@@ -31,7 +33,7 @@ from ..fleet import (
     rewrite_schema_files,
     run_fleet_command,
 )
-from .sqlmigrate_drift import DriftLines
+from .sqlmigrate_drift import DriftLines, FleetLines
 
 NOTHING_PENDING = "No pending migrations."
 APPLIED = "applied and recorded in the history"
@@ -100,11 +102,10 @@ class Command(SqlMigrateCommand):
         targets = fleet_targets(options, force=options["json"])
         if targets is None:
             self.run_one(options)
-        elif options["check_drift"]:
-            raise ConfigurationError(
-                "--check-drift compares one database's shared set: give one --database, or --shared"
-            )
-        elif options["sql"]:
+            return
+        if options["check_drift"]:
+            self.check_fleet_drift(targets, options, say=not (options["sql"] or options["json"]))
+        if options["sql"]:
             self.stdout.write(
                 self.script_runner(one_script_target(targets), options).up_script(
                     to=operation.to, allow_out_of_order=operation.allow_out_of_order
@@ -150,10 +151,31 @@ class Command(SqlMigrateCommand):
         done = "recorded as applied (--fake)" if options["fake"] else APPLIED
         rewrite_schema_file(self, runner, results, done)
 
+    def check_fleet_drift(self, targets: list[Target], options: dict[str, Any], say: bool) -> None:
+        """Refuse to apply anything anywhere when a shared set or a tenant that this run chose
+        drifted, in one line naming the first differences and the command that shows them all;
+        else ``say`` so. A history with an applied file changed or gone is not compared: the
+        run refuses it next."""
+        result = drift_fleet(targets, options["directory"], reporter=FleetLines(self))
+        if result.drifted:
+            raise CommandError(
+                f"not applying anything: {result.first_differences()}; see them all with '{drift_command(result)}'",
+                returncode=EXIT_DRIFT,
+            )
+        for shared in result.shared:
+            if say and shared.comparison is not None:
+                self.say(f"No drift: {shared.summary()}.")
+        if say and result.tenants:
+            self.say(f"No drift: {result.tenant_summary()}")
+
     def check_drift(self, options: dict[str, Any], say: bool) -> None:
         """Refuse to go on when the schema drifted, in one line naming the first differences;
         else ``say`` so (not into a ``--sql`` script). An applied migration modified or missing
-        is not compared: ``up`` refuses it next."""
+        is not compared: ``up`` refuses it next. With a tenant set configured, the tenants'
+        schemas are left out of the comparison (:meth:`check_fleet_drift`)."""
+        if conf.tenant_dir(options["database"]) is not None:
+            self.check_fleet_drift([Target(options["database"])], options, say)
+            return
         result = drift(options["database"], options["directory"], reporter=DriftLines(self))
         if result.drifted:
             raise CommandError(
@@ -163,3 +185,12 @@ class Command(SqlMigrateCommand):
             )
         if result.comparison is not None and say:
             self.say(f"No drift: {result.summary()}.")
+
+
+def drift_command(result: FleetDrift) -> str:
+    """The command that shows every difference of the first drifted history."""
+    for shared in result.shared:
+        if shared.drifted:
+            return f"manage.py sqlmigrate_drift --database {shared.database} --shared"
+    database = next(tenant.target.database for tenant in result.tenants if tenant.drifted)
+    return f"manage.py sqlmigrate_drift --database {database} --tenants"

@@ -9,8 +9,9 @@ from django.core.management.base import CommandError
 from ...errors import plural
 from ...files import Migration
 from ...snapshot import ChangeKind
-from ...verify import Outcome, Rehearsal, VerifyReporter, verify
+from ...verify import Outcome, Rehearsal, VerifyReporter, verify, verify_tenant_set
 from ..base import EXIT_REHEARSAL, SqlMigrateCommand, exit_codes_line, print_changes
+from ..fleet import add_set_arguments, chosen_sets
 
 # How a step's schema differs from the one it must give back, as verify has always printed it.
 CHANGES = {kind: kind.value for kind in ChangeKind}
@@ -43,16 +44,30 @@ class Command(SqlMigrateCommand):
         parser.add_argument("--all", action="store_true", help="Verify every migration, from an empty database.")
         parser.add_argument("--keep", action="store_true", help="Keep the throwaway database and print its name.")
         parser.add_argument("--json", action="store_true", help="Print one JSON object per migration.")
+        add_set_arguments(parser, "Verify")
 
     def run(self, **options: Any) -> None:
-        """Do it, and print the outcome."""
+        """Do it, and print the outcome: the shared set, and the tenant set once (``--shared``,
+        ``--tenants``)."""
+        shared, tenant_set = chosen_sets(options, named=bool(options["ids"]))
         reporter = ThrowawayLines(self) if options["json"] else TextReporter(self)
-        verification = verify(
-            options["database"], options["directory"], options["ids"], options["all"], options["keep"], reporter
-        )
+        found: list[tuple[str, Rehearsal]] = []
+        if shared:
+            verification = verify(
+                options["database"], options["directory"], options["ids"], options["all"], options["keep"], reporter
+            )
+            found += [("shared", result) for result in verification.results]
+        if tenant_set:
+            if shared and not options["json"]:
+                self.say("The tenant set, once, in a schema of its own:")
+            verification = verify_tenant_set(
+                options["database"], options["directory"], options["ids"], options["all"], options["keep"], reporter
+            )
+            found += [("tenant", result) for result in verification.results]
         if options["json"]:
-            self.stdout.write(json.dumps([result.as_dict() for result in verification.results], indent=2))
-        results = verification.results
+            objects = [{**result.as_dict(), "set": name} if tenant_set else result.as_dict() for name, result in found]
+            self.stdout.write(json.dumps(objects, indent=2))
+        results = [result for _, result in found]
         if not results:
             if not options["json"]:
                 self.say("No migrations to verify.")
