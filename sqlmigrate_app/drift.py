@@ -157,7 +157,7 @@ def drift(
     applied, problems = applied_files(table, found)
     if problems:
         return Drift(using, applied, problems)
-    applied, unknown = _known_repeatables(table, applied)
+    applied, unknown = known_repeatables(table, applied)
     with throwaway_database(place, keep, reporter) as scratch:
         reporter.rebuilding(scratch.name, applied)
         rebuilt = _rebuild(scratch.alias, found, applied, django)
@@ -194,7 +194,7 @@ def applied_files(table: StatusTable, found: MigrationSet) -> tuple[list[Migrati
     return migrations, problems
 
 
-def _known_repeatables(table: StatusTable, applied: list[Migration]) -> tuple[list[Migration], list[str]]:
+def known_repeatables(table: StatusTable, applied: list[Migration]) -> tuple[list[Migration], list[str]]:
     """``applied`` without the repeatables changed since they ran (and those that depend on
     them), whose last run's SQL is not known: ``up`` runs them next, so what they create is left
     out of the comparison (the patterns returned), not reported as drift."""

@@ -737,3 +737,27 @@ def test_without_repeatables_the_admin_lists_no_new_or_changed_filter(target, se
     listed = admin_client.get(list_url()).content.decode()
 
     assert "Pending (1)" in listed and "New (" not in listed and "Changed (" not in listed
+
+
+@pg_only
+def test_drift_of_a_fleet_leaves_a_repeatable_changed_since_it_ran_to_up(target, settings, tmp_path):
+    fleet = make_fleet(target, settings, tmp_path)
+    items(target)
+    target.write("R__base_v.sql", BASE)
+    fleet.migration("20240101000000_accounts", "CREATE TABLE accounts (id int, name text);", "DROP TABLE accounts;")
+    names = "DROP VIEW IF EXISTS names;\nCREATE VIEW names AS SELECT name FROM accounts;\n"
+    (fleet.directory / "R__names.sql").write_text(names)
+    fleet.create("tenant_a", "tenant_b")
+    ok(fleet.call("sqlmigrate_up"))
+    clean = fleet.call("sqlmigrate_drift", tenants=True)
+    target.write("R__base_v.sql", BASE.replace("id, name", "id, name, price"))
+    (fleet.directory / "R__names.sql").write_text(names.replace("SELECT name", "SELECT id, name"))
+
+    changed = fleet.call("sqlmigrate_drift", tenants=True)
+    checked_up = fleet.call("sqlmigrate_up", check_drift=True)
+
+    assert clean.code == 0, clean.text
+    assert changed.code == 0, changed.text
+    assert checked_up.code == 0, checked_up.text
+    assert target.query("SELECT count(*) FROM tenant_a.names WHERE id IS NULL") == [(0,)]
+    assert target.query("SELECT price FROM base_v") == []
