@@ -45,6 +45,7 @@ from .state import State, StatusTable
 from .tenants import STATE_ORDER, TargetStatus, tenant_statuses
 
 STATES = tuple(State)
+REPEATABLE_ONLY = (State.NEW, State.CHANGED)  # a repeatable migration's states, listed when some are in them
 SHORT_CHECKSUM = 12
 # A migration's id in its page's URL, as ``<path:object_id>`` but any text at all: a history row
 # written by another tool may hold a newline, which ``path``'s ``.+`` stops at, or be empty (the
@@ -319,6 +320,7 @@ class SqlMigrationAdmin(ModelAdmin):
                 f"{state.capitalize()} ({counts[state]})", _list_query(alias, state, query, tenant), selected == state
             )
             for state in STATES
+            if counts[state] or selected == state or state not in REPEATABLE_ONLY  # no repeatables: as before
         ]
 
     @staticmethod

@@ -149,7 +149,8 @@ class CleanRecord(Reuse):
         if self._signed is None:
             return
         unclean = {error.path.name for error in checked.errors}
-        unclean.update(f"{migration.id}.sql" for migration in checked.migrations if migration.requires)
+        every = [*checked.migrations, *checked.repeatables]
+        unclean.update(f"{migration.id}.sql" for migration in every if migration.requires)
         clean = {self.key(name, sig) for name, sig in self._signed.items() if sig is not None and name not in unclean}
         if clean != self._clean_before():
             self.write(clean)

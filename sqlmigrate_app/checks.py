@@ -200,7 +200,7 @@ def check_files(directory: Path) -> tuple[list[MigrationFileError], list[Migrati
     found = load_directory(directory, record)
     checked = with_statements_checked(found)
     record.keep(checked)
-    return checked.errors, found.migrations
+    return checked.errors, [*found.migrations, *found.repeatables]
 
 
 def _file_message(error: MigrationFileError) -> CheckMessage:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import MigrationFileError, plural
-from .files import FILENAME_RE, Migration, check_name, decode, parse_text
+from .files import FILENAME_RE, Migration, check_name, decode, is_repeatable, parse_text
 
 # How long after a file changed its signature is trusted. A file system stamps times at a coarse
 # tick (a jiffy on Linux), so a file written, read and written again within one tick, at the same
@@ -40,11 +40,14 @@ Loaded = Migration | MigrationFileError
 
 @dataclass
 class MigrationSet:
-    """Every well-formed migration of a directory, in id order, and every problem found."""
+    """Every well-formed migration of a directory, in id order, and every problem found: the
+    versioned ones in :attr:`migrations`, the repeatable ones (``R__<name>.sql``) apart, in
+    :attr:`repeatables`, by name (the order they run in is :mod:`.repeatables`')."""
 
     directory: Path
     migrations: list[Migration] = field(default_factory=list)
     errors: list[MigrationFileError] = field(default_factory=list)
+    repeatables: list[Migration] = field(default_factory=list)
     _by_id: dict[str, Migration] | None = field(default=None, init=False, repr=False, compare=False)
 
     def by_id(self) -> dict[str, Migration]:
@@ -253,12 +256,17 @@ def assemble(directory: Path, loaded: Iterable[Loaded | Vouched]) -> MigrationSe
         if isinstance(item, MigrationFileError):
             found.errors.append(item)
             continue
+        if is_repeatable(item.id):
+            if isinstance(item, Migration):
+                found.repeatables.append(item)
+            continue
         clash = timestamp_clash(found.directory, item.id, seen)
         if clash is not None:
             found.errors.append(clash)
         elif isinstance(item, Migration):
             found.migrations.append(item)
     found.migrations.sort(key=lambda migration: migration.id)
+    found.repeatables.sort(key=lambda migration: migration.id)
     return found
 
 

@@ -28,6 +28,7 @@ from .directory import MigrationSet, load_directory
 from .errors import ConfigurationError, MissingMigration, ModifiedMigration, SqlMigrateError, plural, printable
 from .executor import Reporter
 from .files import Migration
+from .repeatables import Ordering
 from .runner import MigrationRunner
 from .snapshot import Change, ChangeKind, Snapshot
 from .state import MigrationStatus, Problem, State, StatusTable
@@ -156,10 +157,11 @@ def drift(
     applied, problems = applied_files(table, found)
     if problems:
         return Drift(using, applied, problems)
+    applied, unknown = known_repeatables(table, applied)
     with throwaway_database(place, keep, reporter) as scratch:
         reporter.rebuilding(scratch.name, applied)
         rebuilt = _rebuild(scratch.alias, found, applied, django)
-    comparison = compare(live, rebuilt, ignore)
+    comparison = compare(live, rebuilt, [*ignore, *unknown])
     return Drift(using, applied, [], comparison, live, rebuilt, scratch.name)
 
 
@@ -190,6 +192,23 @@ def applied_files(table: StatusTable, found: MigrationSet) -> tuple[list[Migrati
         elif row.migration is not None:
             migrations.append(row.migration)
     return migrations, problems
+
+
+def known_repeatables(table: StatusTable, applied: list[Migration]) -> tuple[list[Migration], list[str]]:
+    """``applied`` without the repeatables changed since they ran (and those that depend on
+    them), whose last run's SQL is not known: ``up`` runs them next, so what they create is left
+    out of the comparison (the patterns returned), not reported as drift."""
+    repeatables = [migration for migration in table.files.values() if migration.repeatable]
+    ordering = Ordering(repeatables)
+    changed = [migration.id for migration in repeatables if table.state(migration.id) == State.CHANGED]
+    unknown = {*changed, *(i for migration_id in changed for i in ordering.dependents(migration_id))}
+    patterns = [
+        pattern
+        for migration_id in sorted(unknown)
+        for definition in ordering.defined[migration_id]
+        for pattern in (f"* {definition.key}", f"* *.{definition.key}", f"* *.{definition.key}(*")
+    ]
+    return [migration for migration in applied if migration.id not in unknown], patterns
 
 
 def _ran(row: MigrationStatus) -> tuple[datetime, str]:

@@ -25,7 +25,16 @@ from django.db.migrations.loader import MigrationLoader
 
 from . import conf, snapshot
 from .directory import MigrationSet, load_directory
-from .drift import Comparison, Drift, DriftReporter, applied_files, compare, rebuild_place, replay
+from .drift import (
+    Comparison,
+    Drift,
+    DriftReporter,
+    applied_files,
+    compare,
+    known_repeatables,
+    rebuild_place,
+    replay,
+)
 from .errors import MissingSchema, SqlMigrateError, plural, printable
 from .files import Migration
 from .runner import MigrationRunner
@@ -173,6 +182,7 @@ class _Read:
     django: set[tuple[str, str]]
     applied: list[Migration]
     problems: list[Problem]
+    left_out: list[str]  # what the repeatables changed since they ran create (drift.known_repeatables)
 
 
 class _Database:
@@ -186,6 +196,7 @@ class _Database:
         tenant_dir = conf.tenant_dir(database)
         self.tenant_files = _files(tenant_dir) if tenants and tenant_dir else MigrationSet(Path("."), [])
         self.table = conf.table_name()
+        self.left_out: dict[str, list[str]] = {}  # by tenant: what its repeatables changed since they ran create
 
     def run(
         self, shared: bool, reporter: FleetDriftReporter, place: str
@@ -211,7 +222,7 @@ class _Database:
                 results[tenant] = self._tenant(tenant, migrations, live_parts, wanted, schema)
         drift = None
         if shared:
-            comparison = compare(Snapshot(live_rest), Snapshot(rebuilt_rest), self.ignore)
+            comparison = compare(Snapshot(live_rest), Snapshot(rebuilt_rest), [*self.ignore, *read.left_out])
             drift = Drift(self.database, read.applied, read.problems, None if read.problems else comparison)
             drift.live, drift.rebuilt, drift.throwaway = Snapshot(live_rest), Snapshot(rebuilt_rest), scratch.name
         return drift, [results[tenant] for tenant in self.tenants], len(states)
@@ -224,7 +235,9 @@ class _Database:
             django = set(MigrationLoader(target.connection, ignore_no_migrations=True).applied_migrations)
             live = snapshot.take(target.connection, target.history.table)
             histories = read_histories(self.database, self.tenants, self.tenant_files) if self.tenants else {}
-        return _Read(live, histories, django, *applied_files(table, self.shared_files))
+        applied, problems = applied_files(table, self.shared_files)
+        applied, left_out = known_repeatables(table, applied)
+        return _Read(live, histories, django, applied, problems, left_out)
 
     def _states(
         self, histories: dict[str, TenantHistory]
@@ -239,7 +252,9 @@ class _Database:
             if history.error is not None:
                 unread[tenant] = TenantDrift(target, error=history.error)
                 continue
-            applied, problems = applied_files(StatusTable(self.tenant_files, history.applied), self.tenant_files)
+            table = StatusTable(self.tenant_files, history.applied)
+            applied, problems = applied_files(table, self.tenant_files)
+            applied, self.left_out[tenant] = known_repeatables(table, applied)
             if problems:
                 unread[tenant] = TenantDrift(target, len(applied) + len(problems), problems)
                 continue
@@ -273,7 +288,7 @@ class _Database:
             return TenantDrift(target, len(migrations), error=MissingSchema(self.database, tenant))
         name, objects = live[tenant]
         own = Snapshot(schemas.without(objects, name, self.table))
-        comparison = compare(own, schemas.moved(wanted, rebuild, name), self.ignore)
+        comparison = compare(own, schemas.moved(wanted, rebuild, name), [*self.ignore, *self.left_out[tenant]])
         return TenantDrift(target, len(migrations), comparison=comparison, rebuild=rebuild)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from time import perf_counter, sleep
@@ -32,7 +32,7 @@ from .errors import (
     sqlstate,
 )
 from .files import Migration, Section, Timeouts
-from .history import HistoryTable
+from .history import AppliedMigration, Expected, HistoryTable, repeatable_rows
 from .statements import Statement, may_change_session, transaction_control
 
 RETRY_PAUSE, LONGEST_RETRY_PAUSE = 0.5, 30.0  # seconds before the 2nd try; doubling, up to this
@@ -94,7 +94,8 @@ class Side:
     migration: Migration
     action: Action  # applied or rolled back
     section: Section
-    history_sql: str
+    history_sql: str  # empty: the side records nothing (a repeatable's dependent dropped before it is re-created)
+    before_history: tuple[str, ...] = ()  # a repeatable's old row deleted, ahead of its new one
 
     @property
     def applying(self) -> bool:
@@ -160,24 +161,55 @@ class Executor:
         self.retries = retries
         self.tenant = tenant
         self._session: Any = None  # the session's settings as the run found them, read when needed
-        self._applied: list[str] | None = None  # the ids the history holds, as far as the run knows
+        self._applied: list[str] | None = None  # the versioned ids the history holds, as far as the run knows
+        self._repeatables: dict[str, str] = {}  # and the repeatables' rows, by their checksums
 
     def start_run(self) -> None:
         """Forget the previous run's session settings and history: they are read afresh."""
         self._session = None
         self._applied = None
+        self._repeatables = {}
 
-    def expect(self, applied: Iterable[str]) -> None:
-        """The ids the history holds, as the run just read them: each migration's transaction
-        checks, under the run lock, that the history is still so (see :meth:`_claim`)."""
+    def expect(self, applied: Mapping[str, AppliedMigration]) -> None:
+        """The history as the run just read it (the versioned ids, the repeatables' rows apart):
+        each migration's transaction checks, under the run lock, that the history is still so
+        (see :meth:`_claim`)."""
         self._applied = sorted(applied)
+        self._repeatables = {row.id: row.checksum for row in repeatable_rows(applied).values()}
 
     def apply(self, migration: Migration) -> Result:
-        """Run the UP section and record the migration as applied; a transactional migration
-        that fails on its lock timeout is tried again ``retries`` times."""
-        row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
-        side = Side(migration, Action.APPLIED, migration.up, row)
+        """Run the UP section and record the migration as applied (a repeatable one's row
+        written afresh); a transactional migration that fails on its lock timeout is tried
+        again ``retries`` times."""
+        side = self.applying(migration)
         return self._timed_work(migration, Action.APPLIED, lambda: self._with_retries(side))
+
+    def apply_together(self, sides: Sequence[Side]) -> list[Result]:
+        """Migrations that change together in one transaction (a repeatable and the applied ones
+        that depend on it; a versioned migration with ``recreate-repeatables`` and the
+        repeatables it re-creates): each side in order, the drops (sides that record nothing)
+        first. Reported as the first applied migration's run; the others' lines follow it once
+
+        the transaction committed. When its claim finds the history other than the run expects,
+        the whole transaction is skipped: one ``SKIPPED`` result."""
+        applied = [side.migration for side in sides if side.history_sql]
+        first = self._timed_work(applied[0], Action.APPLIED, lambda: self._run(*sides))
+        results = [first]
+        if first.action == Action.SKIPPED:
+            return results
+        for migration in applied[1:]:
+            results.append(Result(migration, Action.APPLIED, 0.0))
+            self._track(results[-1])
+            self.reporter.starting(migration, Action.APPLIED)
+            self.reporter.finished(results[-1])
+        return results
+
+    def applying(self, migration: Migration) -> Side:
+        """The UP side of ``migration``: its section, then its history row (a repeatable's
+        previous row deleted first)."""
+        row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
+        before = (self.history.delete_sql(migration.id),) if migration.repeatable else ()
+        return Side(migration, Action.APPLIED, migration.up, row, before)
 
     def _with_retries(self, side: Side) -> None:
         """Run the side; while it fails only because it waited longer than its lock timeout (it
@@ -232,29 +264,40 @@ class Executor:
         return result
 
     def _track(self, result: Result) -> None:
-        """Keep the ids the history holds up to date with what this run did."""
+        """Keep the history the run expects up to date with what this run did: the versioned
+        ids, and each repeatable's row by its checksum."""
         if self._applied is None or result.action == Action.SKIPPED:
             return
-        at = bisect.bisect_left(self._applied, result.migration.id)  # ten thousand ids: no scan of them
-        held = at < len(self._applied) and self._applied[at] == result.migration.id
+        migration = result.migration
+        if migration.repeatable:
+            if result.action == Action.ROLLED_BACK:
+                self._repeatables.pop(migration.id, None)
+            else:
+                self._repeatables[migration.id] = migration.checksum
+            return
+        at = bisect.bisect_left(self._applied, migration.id)  # ten thousand ids: no scan of them
+        held = at < len(self._applied) and self._applied[at] == migration.id
         if result.action == Action.ROLLED_BACK and held:
             del self._applied[at]
         elif result.action != Action.ROLLED_BACK and not held:
-            self._applied.insert(at, result.migration.id)
+            self._applied.insert(at, migration.id)
 
-    def _run(self, side: Side) -> None:
-        """Run one side of a migration, then put back the session settings it may have changed
-        (``SET``, ``set_config``, ``PRAGMA``, a ``no-transaction`` run's timeouts), so the next
-        migration starts from the run's own."""
-        run = self._in_transaction if side.migration.transactional else self._without_transaction
+    def _run(self, side: Side, *more: Side) -> None:
+        """Run one side of a migration (with ``more``: all of them in one transaction), then put
+        back the session settings they may have changed (``SET``, ``set_config``, ``PRAGMA``, a
+        ``no-transaction`` run's timeouts), so the next migration starts from the run's own."""
+        sides = (side, *more)
+        run = self._in_transaction if side.migration.transactional or more else self._without_transaction
         pooled = self.backend.transaction_pooled  # a transactional migration resets the session itself
-        if pooled or not changes_session(self.backend, side.migration, side.section, self.timeouts, self.tenant):
-            run(side)
+        if pooled or not any(
+            changes_session(self.backend, s.migration, s.section, self.timeouts, self.tenant) for s in sides
+        ):
+            run(*sides)
             return
         if self._session is None:
             self._session = self.backend.session_state()
         try:
-            run(side)
+            run(*sides)
         except BaseException:
             with contextlib.suppress(*database_error_types(self.connection)):
                 self._restore_session()
@@ -279,57 +322,76 @@ class Executor:
         runner waits here and then finds the migration already applied."""
         with transaction.atomic(using=self.connection.alias):
             try:
+                if migration.repeatable:
+                    self.history.delete(migration.id)
                 self.history.insert(migration.id, migration.name, migration.checksum)
             except IntegrityError:
                 raise _AlreadyDone from None
 
-    def _in_transaction(self, side: Side) -> None:
-        """The side in one transaction with its history change, rolled back whatever fails.
+    def _in_transaction(self, *sides: Side) -> None:
+        """The sides in one transaction, each with its history change, rolled back whatever fails.
 
-        The error names the migration: a statement's error with its line, a lost connection or
-        a failing COMMIT as such. When the server has gone, Django's own rollback fails too:
-        the statement's error is the one kept.
+        The error names the migration of the side that failed: a statement's error with its
+        line, a lost connection or a failing COMMIT as such. When the server has gone, Django's
+        own rollback fails too: the statement's error is the one kept.
         """
         failed: list[StatementError | TransactionEnded] = []
+        current = sides[0]
         try:
             with transaction.atomic(using=self.connection.alias):
-                try:
-                    self._section_with_history(side)
-                except (StatementError, TransactionEnded) as exc:
-                    failed.append(exc)
-                    raise
+                claim = self._claim(sides)
+                for index, current in enumerate(sides):
+                    try:
+                        self._section_with_history(current, index == len(sides) - 1, claim if index == 0 else [])
+                    except (StatementError, TransactionEnded) as exc:
+                        failed.append(exc)
+                        raise
         except KeyboardInterrupt as exc:
-            raise self._interrupted(side.migration, exc, self._outcome_of_interrupted(side)) from exc
+            raise self._interrupted(current.migration, exc, self._outcome_of_interrupted(sides[-1])) from exc
         except (StatementError, TransactionEnded) + database_error_types(self.connection) as exc:
-            raise self._transaction_failure(side.migration, failed[0] if failed else exc) from exc
+            raise self._transaction_failure(current.migration, failed[0] if failed else exc) from exc
 
-    def _section_with_history(self, side: Side) -> None:
+    def _section_with_history(self, side: Side, last: bool = True, claim: Sequence[str] = ()) -> None:
         """The section, then the history statement: on PostgreSQL the BEGIN, timeouts, section
         and history row make one round trip, with the COMMIT too when the side applies the
-        migration and ours is the outermost atomic block. The history statement comes last, so that it commits
-        only with the whole section (the backend checks the section did not end the transaction
-        itself); when it touches no row, another runner was first: the transaction is rolled back."""
-        ahead = [*self._claim(side), *prelude(self.backend, side.migration, self.timeouts, self.tenant, local=True)]
+        migration, is the ``last`` of its transaction and ours is the outermost atomic block. The
+        history statement comes last, so that it commits only with the whole section (the
+        backend checks the section did not end the transaction itself); when it touches no row,
+        another runner was first: the transaction is rolled back. The first side of a transaction
+        opens it with the ``claim`` (:meth:`_claim`)."""
+        ahead = [*claim, *prelude(self.backend, side.migration, self.timeouts, self.tenant, local=True)]
         outermost = len(self.connection.atomic_blocks) == 1
-        record = [side.history_sql]
+        record = [*side.before_history, side.history_sql] if side.history_sql else []
         if self.backend.transaction_pooled and may_change_session(side.section.sql):
             record[:0] = self.backend.script_session_reset()  # nothing stays on a pooled server session
-        elif self._session is not None and may_change_session(side.section.sql):
+        elif record and self._session is not None and may_change_session(side.section.sql):
             record[:0] = self.backend.identity_statements(self._session)  # a SET ROLE in the section
         rows = self.backend.run_section(
-            self.backend.raw_cursor(), side.section, ahead, record, side.applying and outermost
+            self.backend.raw_cursor(), side.section, ahead, record, side.applying and outermost and last
         )
-        if rows == 0:
+        if rows == 0 and side.history_sql:
             raise _AlreadyDone
 
-    def _claim(self, side: Side) -> list[str]:
-        """What opens the side's transaction: the run lock taken for the transaction and the
-        history checked to be as the run expects (the backend's
-        :meth:`~.backends.Backend.claim_statements`), so that runners without a run-wide lock
-        (a transaction-pooled alias) never run a migration twice nor on a history that moved.
-        In the same round trip as the section."""
-        premise = self.history.premise(side.migration.id, side.applying, self._applied)
-        return self.backend.claim_statements(premise)
+    def _claim(self, sides: Sequence[Side]) -> list[str]:
+        """What opens a transaction: the run lock taken for the transaction and the history
+        checked to be as the run expects before every side that records something (the
+        backend's :meth:`~.backends.Backend.claim_statements`), so that runners without a
+        run-wide lock (a transaction-pooled alias) never run a migration twice nor on a history
+        that moved. Once, ahead of the first side, in the same round trip as its section."""
+        expected = [self._expected(side) for side in sides if side.history_sql]
+        return self.backend.claim_statements(self.history.premise(expected, self._applied))
+
+    def _expected(self, side: Side) -> Expected:
+        """What ``side`` expects of its migration's history row: a versioned one's absent (up)
+        or there (down); a repeatable one's as the run last read or wrote it, or, when the run
+        knows nothing of the history, not yet written with this file's checksum (up) or there."""
+        migration = side.migration
+        if not migration.repeatable:
+            return Expected(migration.id, present=not side.applying)
+        if self._applied is None:
+            return Expected(migration.id, not side.applying, migration.checksum if side.applying else None)
+        seen = self._repeatables.get(migration.id)
+        return Expected(migration.id, seen is not None, seen)
 
     def _transaction_failure(self, migration: Migration, error: Exception) -> BaseException:
         """What to raise for a transactional migration that failed (it was rolled back, but for
@@ -373,6 +435,8 @@ class Executor:
         except KeyboardInterrupt as exc:
             raise self._interrupted(migration, exc, self._stopped(ran, statements)) from exc
         if side.applying:
+            if migration.repeatable:
+                self.history.delete(migration.id)
             self.history.insert(migration.id, migration.name, migration.checksum)
         else:
             self.history.delete(migration.id)
@@ -423,7 +487,11 @@ class Executor:
     def _outcome_of_interrupted(self, side: Side) -> str:
         """Whether an interrupted transactional side had committed: the history row says."""
         try:
-            recorded = self.history.contains(side.migration.id)
+            if side.migration.repeatable:  # its row is there either way: is it this run's?
+                row = self.history.read_one(side.migration.id)
+                recorded = row is not None and row.checksum == side.migration.checksum
+            else:
+                recorded = self.history.contains(side.migration.id)
         except database_error_types(self.connection):
             return "the connection was lost: run sqlmigrate_status to see whether it was recorded"
         if side.applying:

@@ -20,8 +20,11 @@ from .errors import EmptyMigration, MigrationFileError
 # What a file is checked for, here and in statements.py: the system check's record of clean
 # files (cache.CleanRecord) holds only for this version. Bump it when a change to either module
 # changes which files pass; tests/test_cache.py fails until the change is looked at.
-RULES_VERSION = 1
-FILENAME_RE = re.compile(r"(?P<timestamp>[0-9]{14})_(?P<slug>[a-z0-9_]+)\.sql")
+RULES_VERSION = 2
+FILENAME_RE = re.compile(r"(?P<timestamp>[0-9]{14})_(?P<slug>[a-z0-9_]+)\.sql|R__(?P<repeatable>[A-Za-z0-9_]+)\.sql")
+# A repeatable migration's id (Flyway's spelling): its file is ``R__<name>.sql``.
+REPEATABLE_PREFIX = "R__"
+REPEATABLE_ID_RE = re.compile(r"R__[A-Za-z0-9_]+")
 # A ``--`` comment that is a marker (``-- UP``, ``-- DOWN``) or a directive (``-- sqlmigrate:
 # ...``) if nothing but whitespace comes before it on its line (see :func:`heads`).
 HEAD_RE = re.compile(
@@ -89,6 +92,13 @@ class Migration:
     statement_timeout: str | None = None
     empty: bool = False
     requires: tuple[Requirement, ...] = ()
+    after: tuple[str, ...] = ()  # the repeatables it runs after (``requires=R__other``)
+    recreate_repeatables: bool = False  # a versioned migration's ``recreate-repeatables``
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether it is a repeatable migration (``R__<name>.sql``), run again whenever it changes."""
+        return is_repeatable(self.id)
 
     @property
     def up(self) -> Section:
@@ -129,6 +139,11 @@ class Timeouts:
 
     lock: str | None = None
     statement: str | None = None
+
+
+def is_repeatable(migration_id: str) -> bool:
+    """Whether ``migration_id`` (a file's, or a history row's) is a repeatable migration's."""
+    return migration_id.startswith(REPEATABLE_PREFIX)
 
 
 @functools.lru_cache(maxsize=1 << 16)  # the admin page shows the same names request after request
@@ -200,9 +215,12 @@ def check_name(directory: Path, name: str) -> str:
     if not match:
         raise MigrationFileError(
             directory / name,
-            "bad file name: expected YYYYMMDDHHMMSS_snake_case_name.sql (lowercase letters, digits, _)",
+            "bad file name: expected YYYYMMDDHHMMSS_snake_case_name.sql (lowercase letters, digits, _), "
+            "or R__name.sql for a repeatable migration",
         )
     stamp = match["timestamp"]
+    if stamp is None:
+        return name[:-4]
     if not _real_time(stamp):
         raise MigrationFileError(directory / name, f"bad file name: {stamp} is not a real date and time")
     return name[:-4]
@@ -239,20 +257,39 @@ def parse_directive(path: Path, line_no: int, body: str, options: dict[str, obje
         if normalised is None:
             raise MigrationFileError(path, f"bad {key} value {value!r}: use a duration like 500ms, 5s, 2min", line_no)
         option, parsed = key.replace("-", "_"), normalised
+    elif key == "recreate-repeatables" and not value:
+        option, parsed = "recreate_repeatables", True
     elif key == "requires" and value:
-        requirements = [Requirement.parse(path, line_no, name) for name in value.split(",")]
-        options["requires"] = (*options.get("requires", ()), *requirements)  # type: ignore[misc]
+        _parse_requires(path, line_no, value, options)
         return
     else:
         raise MigrationFileError(
             path,
             f"unknown directive {body!r} (known: no-transaction, lock-timeout=DURATION, statement-timeout=DURATION, "
-            "requires=APP_LABEL.MIGRATION, empty)",
+            "requires=APP_LABEL.MIGRATION or R__NAME, empty, recreate-repeatables)",
             line_no,
         )
     if option in options:
         raise MigrationFileError(path, f"directive {key!r} given twice", line_no)
     options[option] = parsed
+
+
+def _parse_requires(path: Path, line_no: int, value: str, options: dict[str, object]) -> None:
+    """``requires=``: Django migrations (``auth.0001_initial``) and, for a repeatable migration,
+    the repeatables it runs after (``R__other``)."""
+    names = [name.strip() for name in value.split(",")]
+    after = tuple(name for name in names if is_repeatable(name))
+    for name in after:
+        if not REPEATABLE_ID_RE.fullmatch(name):
+            raise MigrationFileError(path, f"bad requires value {name!r}: a repeatable is named R__NAME", line_no)
+        if not is_repeatable(path.name):
+            raise MigrationFileError(
+                path, f"requires={name}: only a repeatable migration (R__NAME.sql) runs after a repeatable", line_no
+            )
+    requirements = [Requirement.parse(path, line_no, name) for name in names if not is_repeatable(name)]
+    options["requires"] = (*options.get("requires", ()), *requirements)  # type: ignore[misc]
+    if after:
+        options["after"] = (*options.get("after", ()), *after)  # type: ignore[misc]
 
 
 def heads(text: str) -> list[tuple[int, int, int, str | None, str | None]]:
@@ -317,17 +354,20 @@ class _Malformed(Exception):
 
 def _parse(directory: Path, migration_id: str, text: str) -> Migration:
     if not text or text.isspace():
-        raise _Malformed("file is empty: it needs a -- UP section", 1)
+        raise _Malformed(f"file is empty: it needs {'SQL' if is_repeatable(migration_id) else 'a -- UP section'}", 1)
     first_sql = SQL_LINE_RE.search(text)
-    up_marker = down_marker = None  # line numbers
-    up_start = down_start = down_line_start = len(text) + 1
+    found = heads(text)
+    # A repeatable migration needs no -- UP marker: without one, its SQL starts at the top.
+    implicit_up = is_repeatable(migration_id) and not any(marker and marker.upper() == "UP" for *_, marker, _ in found)
+    up_marker: int | None = 0 if implicit_up else None  # line numbers
+    down_marker = None
+    up_start, down_start, down_line_start = (0 if implicit_up else len(text) + 1), len(text) + 1, len(text) + 1
     options: dict[str, object] = {}
-    for line_no, offset, end, marker, body in heads(text):
+    for line_no, offset, end, marker, body in found:
         if up_marker is None and first_sql is not None and first_sql.start() < offset:
             raise _Malformed("SQL before the -- UP marker", line_of(text, first_sql.start()))
         if marker is None:
-            if up_marker is not None:
-                raise _Malformed("directives go before the -- UP marker", line_no)
+            _directive_here(implicit_up, up_marker, first_sql, offset, line_no)
             parse_directive(directory / f"{migration_id}.sql", line_no, body or "", options)
             continue
         kind = marker.upper()
@@ -340,6 +380,7 @@ def _parse(directory: Path, migration_id: str, text: str) -> Migration:
         if first_sql is not None:
             raise _Malformed("SQL before the -- UP marker", line_of(text, first_sql.start()))
         raise _Malformed("no -- UP marker", 1)
+    _check_recreating(migration_id, options)
     # The first SQL line of the file is not before -- UP (that raised above), so the UP section
     # has SQL when that line comes before -- DOWN: no second search through the section.
     first_up_sql = first_sql.start() if first_sql is not None and first_sql.start() < down_line_start else None
@@ -350,21 +391,37 @@ def _parse(directory: Path, migration_id: str, text: str) -> Migration:
         up_end -= 1  # the CR of the CRLF before -- DOWN
     up_sql, up_line = text[up_start:up_end], up_marker + 1
     down_sql, down_line = (text[down_start:], down_marker + 1) if down_marker is not None else ("", 0)
-    return Migration(
-        migration_id,
-        directory,
-        checksum(text),
-        up_sql,
-        up_line,
-        down_sql,
-        down_line,
-        **options,  # type: ignore[arg-type]
-    )
+    fields = (migration_id, directory, checksum(text), up_sql, up_line, down_sql, down_line)
+    return Migration(*fields, **options)  # type: ignore[arg-type]
+
+
+def _directive_here(
+    implicit_up: bool, up_marker: int | None, first_sql: re.Match[str] | None, offset: int, line: int
+) -> None:
+    """Raise unless a directive on ``line`` (at ``offset``) comes before the SQL: before the
+    ``-- UP`` marker, or in a repeatable without one, before its first SQL line."""
+    if implicit_up:
+        if first_sql is not None and first_sql.start() < offset:
+            raise _Malformed("directives go before the SQL", line)
+    elif up_marker is not None:
+        raise _Malformed("directives go before the -- UP marker", line)
+
+
+def _check_recreating(migration_id: str, options: dict[str, object]) -> None:
+    """Raise when ``recreate-repeatables`` is where it cannot work: in a repeatable migration, or
+    with ``no-transaction`` (the repeatables are dropped and made again in its transaction)."""
+    if options.get("recreate_repeatables") and is_repeatable(migration_id):
+        raise _Malformed("'-- sqlmigrate: recreate-repeatables' is for versioned migrations", 1)
+    if options.get("recreate_repeatables") and options.get("transactional") is False:
+        raise _Malformed("'-- sqlmigrate: recreate-repeatables' needs a transaction: drop no-transaction", 1)
 
 
 def _check_emptiness(text: str, first_up_sql: int | None, up_marker: int, meant_empty: bool) -> None:
     """Raise when the UP section is empty (``first_up_sql``, the offset of its first SQL line, is
-    None) and no ``empty`` directive says it is meant to be, or holds SQL when one does."""
+    None) and no ``empty`` directive says it is meant to be, or holds SQL when one does. A
+    repeatable migration without a ``-- UP`` marker (``up_marker`` 0) is all its UP section."""
+    if first_up_sql is None and not meant_empty and up_marker == 0:
+        raise _Malformed("a repeatable migration holds no SQL: write its definition", 1, EmptyMigration)
     if first_up_sql is None and not meant_empty:
         message = (
             "the -- UP section is empty: write its SQL, or add '-- sqlmigrate: empty' before -- UP "

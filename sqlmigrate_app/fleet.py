@@ -37,7 +37,9 @@ from .directory import MigrationSet, load_directory
 from .errors import SqlMigrateError, Terminated, database_errors
 from .executor import Action, Reporter, Result
 from .files import Migration
+from .history import repeatable_rows
 from .planner import Repair, plan_down, plan_redo, plan_repair, plan_up
+from .repeatables import Ordering, plan_repeatables
 from .runner import MigrationRunner
 from .tenants import Target, TenantHistory, read_histories, refuse_shared_schema
 
@@ -180,7 +182,13 @@ class Up(Operation):
         return Outcome.FAKED if self.fake else Outcome.APPLIED
 
     def plan(self, target: Target, found: MigrationSet, history: TenantHistory) -> list[Migration]:
-        return [] if history.matches else plan_up(found, history.applied, self.to, self.allow_out_of_order)
+        if history.matches:
+            return []
+        plan = plan_up(found, history.applied, self.to, self.allow_out_of_order)
+        if self.to is not None:
+            return plan
+        units = plan_repeatables(Ordering(found.repeatables), repeatable_rows(history.applied))
+        return plan + [migration for unit in units for migration in unit.migrations]
 
     def run(self, runner: MigrationRunner, target: Target) -> list[Result]:
         return runner.migrate(self.to, self.fake, self.allow_out_of_order)

@@ -8,7 +8,7 @@ refused and never written to.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +20,7 @@ from django.db import transaction
 from .backends import Backend
 from .conf import TABLE_NAME_RULE, is_table_name
 from .errors import HistoryTableError, database_error_types
+from .files import REPEATABLE_PREFIX, is_repeatable
 
 COLUMNS = ("id", "name", "executed_at", "checksum")
 PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_ ]*")
@@ -34,6 +35,46 @@ class AppliedMigration:
     name: str
     executed_at: datetime | None
     checksum: str
+
+
+class History(dict[str, AppliedMigration]):
+    """The applied versioned migrations by id, oldest first (what every plan reads), and the
+    rows of repeatable migrations apart, by id, in :attr:`repeatables`: one read of the table
+    gives both, and no versioned rule (out of order, missing) ever sees a repeatable's row."""
+
+    def __init__(
+        self, versioned: Iterable[AppliedMigration] = (), repeatables: Iterable[AppliedMigration] = ()
+    ) -> None:
+        super().__init__((row.id, row) for row in versioned)
+        self.repeatables = {row.id: row for row in repeatables}
+
+    @classmethod
+    def of(cls, rows: Iterable[AppliedMigration]) -> History:
+        """The rows of a table sorted into the two kinds, each in id order."""
+        ordered = sorted(rows, key=attrgetter("id"))
+        return cls(
+            (row for row in ordered if not is_repeatable(row.id)), (row for row in ordered if is_repeatable(row.id))
+        )
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a migration's transaction expects of its history row (see
+    :meth:`HistoryTable.premise`): there (``present``) or not; with ``checksum``, there with
+    that checksum, or not there with it. A versioned migration: absent before it is applied,
+    there before it is rolled back. A repeatable one: its row as the plan saw it (absent, or
+    with the checksum it last ran with), so that one another runner re-applied meanwhile
+    (with this file's checksum) is not run again; when the plan is not known, not there with
+    this file's checksum."""
+
+    migration_id: str
+    present: bool
+    checksum: str | None = None
+
+
+def repeatable_rows(applied: Mapping[str, AppliedMigration]) -> dict[str, AppliedMigration]:
+    """The repeatables' rows a read of the history found (none in a mapping made otherwise)."""
+    return applied.repeatables if isinstance(applied, History) else {}
 
 
 def _as_utc(value: Any) -> datetime | None:
@@ -115,18 +156,17 @@ class HistoryTable:
         except database_error_types(self.connection) as exc:  # rolled back: the holder can be asked
             raise (self.backend.claim_error(exc) or exc) from None
 
-    def read(self, create: bool = False) -> dict[str, AppliedMigration]:
-        """Every applied migration by id, oldest first: the one history query of a command.
+    def read(self, create: bool = False) -> History:
+        """Every applied migration by id, oldest first, the repeatables' rows apart: the one
+        history query of a command.
 
         Without ``create`` a missing table reads as empty and nothing is written.
         """
         if not self.exists():
             if not create:
-                return {}
+                return History()
             self.create()
-        applied = self._select("")
-        applied.sort(key=attrgetter("id"))
-        return {migration.id: migration for migration in applied}
+        return History.of(self._select(""))
 
     def read_one(self, migration_id: str) -> AppliedMigration | None:
         """The row of one migration, or None (also when there is no table): for a page that
@@ -158,16 +198,28 @@ class HistoryTable:
         values = f"{_literals(migration_id, name, checksum)}, {self.utc_now}"
         return f"INSERT INTO {self.quoted} (id, name, checksum, executed_at) VALUES ({values})"
 
-    def premise(self, migration_id: str, applying: bool, applied: Sequence[str] | None) -> str:
-        """A condition true while the history is as a plan expects it before ``migration_id``
-        runs: its row absent (``applying``) or present, and the newest row the newest of
-        ``applied`` (the ids the run expects, in order; None: not known). Two lookups of the
-        primary key's index, whatever the number of rows."""
-        own = f"{'NOT ' if applying else ''}EXISTS (SELECT 1 FROM {self.quoted} WHERE id = {_literals(migration_id)})"
-        if applied is None:
-            return own
-        newest = _literals(applied[-1]) if applied else "''"
-        return f"{own} AND COALESCE((SELECT max(id) FROM {self.quoted}), '') = {newest}"
+    def premise(self, expected: Sequence[Expected], applied: Sequence[str] | None) -> str:
+        """A condition true while the history is as a plan expects it before a transaction runs
+        the migrations of ``expected``: each one's row as :class:`Expected` says, and the newest
+        versioned row the newest of ``applied`` (the versioned ids the run expects, in order;
+        None: not known). The repeatables' rows never count as the newest (``R__`` sorts after
+        the timestamps). A lookup of the primary key's index per row, whatever the number of rows."""
+        conditions = [self._row_premise(row) for row in expected]
+        if applied is not None:
+            newest = _literals(applied[-1]) if applied else "''"
+            versioned = f"substr(id, 1, {len(REPEATABLE_PREFIX)}) <> {_literals(REPEATABLE_PREFIX)}"
+            conditions.append(f"COALESCE((SELECT max(id) FROM {self.quoted} WHERE {versioned}), '') = {newest}")
+        return " AND ".join(conditions) or "TRUE"
+
+    def _row_premise(self, row: Expected) -> str:
+        checksum = f" AND checksum = {_literals(row.checksum)}" if row.checksum is not None else ""
+        found = f"EXISTS (SELECT 1 FROM {self.quoted} WHERE id = {_literals(row.migration_id)}{checksum})"
+        return found if row.present else f"NOT {found}"
+
+    def replace_sql(self, migration_id: str, name: str, checksum: str) -> list[str]:
+        """A repeatable migration's row written afresh (its checksum and ``executed_at`` the new
+        run's), as two literal statements, the INSERT last (see :meth:`insert_sql`)."""
+        return [self.delete_sql(migration_id), self.insert_sql(migration_id, name, checksum)]
 
     def delete_sql(self, migration_id: str) -> str:
         """The history DELETE as one literal statement (see :meth:`insert_sql`)."""

@@ -22,7 +22,8 @@ from .errors import (
     plural,
 )
 from .files import Migration
-from .history import AppliedMigration
+from .history import AppliedMigration, repeatable_rows
+from .repeatables import Ordering
 from .state import State, check_recorded, out_of_order, statuses
 
 
@@ -49,18 +50,32 @@ def plan_down(
     everything: bool = False,
 ) -> list[Migration]:
     """The applied migrations to roll back, newest first: the last ``steps`` (default 1), every
-    one newer than ``to``, or ``everything``. Refused whole if any of them cannot be rolled back."""
+    one newer than ``to``, or ``everything`` (the applied repeatable ones first, the last to run
+    first: their objects use the versioned ones'). Refused whole if any of them cannot be
+    rolled back."""
     if sum((steps is not None, to is not None, everything)) > 1:
         raise InvalidRollback("give either a number of migrations or --to or --all, not several")
     newest_first = sorted(applied, reverse=True)
     if everything:
-        targets = newest_first
-    elif to is not None:
+        versioned = [check_recorded(i, found, applied, f"cannot roll back {i}: ") for i in newest_first]
+        return _reversible([*_repeatables_down(found, applied), *versioned])
+    if to is not None:
         to = resolve(to, {**applied, **found.by_id()}, f"{found.directory} or in the history")
         targets = [migration_id for migration_id in newest_first if migration_id > to]
     else:
         targets = newest_first[: _rollback_count(steps, len(newest_first))]
     return _reversible([check_recorded(i, found, applied, f"cannot roll back {i}: ") for i in targets])
+
+
+def _repeatables_down(found: MigrationSet, applied: Mapping[str, AppliedMigration]) -> list[Migration]:
+    """The applied repeatable migrations, the last to run first; one whose file is gone is refused."""
+    rows = repeatable_rows(applied)
+    order = Ordering(found.repeatables).order
+    known = {migration.id for migration in order}
+    for migration_id in rows:
+        if migration_id not in known:
+            raise MissingMigration(migration_id, found.directory, f"cannot roll back {migration_id}: ")
+    return [migration for migration in reversed(order) if migration.id in rows]
 
 
 def plan_redo(found: MigrationSet, applied: Mapping[str, AppliedMigration], steps: int | None) -> list[Migration]:

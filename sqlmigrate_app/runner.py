@@ -10,9 +10,11 @@ lock of its own (:mod:`.fleet` runs many).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
@@ -22,19 +24,28 @@ from .directory import MigrationSet, load_directory, load_one
 from .errors import (
     ConfigurationError,
     HistoryMoved,
+    MigrationFailed,
+    MigrationFileError,
+    MissingMigration,
     SqlMigrateError,
     database_error_types,
     redo_stopped,
     reports_database_errors,
 )
-from .executor import Action, Executor, Reporter, Result
-from .files import Migration
-from .history import AppliedMigration, HistoryTable
+from .executor import Action, Executor, Reporter, Result, Side
+from .files import Migration, Section
+from .history import AppliedMigration, History, HistoryTable
 from .planner import Repair, plan_down, plan_redo, plan_repair, plan_up
+from .repeatables import Ordering, Unit, drop_sql, plan_repeatables
 from .requirements import check_requirements, unknown_requirements
 from .script import Script
 from .state import MigrationStatus, Problem, State, StatusTable, problems, statuses
 from .statements import check_statements, with_statements_checked
+
+Step = TypeVar("Step")  # what _run_plan runs at a time
+
+# PostgreSQL's refusal to change a column a view uses (its DETAIL names the view).
+VIEW_IN_THE_WAY_RE = re.compile(r'used by a view or rule.*?rule _RETURN on (?:materialized )?view (?P<name>[\w."$]+)')
 
 
 class MigrationRunner:
@@ -65,6 +76,8 @@ class MigrationRunner:
         self.loader = loader  # how the files are read: the admin page passes cache.load_cached
         retries = conf.retries() if retries is None else retries
         self.executor = Executor(self.backend, self.history, self.reporter, conf.timeouts(), retries, self.schema)
+        self._found = MigrationSet(self.directory)  # the last load's files (see _files)
+        self._ordered: Ordering | None = None  # their repeatables' order, once asked for
 
     def _tenant_schema(self, schema: str) -> str:
         """``schema``, a tenant's, checked: a name sqlmigrate takes, on a database with schemas."""
@@ -93,10 +106,20 @@ class MigrationRunner:
 
     def _files(self) -> MigrationSet:
         """Every file's sections and checksum; the first bad one raises. Statements are checked
-        only in the migrations a run executes (:func:`~.statements.check_statements`)."""
+        only in the migrations a run executes (:func:`~.statements.check_statements`), the
+        repeatables' order (a cycle refused) made only when one is to run (:attr:`_ordering`)."""
         found = self.loader(self.directory)
         found.raise_first_error()
+        self._found, self._ordered = found, None
         return found
+
+    @property
+    def _ordering(self) -> Ordering:
+        """The order of the last load's repeatables, made when first asked for: a no-op ``up``
+        with 200 unchanged ones spares reading what each creates and uses."""
+        if self._ordered is None:
+            self._ordered = Ordering(self._found.repeatables)
+        return self._ordered
 
     @reports_database_errors
     def status(self) -> list[MigrationStatus]:
@@ -120,7 +143,7 @@ class MigrationRunner:
         found = load_one(self.directory, migration_id)
         found.raise_first_error()
         record = self.history.read_one(migration_id)
-        rows = statuses(found, {migration_id: record} if record else {})
+        rows = statuses(found, History.of([record] if record else []))
         return rows[0] if rows else None
 
     def pending(self) -> list[Migration]:
@@ -131,31 +154,56 @@ class MigrationRunner:
     def validate(self) -> list[Problem]:
         """Every problem with files and history; an empty list means all is well. Never writes."""
         found = self.loader(self.directory)
-        unknown = [Problem.of(error) for error in unknown_requirements(found.migrations)]
+        try:
+            Ordering(found.repeatables)
+        except MigrationFileError as exc:  # a cycle, a requires= naming no file
+            found = MigrationSet(found.directory, found.migrations, [*found.errors, exc], found.repeatables)
+        unknown = [Problem.of(error) for error in unknown_requirements([*found.migrations, *found.repeatables])]
         return problems(with_statements_checked(found), self.history.read) + unknown
 
     # Applying and rolling back ------------------------------------------------------------------
 
     @reports_database_errors
     def plan(self, to: str | None = None, allow_out_of_order: bool = False) -> list[Migration]:
-        """What :meth:`migrate` would apply, in order, or what it would refuse. Never writes."""
+        """What :meth:`migrate` would apply, in order (the repeatables last), or what it would
+        refuse. Never writes."""
         found = self._files()
         self._pin_history()
-        return self._up_plan(found, self.history.read(), to, allow_out_of_order)
+        applied = self.history.read()
+        plan = self._up_plan(found, applied, to, allow_out_of_order)
+        return plan + [m for unit in self._repeatable_plan(applied, to) for m in unit.migrations]
 
     @reports_database_errors
     def migrate(self, to: str | None = None, fake: bool = False, allow_out_of_order: bool = False) -> list[Result]:
-        """Apply every pending migration (up to and including ``to``), each in its own transaction."""
+        """Apply every pending migration (up to and including ``to``), each in its own
+        transaction; then, without ``to``, every repeatable migration new or changed since it
+        last ran, each in its own transaction with the applied ones that depend on it."""
         found = self._files()
         with self._locked():
             applied = self._read_history()
             plan = self._up_plan(found, applied, to, allow_out_of_order, fake)
-            if not applied:
+            units = self._repeatable_plan(applied, to, fake)
+            if not applied and not applied.repeatables:
                 self.history.create()
             run = self.executor.fake if fake else self.executor.apply
-            return self._run_plan(plan, run, lambda now, done: self._up_plan(found, now, to, allow_out_of_order, fake))
+            current = applied  # the history as last read: a versioned migration with recreate-repeatables needs it
 
-    def _read_history(self, create: bool = False) -> dict[str, AppliedMigration]:
+            def step(todo: Migration | Unit) -> list[Result]:
+                if isinstance(todo, Unit):
+                    return [run(m) for m in todo.migrations] if fake else self._apply_unit(todo)
+                if todo.recreate_repeatables and not fake:
+                    return self._apply_recreating(todo, current.repeatables)
+                return [self._hinted(run, todo)]
+
+            def replan(now: History, done: list[Result]) -> list[Migration | Unit]:
+                nonlocal current
+                current = now
+                return [*self._up_plan(found, now, to, allow_out_of_order, fake), *self._repeatable_plan(now, to, fake)]
+
+            steps: list[Migration | Unit] = [*plan, *units]
+            return self._run_plan(steps, step, replan)
+
+    def _read_history(self, create: bool = False) -> History:
         """The history, read under the run lock; each migration's transaction will check that
         it is still so (:meth:`~.executor.Executor.expect`)."""
         applied = self.history.read(create=create)
@@ -164,23 +212,96 @@ class MigrationRunner:
 
     def _run_plan(
         self,
-        plan: list[Migration],
-        run: Callable[[Migration], Result],
-        replan: Callable[[dict[str, AppliedMigration], list[Result]], list[Migration]],
+        plan: list[Step],
+        run: Callable[[Step], list[Result]],
+        replan: Callable[[History, list[Result]], list[Step]],
     ) -> list[Result]:
-        """Run each migration of ``plan``. When one was skipped (its transaction found the history
-        other than the plan expected: another runner went first, which only a runner without a
-        run-wide lock meets), read the history again and go on with what ``replan`` makes of it
-        and of the results so far, refused as a new run would refuse it."""
+        """Run each step of ``plan`` (a migration, or migrations in one transaction). When one
+        was skipped (its transaction found the history other than the plan expected: another
+        runner went first, which only a runner without a run-wide lock meets), read the history
+        again and go on with what ``replan`` makes of it and of the results so far, refused as a
+        new run would refuse it (the versioned migrations and the repeatables alike)."""
         results: list[Result] = []
         pending, at = plan, 0
         while at < len(pending):
-            result = run(pending[at])
-            results.append(result)
+            done = run(pending[at])
+            results += done
             at += 1
-            if result.action == Action.SKIPPED:
+            if any(result.action == Action.SKIPPED for result in done):
                 pending, at = replan(self._read_history(), results), 0
         return results
+
+    def _repeatable_plan(self, applied: History, to: str | None, fake: bool = False) -> list[Unit]:
+        """The repeatables ``up`` runs (none with ``to``: they may need migrations after it),
+        checked as :meth:`_up_plan` checks the versioned ones."""
+        rows, files = applied.repeatables, {migration.id: migration for migration in self._found.repeatables}
+        for migration_id in rows:
+            if migration_id not in files:
+                raise MissingMigration(migration_id, self.directory)
+        if to is not None or all(i in rows and rows[i].checksum == m.checksum for i, m in files.items()):
+            return []
+        units = plan_repeatables(self._ordering, rows)
+        if units:
+            units = self._with_catalog(applied)
+        migrations = [migration for unit in units for migration in unit.migrations]
+        check_statements(migrations)
+        self._refuse_pooled_no_transaction(migrations)
+        if not fake:
+            check_requirements(self.connection, migrations, self.schema)
+        return units
+
+    def _with_catalog(self, applied: History) -> list[Unit]:
+        """The repeatables to run once the catalog has said which managed views use what (one
+        query, only when something is to run): a dependent whose file does not show it is
+        re-created too."""
+        catalog = self.backend.catalog_uses(self._ordering.keys())
+        if catalog is not None:
+            self._ordered = Ordering(self._found.repeatables, catalog)
+        return plan_repeatables(self._ordering, applied.repeatables)
+
+    def _apply_unit(self, unit: Unit) -> list[Result]:
+        """One repeatable on its own as a versioned migration runs; with its dependents, the
+        drops and all of them in one transaction."""
+        if len(unit.migrations) == 1:
+            return [self.executor.apply(unit.migrations[0])]
+        return self.executor.apply_together(self._together(unit.dropped, unit.migrations))
+
+    def _apply_recreating(self, migration: Migration, applied: dict[str, AppliedMigration]) -> list[Result]:
+        """A versioned migration with ``recreate-repeatables``, in one transaction."""
+        return self.executor.apply_together(self._recreating(migration, applied))
+
+    def _recreating(self, migration: Migration, applied: dict[str, AppliedMigration]) -> list[Side]:
+        """The sides of a versioned migration with ``recreate-repeatables``: the applied
+        repeatables that use what it changes dropped (last first), it, and them run again."""
+        used = [self._ordering.by_id[i] for i in self._ordering.used_by(migration, applied)]
+        return self._together(tuple(reversed(used)), (migration, *used))
+
+    def _together(self, dropped: Sequence[Migration], migrations: Sequence[Migration]) -> list[Side]:
+        """The sides of one transaction: each of ``dropped`` dropped (one that has nothing to
+        drop left out), then each of ``migrations`` applied and recorded."""
+        drops = [self._drop_side(migration) for migration in dropped]
+        return [side for side in drops if side.section.sql.strip()] + [self.executor.applying(m) for m in migrations]
+
+    def _hinted(self, run: Callable[[Migration], Result], migration: Migration) -> Result:
+        """``run(migration)``; when it fails because a view a repeatable creates uses a column
+        it changes, the one line names the directive that would have let it through."""
+        try:
+            return run(migration)
+        except MigrationFailed as exc:
+            view = VIEW_IN_THE_WAY_RE.search(str(exc))
+            owner = self._ordering.owner(view["name"]) if view else None
+            if view is None or owner is None or migration.repeatable:
+                raise
+            hint = (
+                f"; {owner.id}.sql creates {view['name']}: add '-- sqlmigrate: recreate-repeatables' to "
+                f"{migration.id}.sql to drop it before the migration and create it again after, in its transaction"
+            )
+            raise MigrationFailed(migration, str(exc) + hint, exc.sqlstate, exc.lock_timed_out, exc.line) from exc
+
+    def _drop_side(self, migration: Migration) -> Side:
+        """What drops a dependent before the repeatable it depends on runs again."""
+        sql, line = drop_sql(self._ordering, migration, self.backend.drop_statement)
+        return Side(migration, Action.ROLLED_BACK, Section(sql, line), "")
 
     def _up_plan(
         self,
@@ -222,7 +343,7 @@ class MigrationRunner:
                 left = min((steps or 1) - len(results), len(applied))  # one another runner rolled back counts
                 return self._down_plan(found, applied, left, None, False) if left > 0 else []
 
-            return self._run_plan(plan, self.executor.revert, replan)
+            return self._run_plan(plan, lambda migration: [self.executor.revert(migration)], replan)
 
     def _down_plan(
         self,
@@ -314,10 +435,18 @@ class MigrationRunner:
     @reports_database_errors
     def apply_one(self, migration: Migration) -> Result:
         """Apply ``migration`` and record it, after the checks :meth:`migrate` makes of it (its
-        statements, the Django migrations it requires); a ``Result`` as :meth:`migrate`'s."""
+        statements, the Django migrations it requires); a ``Result`` as :meth:`migrate`'s. A
+        repeatable one runs as ``up`` runs it when it changed: with the applied ones that depend
+        on it dropped before and run again after, in its transaction."""
         check_statements([migration])
         check_requirements(self.connection, [migration], self.schema)
-        return self.executor.apply(migration)
+        if not migration.repeatable:
+            return self.executor.apply(migration)
+        if migration.id not in {m.id for m in self._found.repeatables}:
+            self._files()
+        applied = self.history.read().repeatables
+        dependents = [self._ordering.by_id[i] for i in self._ordering.dependents(migration.id) if i in applied]
+        return self._apply_unit(Unit((migration, *dependents), tuple(reversed(dependents))))[0]
 
     @reports_database_errors
     def revert_one(self, migration: Migration) -> Result:
@@ -383,8 +512,16 @@ class MigrationRunner:
         refuse. Never writes."""
         found = self._files()
         self._pin_history()
-        plan = self._up_plan(found, self.history.read(), to, allow_out_of_order)
-        return self._script().up(plan, create_history=not self.history.exists())
+        applied = self.history.read()
+        plan = self._up_plan(found, applied, to, allow_out_of_order)
+        steps: list[Migration | list[Side]] = [
+            self._recreating(m, applied.repeatables) if m.recreate_repeatables else m for m in plan
+        ]
+        for unit in self._repeatable_plan(applied, to):
+            steps.append(
+                unit.migrations[0] if len(unit.migrations) == 1 else self._together(unit.dropped, unit.migrations)
+            )
+        return self._script().up(steps, create_history=not self.history.exists())
 
     @reports_database_errors
     def down_script(self, steps: int | None = None, to: str | None = None, everything: bool = False) -> str:

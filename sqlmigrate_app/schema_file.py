@@ -1,9 +1,10 @@
 """The schema file: what the migrations produce, for review (dbmate's ``schema.sql`` habit).
 
 The snapshot ``verify`` compares (:mod:`.snapshot`), then the ids of the applied migrations in
-order. ``sqlmigrate_dump`` writes it; ``up``, ``down`` and ``redo`` rewrite it after a successful
-run when ``SQLMIGRATE_SCHEMA_FILE`` is set, so every pull request that adds a migration shows its
-effect on the schema; ``sqlmigrate_dump --check`` fails in CI when it was not rewritten. Written
+order, the repeatable ones last, each with the checksum it last ran with. ``sqlmigrate_dump``
+writes it; ``up``, ``down`` and ``redo`` rewrite it after a successful run when
+``SQLMIGRATE_SCHEMA_FILE`` is set, so every pull request that adds a migration shows its effect
+on the schema; ``sqlmigrate_dump --check`` fails in CI when it was not rewritten. Written
 atomically (a temporary file beside it, renamed over it); a file that cannot be written or read
 is a one-line :class:`~.errors.SchemaFileError`, never a traceback after migrations committed.
 """
@@ -48,7 +49,15 @@ def render(runner: MigrationRunner) -> str:
         schema = schemas.shared_part(schema, runner.history.table)
     with database_errors(runner.connection):
         applied = runner.history.read()
-    return HEADER + schema.text() + APPLIED_HEADING + "".join(f"{migration_id}\n" for migration_id in applied)
+    # A repeatable migration with the checksum it last ran with: a pull request that edits one shows it here.
+    repeatables = "".join(f"{row.id} {row.checksum[:12]}\n" for row in applied.repeatables.values())
+    return (
+        HEADER
+        + schema.text()
+        + APPLIED_HEADING
+        + "".join(f"{migration_id}\n" for migration_id in applied)
+        + repeatables
+    )
 
 
 def render_tenant_set(using: str, shared_directory: str | Path | None = None) -> str:

@@ -12,9 +12,11 @@ the script puts them back, as the runner does. What psql would read differently 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .backends import Backend
 from .errors import plural
-from .executor import changes_session, prelude
+from .executor import Side, changes_session, prelude
 from .files import Migration, Section, Timeouts
 from .history import HistoryTable
 
@@ -33,15 +35,39 @@ class Script:
         self.using = using
         self.tenant = tenant  # a tenant's script places each migration in its schema, as the runner does
 
-    def up(self, plan: list[Migration], create_history: bool) -> str:
-        """Apply ``plan``; create the history table first if it does not exist yet."""
-        parts = [self._header("sqlmigrate_up", len(plan))]
+    def up(self, plan: Sequence[Migration | Sequence[Side]], create_history: bool) -> str:
+        """Apply ``plan``, each migration in its transaction, or each list of sides in one (see
+        :meth:`~.executor.Executor.apply_together`); create the history table first if it does
+        not exist yet."""
+        count = sum(1 if isinstance(step, Migration) else len([s for s in step if s.history_sql]) for step in plan)
+        parts = [self._header("sqlmigrate_up", count)]
         if create_history:
             parts.append(f"{self.history.create_sql()};\n")
-        for migration in plan:
-            row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
-            parts.append(self._migration(migration, migration.up, row))
+        for step in plan:
+            if not isinstance(step, Migration):
+                parts.append(self._together(step))
+                continue
+            row = self.history.insert_sql(step.id, step.name, step.checksum)
+            if step.repeatable:  # its row written afresh
+                row = ";\n".join(self.history.replace_sql(step.id, step.name, step.checksum))
+            parts.append(self._migration(step, step.up, row))
         return "\n".join(parts)
+
+    def _together(self, sides: Sequence[Side]) -> str:
+        """Sides in one transaction, as the runner sends them: each section, and after each
+        applied one the guard and its history rows."""
+        ids = ", ".join(side.migration.id for side in sides if side.history_sql)
+        mark, guard = self.backend.guard(sides[-1].migration.checksum[:16]) or ("", "")
+        lines = [f"-- {ids} (one transaction: what depends on them dropped first, then each made again)", "BEGIN;"]
+        lines += [f"{mark};"] if mark else []
+        for side in sides:
+            ahead = prelude(self.backend, side.migration, self.timeouts, self.tenant, local=True)
+            lines += [*(f"{sql};" for sql in ahead), self._terminated(side.migration, side.section)]
+            records = [guard, *side.before_history, side.history_sql] if side.history_sql else []
+            lines += [f"{sql};" for sql in records if sql]
+        changed = any(changes_session(self.backend, s.migration, s.section, self.timeouts, self.tenant) for s in sides)
+        resets = [f"{sql};" for sql in self.backend.script_session_reset()] if changed else []
+        return "\n".join([*lines, "COMMIT;", *resets]) + "\n"
 
     def down(self, plan: list[Migration]) -> str:
         """Roll back ``plan``, newest first."""

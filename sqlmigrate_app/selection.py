@@ -10,7 +10,9 @@ from . import conf
 from .directory import MigrationSet
 from .errors import ConfigurationError
 from .files import Migration
+from .history import repeatable_rows
 from .planner import resolve
+from .repeatables import Ordering
 from .runner import MigrationRunner
 from .tenants import read_histories
 
@@ -28,23 +30,26 @@ def under_test(
     applied_ids: Callable[[], Collection[str]],
 ) -> list[Migration]:
     """The migrations named (ids, file names, paths or timestamps), or ``every`` one, or else the ones
-    not in ``applied_ids()``; in id order. Only the last reads the database."""
+    not in ``applied_ids()``; in id order, the repeatable ones after the versioned ones, in the
+    order they run. Only the last reads the database."""
     if names and every:
         raise ConfigurationError("give migration ids or --all, not both")
+    every_one = [*found.migrations, *Ordering(found.repeatables).order]
     if every:
-        return list(found.migrations)
+        return every_one
     if names:
-        files = found.by_id()
+        files = {migration.id: migration for migration in every_one}
         ids = {resolve(migration_id(name), files, str(found.directory), option="") for name in names}
-        return [migration for migration in found.migrations if migration.id in ids]
+        return [migration for migration in every_one if migration.id in ids]
     applied = applied_ids()
-    return [migration for migration in found.migrations if migration.id not in applied]
+    return [migration for migration in every_one if migration.id not in applied]
 
 
 def applied_on(runner: MigrationRunner) -> set[str]:
     """The ids in the history of the runner's database, read as ``sqlmigrate_status`` reads it
-    (and nothing else of that database read)."""
-    return {row.id for row in runner.status() if row.stored_checksum is not None}
+    (and nothing else of that database read); a repeatable's only while its file is the one that
+    ran."""
+    return {row.id for row in runner.status() if row.stored_checksum is not None and not row.state.runs}
 
 
 def applied_on_every_tenant(using: str, found: MigrationSet) -> set[str]:
@@ -52,7 +57,13 @@ def applied_on_every_tenant(using: str, found: MigrationSet) -> set[str]:
     has applied, from one read of all their histories: the others are pending somewhere. A
     tenant whose history cannot be read counts as having none."""
     histories = read_histories(using, conf.tenants(using), found).values()
-    applied = [set(history.applied) if history.error is None else set() for history in histories]
+    ran = {migration.id: migration.checksum for migration in found.repeatables}
+    applied = [
+        set(history.applied) | {i for i, row in repeatable_rows(history.applied).items() if ran.get(i) == row.checksum}
+        if history.error is None
+        else set()
+        for history in histories
+    ]
     return set.intersection(*applied) if applied else set()
 
 

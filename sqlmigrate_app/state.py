@@ -21,8 +21,8 @@ from .errors import (
     ProblemKind,
     SqlMigrateError,
 )
-from .files import Migration
-from .history import AppliedMigration
+from .files import Migration, is_repeatable
+from .history import AppliedMigration, repeatable_rows
 
 
 class State(str, Enum):
@@ -32,6 +32,15 @@ class State(str, Enum):
     PENDING = "pending"
     MODIFIED = "modified"  # applied, and its file changed since
     MISSING = "missing"  # applied, and its file is gone
+    # A repeatable migration's (``R__<name>.sql``), which ``up`` runs: never run, or changed
+    # since it last ran. Applied and missing are as a versioned one's.
+    NEW = "new"
+    CHANGED = "changed"
+
+    @property
+    def runs(self) -> bool:
+        """Whether ``up`` would run it: pending, or a repeatable new or changed."""
+        return self in (State.PENDING, State.NEW, State.CHANGED)
 
     def __str__(self) -> str:
         return self.value
@@ -60,6 +69,7 @@ class MigrationStatus:
             "stored_checksum": self.stored_checksum,
             "file": str(self.migration.path) if self.migration else None,
             "reversible": self.migration.reversible if self.migration else None,
+            "repeatable": is_repeatable(self.id),
         }
 
 
@@ -82,10 +92,16 @@ class Problem:
 
 
 def state_of(migration: Migration | None, record: AppliedMigration | None) -> State:
-    """The state of a migration from its file and its history row (one of them at least)."""
+    """The state of a migration from its file and its history row (one of them at least). A
+    repeatable one is compared with the checksum of its last run, the one its row holds."""
+    repeatable = is_repeatable((migration or record).id)  # type: ignore[union-attr]
     if migration is not None and record is not None:
-        return State.APPLIED if migration.checksum == record.checksum else State.MODIFIED
-    return State.PENDING if migration is not None else State.MISSING
+        if migration.checksum == record.checksum:
+            return State.APPLIED
+        return State.CHANGED if repeatable else State.MODIFIED
+    if migration is None:
+        return State.MISSING
+    return State.NEW if repeatable else State.PENDING
 
 
 class StatusTable:
@@ -96,7 +112,11 @@ class StatusTable:
     def __init__(self, found: MigrationSet, applied: Mapping[str, AppliedMigration]) -> None:
         self.files = found.by_id()
         self.applied = applied
-        self.ids = sorted(self.files.keys() | applied.keys())
+        if found.repeatables or repeatable_rows(applied):  # else no copy of 10,000 entries
+            self.files = {**self.files, **{migration.id: migration for migration in found.repeatables}}
+            self.applied = {**applied, **repeatable_rows(applied)}
+        # The versioned ones in id order, then the repeatables by name ("R" sorts after digits).
+        self.ids = sorted(self.files.keys() | self.applied.keys())
 
     def state(self, migration_id: str) -> State:
         """The state of one of :attr:`ids`."""
@@ -167,7 +187,9 @@ def problems(found: MigrationSet, read_history: Callable[[], dict[str, AppliedMi
     for migration_id in table.ids:
         state = table.state(migration_id)
         if state == State.MODIFIED:
-            found_problems.append(Problem.of(ModifiedMigration(files[migration_id], applied[migration_id].checksum)))
+            found_problems.append(
+                Problem.of(ModifiedMigration(files[migration_id], table.applied[migration_id].checksum))
+            )
         elif state == State.MISSING and migration_id not in unreadable:
             found_problems.append(Problem.of(MissingMigration(migration_id, found.directory)))
     late, newest = out_of_order((m.id for m in found.migrations if m.id not in applied), applied)
@@ -177,11 +199,12 @@ def problems(found: MigrationSet, read_history: Callable[[], dict[str, AppliedMi
 
 def not_up_to_date(rows: list[MigrationStatus]) -> set[ProblemKind]:
     """What keeps a database from being up to date (``status --check``): pending, out of order,
-    modified, missing."""
+    modified, missing; a repeatable new or changed is pending."""
     pending = [row.id for row in rows if row.state == State.PENDING]
-    late, _ = out_of_order(pending, (row.id for row in rows if row.stored_checksum is not None))
+    versioned = (row.id for row in rows if row.stored_checksum is not None and not is_repeatable(row.id))
+    late, _ = out_of_order(pending, versioned)
     kinds = {ProblemKind.OUT_OF_ORDER} if late else set()
-    if len(late) < len(pending):
+    if len(late) < len(pending) or any(row.state in (State.NEW, State.CHANGED) for row in rows):
         kinds.add(ProblemKind.PENDING)
     kinds |= {ProblemKind(row.state.value) for row in rows if row.state in (State.MODIFIED, State.MISSING)}
     return kinds

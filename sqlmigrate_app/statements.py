@@ -667,10 +667,10 @@ def with_statements_checked(found: MigrationSet) -> MigrationSet:
     """``found`` with every migration's statements checked: a migration with a refused statement
     becomes an error, in file order among the others (what ``validate`` reports)."""
     checked = MigrationSet(found.directory, errors=list(found.errors))
-    for migration in found.migrations:
+    for migration in [*found.migrations, *found.repeatables]:
         error = statement_error(migration)
         if error is None:
-            checked.migrations.append(migration)
+            (checked.repeatables if migration.repeatable else checked.migrations).append(migration)
         else:
             checked.errors.append(error)
     if len(checked.errors) > len(found.errors):

@@ -24,7 +24,8 @@ from . import conf
 from .backends import backend_for
 from .directory import MigrationSet, load_directory
 from .errors import ConfigurationError, HistoryTableError, MissingSchema, ProblemKind, SqlMigrateError, database_errors
-from .history import AppliedMigration, HistoryTable
+from .files import is_repeatable
+from .history import AppliedMigration, History, HistoryTable
 from .requirements import unknown_requirements
 from .runner import MigrationRunner
 from .state import MigrationStatus, Problem, State, StatusTable, not_up_to_date, out_of_order, problems
@@ -150,8 +151,9 @@ def read_histories(
             for schema, table in zip(schemas, tables, strict=True)
         }
         readable = [schema for schema in schemas if unread[schema] is None]
-        rows = backend.tenant_rows(history.table, readable, {m.id: m.checksum for m in found.migrations})
-    files = {m.id: AppliedMigration(m.id, m.name, None, m.checksum) for m in found.migrations}
+        every = [*found.migrations, *found.repeatables]
+        rows = backend.tenant_rows(history.table, readable, {m.id: m.checksum for m in every})
+    files = History.of(AppliedMigration(m.id, m.name, None, m.checksum) for m in every)
     read = {
         schema: TenantHistory(schema, files if held.matches else _applied(held.rows), held.matches)
         for schema, held in rows.items()
@@ -189,9 +191,9 @@ def _known_unread(
     return None
 
 
-def _applied(rows: Iterable[tuple[str, str, str]]) -> dict[str, AppliedMigration]:
+def _applied(rows: Iterable[tuple[str, str, str]]) -> History:
     """History rows ``(id, name, checksum)`` by id, oldest first, as :meth:`HistoryTable.read` gives them."""
-    return {row[0]: AppliedMigration(row[0], row[1], None, row[2]) for row in sorted(rows)}
+    return History.of(AppliedMigration(row[0], row[1], None, row[2]) for row in rows)
 
 
 # Where a history stands ------------------------------------------------------------------------
@@ -239,8 +241,10 @@ class TargetStatus:
 
 def status_from_rows(target: Target, rows: Sequence[MigrationStatus]) -> TargetStatus:
     """Where ``target`` stands from its migrations' statuses (:meth:`~.runner.MigrationRunner.status`)."""
-    pending = [row.id for row in rows if row.state == State.PENDING]
-    late, _ = out_of_order(pending, (row.id for row in rows if row.stored_checksum is not None))
+    pending = [row.id for row in rows if row.state.runs]  # a repeatable new or changed too
+    late, _ = out_of_order(
+        pending, (row.id for row in rows if row.stored_checksum is not None and not is_repeatable(row.id))
+    )
     return TargetStatus(
         target,
         frozenset(not_up_to_date(list(rows))),

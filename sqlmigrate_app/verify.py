@@ -25,6 +25,7 @@ from .directory import MigrationSet, load_directory
 from .errors import SqlMigrateError, plural
 from .executor import Reporter, Result
 from .files import Migration
+from .repeatables import Ordering
 from .runner import MigrationRunner
 from .selection import applied_on, applied_on_every_tenant, tenant_set_dir, under_test
 from .snapshot import Change, Snapshot
@@ -52,6 +53,7 @@ class Step(str, Enum):
 
     DOWN = "down"
     UP_AGAIN = "up_again"
+    APPLIED_TWICE = "applied_twice"  # a repeatable migration run a second time
 
     def __str__(self) -> str:
         return self.value
@@ -60,6 +62,7 @@ class Step(str, Enum):
 STEP_MESSAGES = {
     Step.DOWN: "DOWN left something behind (the schema differs from the one before UP)",
     Step.UP_AGAIN: "UP is not repeatable after DOWN (the schema differs from the one the first UP gave)",
+    Step.APPLIED_TWICE: "a repeatable migration is not idempotent (run again, it gives another schema)",
 }
 
 
@@ -142,7 +145,8 @@ class _FilesReadOnce:
     def leave_out(self, migration: Migration) -> None:
         """Go on as if ``migration``'s file were not there: its UP failed, so it is not applied,
         and a later ``up`` must not try it again."""
-        self.found = MigrationSet(self.found.directory, [m for m in self.found.migrations if m is not migration])
+        kept = [m for m in self.found.migrations if m is not migration]
+        self.found = MigrationSet(self.found.directory, kept, repeatables=self.found.repeatables)
 
 
 @contextmanager
@@ -178,7 +182,8 @@ def verify(
         reporter.started(scratch.name, tested)
         files = _FilesReadOnce(found)
         runner = MigrationRunner(scratch.alias, found.directory, reporter=Reporter(), loader=files)
-        _django_migrations(runner, found.migrations[: found.migrations.index(tested[-1]) + 1])
+        last = found.migrations.index(tested[-1]) + 1 if not tested[-1].repeatable else len(found.migrations)
+        _django_migrations(runner, [*found.migrations[:last], *found.repeatables])
         runner.create_history()
         results = _Rehearsals(runner, files, reporter).run(tested)
     return Verification(scratch.name, results)
@@ -254,10 +259,39 @@ class _Rehearsals:
         """Every migration's rehearsal, in order, each told to the reporter as it ends."""
         results = []
         for migration in tested:
-            result = self._one(migration)
+            result = self._one(migration) if not migration.repeatable else self._repeatable(migration)
             results.append(result)
             self.reporter.verified(result)
         return results
+
+    def _repeatable(self, migration: Migration) -> Rehearsal:
+        """A repeatable migration run once after every versioned one (and the repeatables before
+        it), then again, as ``up`` runs it when it changes: the second run must give the schema
+        the first gave."""
+        if self.unknown is not None:
+            return Rehearsal(migration, Outcome.NOT_VERIFIED, error=f"not verified: {self.unknown}")
+        earlier = self.found.migrations[self.applied :]
+        if earlier:
+            _apply_earlier(self.runner, earlier, migration, self.reporter)
+            self.applied = len(self.found.migrations)
+        self.before = None
+        order = Ordering(self.found.repeatables).order
+        for repeatable in order[: order.index(migration) + 1]:
+            if self.runner.is_applied(repeatable.id):
+                continue
+            try:
+                _apply(self.runner, repeatable)
+            except SqlMigrateError as exc:
+                return Rehearsal(migration, Outcome.FAILED, error=f"it failed: {exc}")
+        first = self.reader.take()
+        try:
+            _apply(self.runner, migration)
+        except SqlMigrateError as exc:
+            return Rehearsal(migration, Outcome.FAILED, error=f"run a second time, it failed: {exc}")
+        again = self.reader.take()
+        if again == first:
+            return Rehearsal(migration, Outcome.OK)
+        return Rehearsal(migration, Outcome.MISMATCH, (Mismatch(Step.APPLIED_TWICE, tuple(first.changes(again))),))
 
     def _one(self, migration: Migration) -> Rehearsal:
         if self.unknown is not None:

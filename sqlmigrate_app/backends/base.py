@@ -288,6 +288,18 @@ class Backend(ABC):
             raise StatementError(exc, None, part="record") from exc
         return int(cursor.rowcount)
 
+    def catalog_uses(self, names: Sequence[str]) -> tuple[str, list[tuple[str, str]]] | None:
+        """What the catalog says of the objects named ``names`` (last parts, lower-case): the
+        current schema, and each ``(view, what it uses)`` pair among them, schema-qualified and
+        lower-case. None where the catalog does not tell (SQLite checks nothing at creation)."""
+        return None
+
+    def drop_statement(self, kind: str, name: str, on: str | None) -> str:
+        """The statement that drops the object ``name`` of ``kind`` (``VIEW``, ``TRIGGER``: ``on``
+        its table) if it exists, never ``CASCADE``: a repeatable migration's dependent dropped
+        before it is re-created."""
+        return f"DROP {kind} IF EXISTS {name}"
+
     def identity_statements(self, state: Any) -> list[str]:
         """Statements that give the rest of the transaction the user and role of ``state`` (see
         :meth:`session_state`; None: the ones the session started with), so that a section that

@@ -142,6 +142,22 @@ SPARE_CONNECTIONS = (
 )
 
 
+# Which views (by their rewrite rule) use which relations and functions, among the named ones.
+CATALOG_USES_SQL = (
+    "SELECT DISTINCT lower(vn.nspname || '.' || v.relname), lower(coalesce(un.nspname || '.' || u.relname,"
+    " pn.nspname || '.' || p.proname))"
+    " FROM pg_catalog.pg_depend d"
+    " JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid"
+    " JOIN pg_catalog.pg_class v ON v.oid = r.ev_class"
+    " JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace"
+    " LEFT JOIN pg_catalog.pg_class u ON d.refclassid = 'pg_catalog.pg_class'::regclass AND u.oid = d.refobjid"
+    " LEFT JOIN pg_catalog.pg_namespace un ON un.oid = u.relnamespace"
+    " LEFT JOIN pg_catalog.pg_proc p ON d.refclassid = 'pg_catalog.pg_proc'::regclass AND p.oid = d.refobjid"
+    " LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace"
+    " WHERE lower(v.relname) = ANY(%s) AND coalesce(u.oid, p.oid) IS NOT NULL AND coalesce(u.oid, 0) <> v.oid"
+)
+
+
 class SessionState(NamedTuple):
     """A PostgreSQL session's user, role and own settings (``(name, value)`` pairs)."""
 
@@ -523,6 +539,21 @@ class PostgresBackend(Backend):
         if outcome.error is None:
             return outcome.rows[0]
         raise self._located(outcome, section, text, len(head), len(record)) from outcome.error
+
+    def catalog_uses(self, names: Sequence[str]) -> tuple[str, list[tuple[str, str]]]:
+        """The views (and materialized views) among ``names`` and the relations and functions
+        among them each one's rule uses, from ``pg_depend`` and ``pg_rewrite``: one query."""
+        cursor = self.raw_cursor()
+        cursor.execute(CATALOG_USES_SQL, [list(names)])
+        rows = cursor.fetchall()
+        cursor.execute("SELECT pg_catalog.current_schema()")
+        return str(cursor.fetchone()[0] or ""), [(row[0], row[1]) for row in rows]
+
+    def drop_statement(self, kind: str, name: str, on: str | None) -> str:
+        """A trigger is dropped ``ON`` its table; a function by its name alone (unique in its schema)."""
+        if kind == "TRIGGER" and on:
+            return f"DROP TRIGGER IF EXISTS {name} ON {on}"
+        return super().drop_statement(kind, name, on)
 
     def guard(self, token: str) -> tuple[str, str]:
         """The statement that marks the migration's transaction with ``token`` (sent ahead of

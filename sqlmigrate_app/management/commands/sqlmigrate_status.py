@@ -20,6 +20,8 @@ MARKS = {
     State.PENDING: "⏳ Pending ",
     State.MODIFIED: "⚠️  Modified",
     State.MISSING: "❌ Missing ",
+    State.NEW: "🆕 New     ",
+    State.CHANGED: "🔄 Changed ",
 }
 # For a console that cannot show the symbols (cp1252; ASCII only when asked for: LANG=C is UTF-8, PEP 538).
 ASCII_MARKS = {
@@ -27,6 +29,8 @@ ASCII_MARKS = {
     State.PENDING: "[ ] Pending ",
     State.MODIFIED: "[!] Modified",
     State.MISSING: "[-] Missing ",
+    State.NEW: "[+] New     ",
+    State.CHANGED: "[~] Changed ",
 }
 
 
@@ -47,7 +51,8 @@ class Command(SqlMigrateCommand):
         parser.add_argument(
             "--check",
             action="store_true",
-            help="Exit non-zero unless the database is up to date: 3 pending, 4 out of order, 5 modified, "
+            help="Exit non-zero unless the database is up to date: 3 pending (a repeatable new or changed too), "
+            "4 out of order, 5 modified, "
             "6 missing, 7 bad file, 8 history table (the highest wins).",
         )
         add_selection_arguments(parser)
@@ -70,7 +75,7 @@ class Command(SqlMigrateCommand):
             self.print_table(rows)
         kinds = not_up_to_date(rows) if options["check"] else set()
         if kinds == {ProblemKind.PENDING}:
-            pending = sum(1 for row in rows if row.state == State.PENDING)
+            pending = sum(1 for row in rows if row.state.runs)
             self.pending_only(f"{plural(pending, 'pending migration')}: run sqlmigrate_up")
         elif kinds:
             raise CommandError(f"migrations are not up to date ({_kinds(kinds)})", returncode=exit_code(kinds))
@@ -113,6 +118,8 @@ class Command(SqlMigrateCommand):
             State.PENDING: self.style.WARNING,
             State.MODIFIED: self.style.ERROR,
             State.MISSING: self.style.ERROR,
+            State.NEW: self.style.WARNING,
+            State.CHANGED: self.style.WARNING,
         }
         marks = MARKS if can_print(self.stdout, "".join(MARKS.values())) else ASCII_MARKS
         shown = {state: styles[state](marks[state]) for state in State}
@@ -137,7 +144,9 @@ def _line(row: MigrationStatus, mark: str) -> str:
 def _notes(row: MigrationStatus) -> str:
     """`` (irreversible)`` and `` | 2024-12-01 10:00:00`` (when it ran), as they apply. The date
     by isoformat, not strftime, which takes longer (benchmarks/README.md)."""
-    irreversible = " (irreversible)" if row.migration and not row.migration.reversible else ""
+    irreversible = (
+        " (irreversible)" if row.migration and not row.migration.reversible and not row.migration.repeatable else ""
+    )
     return f"{irreversible} | {row.executed_at.isoformat(' ', 'seconds')[:19]}" if row.executed_at else irreversible
 
 
