@@ -18,6 +18,7 @@ import pytest
 from sqlmigrate_app.backends.postgresql import advisory_lock_key
 from sqlmigrate_app.errors import UnsupportedPooler
 from sqlmigrate_app.executor import Reporter
+from sqlmigrate_app.files import parse_migration
 from sqlmigrate_app.management.base import EXIT_POOLER
 from sqlmigrate_app.runner import MigrationRunner
 
@@ -300,4 +301,82 @@ def test_redo_and_repair_through_transaction_pooling(target, poolers):
     assert target.history() == ["20240101000000_things", "20240101000001_more"]
     assert target.query("SELECT count(*) FROM information_schema.columns WHERE table_name = 'more'") == [(2,)]
     assert pooled.manage("sqlmigrate_status", "--check").returncode == 0
+    assert_nothing_left(target, pooled)
+
+
+# Repeatable migrations (issue 22) through transaction pooling: each transaction's claim expects a
+# repeatable's row as the plan saw it, and one claim opens a repeatable's unit with its dependents.
+
+LOGGED = (
+    "INSERT INTO log (step) VALUES ({step});\nSELECT pg_sleep(0.3);\n"
+    "CREATE OR REPLACE VIEW logged_v AS SELECT {step} AS step;\n"
+)
+
+
+def repeatable_rows(target: Target) -> dict[str, str]:
+    return dict(target.query("SELECT id, checksum FROM schema_migrations WHERE id LIKE 'R%%' ORDER BY id"))
+
+
+def file_checksum(target: Target, name: str) -> str:
+    return parse_migration(target.directory / f"{name}.sql", (target.directory / f"{name}.sql").read_bytes()).checksum
+
+
+def test_runners_through_transaction_pooling_re_apply_a_changed_repeatable_once(target, poolers):
+    target.query("CREATE TABLE log (step INTEGER NOT NULL)")
+    ids = write_logging_migrations(target, 3)
+    target.write("R__logged.sql", LOGGED.format(step=1000))
+    pooled = through(target, poolers["transaction"], DECLARED)
+    assert pooled.manage("sqlmigrate_up").returncode == 0
+    ids += write_logging_migrations(target, 10, start=3)  # the runners' plans: versioned, then the repeatable
+    target.write("R__logged.sql", LOGGED.format(step=2000))
+
+    outputs = run_all([spawn(pooled, "sqlmigrate_up") for _ in range(RUNNERS)])
+
+    assert target.history() == [*ids, "R__logged"]
+    steps = sorted(row[0] for row in target.query("SELECT step FROM log"))
+    assert steps == [*range(13), 1000, 2000]  # each versioned migration once, the changed repeatable once
+    assert repeatable_rows(target) == {"R__logged": file_checksum(target, "R__logged")}
+    assert sum(out.count("Applying R__logged... OK") for out, _ in outputs) == 1
+    assert sum(out.count(" OK (") for out, _ in outputs) == 11
+    assert target.query("SELECT step FROM logged_v") == [(2000,)]
+    assert pooled.manage("sqlmigrate_status", "--check").returncode == 0
+    assert_nothing_left(target, pooled)
+
+
+def test_a_changed_repeatable_with_its_dependents_through_transaction_pooling(target, poolers):
+    target.migration(
+        "20240101000000_items", "CREATE TABLE items (id integer, name text, price integer);", "DROP TABLE items;"
+    )
+    base = (
+        "DROP VIEW IF EXISTS base_v;\nCREATE VIEW base_v AS SELECT {columns} FROM items;\n-- DOWN\nDROP VIEW base_v;\n"
+    )
+    target.write("R__base_v.sql", base.format(columns="id, name"))
+    target.write(  # it changes the session: nothing of it may stay on a pooled server session
+        "R__top_v.sql",
+        "SET statement_timeout = '7s';\nCREATE OR REPLACE VIEW top_v AS SELECT name FROM base_v;\n"
+        "-- DOWN\nDROP VIEW top_v;\n",
+    )
+    pooled = through(target, poolers["transaction"], DECLARED)
+    assert pooled.manage("sqlmigrate_up").returncode == 0
+    target.write("R__base_v.sql", base.format(columns="price, id, name"))  # top_v must be dropped first
+
+    outputs = run_all([spawn(pooled, "sqlmigrate_up") for _ in range(3)])
+
+    assert sum(out.count("Applying R__base_v... OK") for out, _ in outputs) == 1
+    assert sum(out.count("Applying R__top_v... OK") for out, _ in outputs) == 1
+    assert repeatable_rows(target) == {name: file_checksum(target, name) for name in ("R__base_v", "R__top_v")}
+    assert target.query("SELECT count(DISTINCT executed_at) FROM schema_migrations WHERE id LIKE 'R%%'") == [(1,)]
+    assert target.query("SELECT price FROM base_v") == [] and target.query("SELECT name FROM top_v") == []
+    assert_nothing_left(target, pooled)
+
+    down = pooled.manage("sqlmigrate_down", "--all")
+
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert [line.split("...")[0] for line in down.stdout.splitlines()[:3]] == [
+        "Rolling back R__top_v",
+        "Rolling back R__base_v",
+        "Rolling back 20240101000000_items",
+    ]
+    assert target.history() == [] and "items" not in target.tables()
+    assert target.query("SELECT table_name FROM information_schema.views WHERE table_schema = 'public'") == []
     assert_nothing_left(target, pooled)

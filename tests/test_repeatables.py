@@ -13,9 +13,11 @@ from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
 from sqlmigrate_app.errors import MigrationFileError
+from sqlmigrate_app.executor import Action, Side
 from sqlmigrate_app.files import parse_migration
 from sqlmigrate_app.history import AppliedMigration
 from sqlmigrate_app.repeatables import Definition, Ordering, definitions, plan_repeatables
+from sqlmigrate_app.runner import MigrationRunner
 
 from .support.admin_demo import detail_url, list_url, listed_rows
 from .support.fleet import make_fleet
@@ -761,3 +763,37 @@ def test_drift_of_a_fleet_leaves_a_repeatable_changed_since_it_ran_to_up(target,
     assert checked_up.code == 0, checked_up.text
     assert target.query("SELECT count(*) FROM tenant_a.names WHERE id IS NULL") == [(0,)]
     assert target.query("SELECT price FROM base_v") == []
+
+
+def test_a_repeatables_claim_expects_its_row_as_the_plan_saw_it_and_never_takes_it_for_the_newest_row(target):
+    items(target)
+    target.write("R__base_v.sql", BASE)
+    ok(target.call("sqlmigrate_up"))
+    runner = MigrationRunner(target.alias, target.directory)
+    runner.executor.expect(runner.history.read())
+    changed = parsed("R__base_v.sql", BASE.replace("id, name", "id, name, price"))
+    seen = rows(target)["R__base_v"]
+
+    def holds(*migrations, applying=True):
+        sides = [
+            runner.executor.applying(m) if applying else Side(m, Action.ROLLED_BACK, m.down, "-") for m in migrations
+        ]
+        premise = runner.history.premise([runner.executor._expected(side) for side in sides], runner.executor._applied)
+        return target.query(f"SELECT CASE WHEN {premise} THEN 1 ELSE 0 END") == [(1,)]
+
+    assert holds(changed)  # its row there with the checksum the plan saw; the newest versioned row FIRST, not R__base_v
+    assert holds(changed, applying=False)
+    assert not holds(parsed(f"{SECOND}.sql", "-- UP\nSELECT 1;\n-- DOWN\nSELECT 1;\n"), applying=False)
+    target.query(f"UPDATE schema_migrations SET checksum = '{changed.checksum}' WHERE id = 'R__base_v'")
+    assert not holds(changed)  # another runner re-applied it meanwhile: skipped, and the run plans again
+    target.query(f"UPDATE schema_migrations SET checksum = '{seen}' WHERE id = 'R__base_v'")
+    target.query(f"INSERT INTO schema_migrations (id, name, checksum) VALUES ('{SECOND}', 'x', 'y')")
+    assert not holds(changed)  # the versioned history moved
+    target.query(f"DELETE FROM schema_migrations WHERE id IN ('{SECOND}', 'R__base_v')")
+    assert not holds(changed)  # its row went (down --all, repair by another runner)
+    runner.executor.expect(runner.history.read())
+    assert holds(changed)  # a new one expects none
+    target.query("INSERT INTO schema_migrations (id, name, checksum) VALUES ('R__base_v', 'x', 'y')")
+    assert not holds(changed)
+    runner.executor.start_run()  # nothing read: a repeatable expects only not to be there with this file's checksum
+    assert holds(changed)
