@@ -380,3 +380,34 @@ def test_a_changed_repeatable_with_its_dependents_through_transaction_pooling(ta
     assert target.history() == [] and "items" not in target.tables()
     assert target.query("SELECT table_name FROM information_schema.views WHERE table_schema = 'public'") == []
     assert_nothing_left(target, pooled)
+
+
+def test_a_migration_with_recreate_repeatables_through_transaction_pooling_runs_once_with_them(target, poolers):
+    target.query("CREATE TABLE log (step INTEGER NOT NULL)")
+    target.migration("20240101000000_items", "CREATE TABLE items (id integer, price integer);", "DROP TABLE items;")
+    target.write(
+        "R__price_v.sql", "DROP VIEW IF EXISTS price_v;\nCREATE VIEW price_v AS SELECT id, price FROM items;\n"
+    )
+    target.write("R__dear_v.sql", "DROP VIEW IF EXISTS dear_v;\nCREATE VIEW dear_v AS SELECT id FROM price_v;\n")
+    pooled = through(target, poolers["transaction"], DECLARED)
+    assert pooled.manage("sqlmigrate_up").returncode == 0
+    widen = "20240101000001_widen"
+    target.migration(
+        widen,
+        "INSERT INTO log (step) VALUES (1);\nALTER TABLE items ALTER COLUMN price TYPE bigint;",
+        "",
+        header="-- sqlmigrate: recreate-repeatables\n",
+    )
+    checksums = repeatable_rows(target)
+
+    outputs = run_all([spawn(pooled, "sqlmigrate_up") for _ in range(3)])
+
+    assert sum(out.count(f"Applying {widen}... OK") for out, _ in outputs) == 1
+    assert target.query("SELECT step FROM log") == [(1,)]
+    assert target.history() == ["20240101000000_items", widen, "R__dear_v", "R__price_v"]
+    assert repeatable_rows(target) == checksums  # the files did not change: the same checksums, written again
+    assert target.query(
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'price_v' AND column_name = 'price'"
+    ) == [("bigint",)]
+    assert pooled.manage("sqlmigrate_status", "--check").returncode == 0
+    assert_nothing_left(target, pooled)
