@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from time import perf_counter, sleep
@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from .backends import Backend, StatementError, TransactionEnded
+from .backends import Backend, BatchEnd, Block, StatementError, TransactionEnded
 from .errors import (
     DatabaseError,
     MigrationFailed,
@@ -31,7 +31,7 @@ from .errors import (
     sqlstate,
 )
 from .files import Migration, Section, Timeouts
-from .history import HistoryTable
+from .history import ROW_GONE_MARK, HistoryTable
 from .statements import Statement, may_change_session, transaction_control
 
 RETRY_PAUSE, LONGEST_RETRY_PAUSE = 0.5, 30.0  # seconds before the 2nd try; doubling, up to this
@@ -150,6 +150,7 @@ class Executor:
         timeouts: Timeouts,
         retries: int = 0,
         tenant: str | None = None,
+        batch_bytes: int = 0,
     ) -> None:
         self.backend = backend
         self.connection = backend.connection
@@ -158,6 +159,8 @@ class Executor:
         self.timeouts = timeouts  # the settings': a migration's directives win (Migration.timeouts)
         self.retries = retries
         self.tenant = tenant
+        self.batch_bytes = batch_bytes  # SQLMIGRATE_BATCH_BYTES: 0 sends each migration alone
+        self._open_line: Migration | None = None  # a retried migration whose progress line is open
         self._session: Any = None  # the session's settings as the run found them, read when needed
 
     def start_run(self) -> None:
@@ -167,9 +170,20 @@ class Executor:
     def apply(self, migration: Migration) -> Result:
         """Run the UP section and record the migration as applied; a transactional migration
         that fails on its lock timeout is tried again ``retries`` times."""
+        return self._one(self._up(migration))
+
+    def _up(self, migration: Migration) -> Side:
         row = self.history.insert_sql(migration.id, migration.name, migration.checksum)
-        side = Side(migration, Action.APPLIED, migration.up, row)
-        return self._timed_work(migration, Action.APPLIED, lambda: self._with_retries(side))
+        return Side(migration, Action.APPLIED, migration.up, row)
+
+    def _down(self, migration: Migration) -> Side:
+        return Side(migration, Action.ROLLED_BACK, migration.down, self.history.delete_sql(migration.id))
+
+    def _one(self, side: Side) -> Result:
+        """One side alone: the way up with its retries."""
+        if side.applying:
+            return self._timed_work(side.migration, side.action, lambda: self._with_retries(side))
+        return self._timed(side)
 
     def _with_retries(self, side: Side) -> None:
         """Run the side; while it fails only because it waited longer than its lock timeout (it
@@ -193,8 +207,107 @@ class Executor:
 
     def revert(self, migration: Migration) -> Result:
         """Run the DOWN section and remove the migration's history row."""
-        row = self.history.delete_sql(migration.id)
-        return self._timed(Side(migration, Action.ROLLED_BACK, migration.down, row))
+        return self._one(self._down(migration))
+
+    # Several, in batches ------------------------------------------------------------------------
+
+    def apply_all(self, plan: Sequence[Migration]) -> list[Result]:
+        """:meth:`apply` each of ``plan`` in order; runs of migrations that may travel together
+        go in batches (:meth:`_batch`), each still its own transaction."""
+        return self._run_all([self._up(migration) for migration in plan])
+
+    def revert_all(self, plan: Sequence[Migration]) -> list[Result]:
+        """:meth:`revert` each of ``plan`` in order, in batches as :meth:`apply_all`."""
+        return self._run_all([self._down(migration) for migration in plan])
+
+    def _run_all(self, sides: list[Side]) -> list[Result]:
+        results: list[Result] = []
+        tries: dict[str, int] = {}
+        while len(results) < len(sides):
+            batch = self._batch(sides, len(results))
+            results += self._send(batch, tries) if len(batch) > 1 else [self._one(batch[0])]
+        return results
+
+    def _batch(self, sides: list[Side], at: int) -> list[Side]:
+        """The sides from ``at`` that travel in one message: consecutive transactional ones
+        whose SQL cannot change the session (nor hold a COPY, for the backend), their sections
+        within ``batch_bytes`` together; at least the first, alone when it cannot travel with others."""
+        if not (self.backend.sends_batches and self.batch_bytes) or self.connection.in_atomic_block:
+            return sides[at : at + 1]
+        batch: list[Side] = []
+        size = 0
+        for side in sides[at:]:
+            sql = side.section.sql
+            size += len(sql) if sql.isascii() else len(sql.encode())
+            if size > self.batch_bytes or not self._batchable(side):
+                break
+            batch.append(side)
+        return batch or sides[at : at + 1]
+
+    def _batchable(self, side: Side) -> bool:
+        migration = side.migration
+        return (
+            migration.transactional
+            and not changes_session(self.backend, migration, side.section, self.timeouts, self.tenant)
+            and self.backend.batchable(side.section)
+        )
+
+    def _block(self, side: Side) -> Block:
+        """A side's transaction in a batch. The way down checks its history row first: the
+        DELETE's row count comes too late to roll back a block committed in the same message."""
+        ahead = prelude(self.backend, side.migration, self.timeouts, self.tenant, local=True)
+        record = (
+            [side.history_sql] if side.applying else [self.history.row_check_sql(side.migration.id), side.history_sql]
+        )
+        return Block(ahead, side.section, record)
+
+    def _send(self, batch: list[Side], tries: dict[str, int]) -> list[Result]:
+        """Run ``batch`` in one message; the results of the migrations it did (a failing one
+        another runner did first among them), none past one to try again. A failure or an
+        interrupt is raised as for one migration, after those that committed were reported."""
+        progress = _BatchProgress(self, batch)
+        try:
+            end = self.backend.run_batch([self._block(side) for side in batch], progress.started, progress.committed)
+        except KeyboardInterrupt as exc:
+            raise self._batch_interrupted(progress, exc) from exc
+        except database_error_types(self.connection) as exc:  # the connection was lost
+            end = BatchEnd(exc)
+        if end.unparsed:  # a syntax error somewhere stopped all of it: one by one, as without batches
+            return [self._one(side) for side in batch]
+        if end.error is not None:
+            failure = self._batch_failed(progress, end.error, tries)
+            if failure is not None:
+                raise failure from end.error
+        return progress.results
+
+    def _batch_failed(self, progress: _BatchProgress, error: Exception, tries: dict[str, int]) -> BaseException | None:
+        """What to raise for the failing migration of a batch; None when it was done by another
+        runner (reported skipped) or is to be tried again (after the pause)."""
+        side, elapsed = progress.failing()
+        migration = side.migration
+        failure = self._transaction_failure(migration, error)
+        if isinstance(failure, _AlreadyDone):
+            progress.add(Result(migration, Action.SKIPPED, elapsed))
+            return None
+        attempt = tries.get(migration.id, 1)
+        if isinstance(failure, MigrationFailed) and attempt <= self.retries and self._may_retry(migration, failure):
+            tries[migration.id] = attempt + 1
+            pause = min(RETRY_PAUSE * 2 ** (attempt - 1), LONGEST_RETRY_PAUSE)
+            self.reporter.retrying(migration, attempt + 1, self.retries + 1, pause)
+            self._open_line = migration
+            sleep(pause)
+            return None
+        self.reporter.failed(migration, elapsed)
+        return failure
+
+    def _batch_interrupted(self, progress: _BatchProgress, signal: KeyboardInterrupt) -> BaseException:
+        """Ctrl-C or SIGTERM during a batch: those that committed were reported; the one in
+        flight is named with what its history row says, as :meth:`_in_transaction` does."""
+        if progress.finished():
+            return signal
+        side, elapsed = progress.failing()
+        self.reporter.interrupted(side.migration, elapsed)
+        return self._interrupted(side.migration, signal, self._outcome_of_interrupted(side))
 
     def fake(self, migration: Migration) -> Result:
         """Record the migration as applied without running it (``--fake``)."""
@@ -206,7 +319,7 @@ class Executor:
         return self._timed_work(side.migration, side.action, lambda: self._run(side))
 
     def _timed_work(self, migration: Migration, action: Action, work: Callable[[], None]) -> Result:
-        self.reporter.starting(migration, action)
+        self._start_line(migration, action)
         started = perf_counter()
         try:
             work()
@@ -221,6 +334,12 @@ class Executor:
         result = Result(migration, action, (perf_counter() - started) * 1000)
         self.reporter.finished(result)
         return result
+
+    def _start_line(self, migration: Migration, action: Action) -> None:
+        """Tell the reporter a migration starts, unless its line is open already (a retry)."""
+        if self._open_line is not migration:
+            self.reporter.starting(migration, action)
+        self._open_line = None
 
     def _run(self, side: Side) -> None:
         """Run one side of a migration, then put back the session settings it may have changed
@@ -313,6 +432,8 @@ class Executor:
         integrity = self.connection.Database.IntegrityError  # type: ignore[attr-defined]
         if error.part == "record" and error.ended is None and isinstance(error.error, integrity):
             return _AlreadyDone()  # another runner's history row, committed first
+        if error.part == "record" and error.ended is None and ROW_GONE_MARK in str(error.error):
+            return _AlreadyDone()  # another runner rolled it back first (a batch's way down)
         if error.part == "prelude":
             return error.error
         outcome = error.ended.outcome() if error.ended else NOTHING_APPLIED
@@ -392,3 +513,38 @@ class Executor:
         if side.applying:
             return "it had already committed: applied and recorded" if recorded else NOTHING_APPLIED
         return "its DOWN was rolled back: it is still applied" if recorded else "its DOWN had already committed"
+
+
+class _BatchProgress:
+    """A batch's migrations as the backend reports them started and committed: the reporter
+    told as each is, their results, and which one a failure or an interrupt stopped in."""
+
+    def __init__(self, executor: Executor, batch: list[Side]) -> None:
+        self.executor = executor
+        self.batch = batch
+        self.results: list[Result] = []
+        self.began: dict[int, float] = {}
+
+    def started(self, index: int) -> None:
+        side = self.batch[index]
+        self.began[index] = perf_counter()
+        self.executor._start_line(side.migration, side.action)
+
+    def committed(self, index: int) -> None:
+        side = self.batch[index]
+        self.add(Result(side.migration, side.action, (perf_counter() - self.began[index]) * 1000))
+
+    def add(self, result: Result) -> None:
+        self.results.append(result)
+        self.executor.reporter.finished(result)
+
+    def finished(self) -> bool:
+        """Whether every migration of the batch committed."""
+        return len(self.results) == len(self.batch)
+
+    def failing(self) -> tuple[Side, float]:
+        """The first side that did not commit (its line started if it had not), and its time so far."""
+        index = len(self.results)
+        if index not in self.began:
+            self.started(index)
+        return self.batch[index], (perf_counter() - self.began[index]) * 1000

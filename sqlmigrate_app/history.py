@@ -14,13 +14,14 @@ from datetime import datetime, timezone
 from operator import attrgetter
 from typing import Any
 
-from .backends import Backend
+from .backends import Backend, HistoryName, HistoryRows
 from .conf import TABLE_NAME_RULE, is_table_name
 from .errors import HistoryTableError
 
 COLUMNS = ("id", "name", "executed_at", "checksum")
 PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_ ]*")
-ROWS_PER_FETCH = 1000
+# In the error of row_check_sql's statement: the row was gone.
+ROW_GONE_MARK = "sqlmigrate: the history row is gone"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +72,16 @@ class HistoryTable:
         self.pin(schema)
         self.tenant = schema
 
+    @property
+    def name(self) -> HistoryName:
+        """The table as the backend looks it up and reads it."""
+        return HistoryName(self.table, self.quoted, self.tenant)
+
     def exists(self) -> bool:
         """Whether the table is there (a missing one reads as an empty history): one catalog
         lookup of this one name, named as :meth:`pin` named it
         (:meth:`~.backends.Backend.history_table_exists`)."""
-        return self.backend.history_table_exists(self.table, self.quoted, self.tenant)
+        return self.backend.history_table_exists(*self.name)
 
     def check_columns(self, names: Sequence[str]) -> None:
         """Refuse a table whose columns are not the history's: another tool's."""
@@ -99,8 +105,11 @@ class HistoryTable:
 
     def create(self) -> None:
         """Create the table (see :meth:`create_sql`), unless it exists."""
-        if self.exists():  # spares PostgreSQL's "relation already exists" notice
-            return
+        if not self.exists():  # spares PostgreSQL's "relation already exists" notice
+            self.create_missing()
+
+    def create_missing(self) -> None:
+        """Create the table a read under the run lock just found missing: no second lookup."""
         with self.connection.cursor() as cursor:
             cursor.execute(self.create_sql())
 
@@ -109,11 +118,21 @@ class HistoryTable:
 
         Without ``create`` a missing table reads as empty and nothing is written.
         """
-        if not self.exists():
-            if not create:
-                return {}
-            self.create()
-        applied = self._select("")
+        found = self.backend.read_history(self.name)
+        if found is None and create:
+            self.create_missing()
+        return self.applied(found)
+
+    def applied(self, found: HistoryRows | None) -> dict[str, AppliedMigration]:
+        """The applied migrations by id, oldest first, from the rows ``found`` (None: no table),
+        the table's shape checked first."""
+        if found is None:
+            return {}
+        names = [name.lower() for name in found.columns]
+        self.check_columns(names)
+        i, n, e, c = (names.index(column) for column in COLUMNS)
+        # Straight into AppliedMigration: no list of every row as tuples or dicts between.
+        applied = [AppliedMigration(row[i], row[n], _as_utc(row[e]), row[c]) for row in found.rows]
         applied.sort(key=attrgetter("id"))
         return {migration.id: migration for migration in applied}
 
@@ -130,16 +149,8 @@ class HistoryTable:
         with self.connection.cursor() as cursor:
             # SELECT * so that one query both checks the table's shape and reads it.
             cursor.execute(f"SELECT * FROM {self.quoted}{where}", params)
-            names = [column[0].lower() for column in cursor.description]
-            self.check_columns(names)
-            at = [names.index(column) for column in COLUMNS]
-            # 1,000 rows at a time, straight into AppliedMigration: no list of every row as tuples,
-            # and not the driver's and Django's Python code once per row.
-            i, n, e, c = at
-            applied: list[AppliedMigration] = []
-            while rows := cursor.fetchmany(ROWS_PER_FETCH):
-                applied += [AppliedMigration(row[i], row[n], _as_utc(row[e]), row[c]) for row in rows]
-            return applied
+            found = HistoryRows([column[0] for column in cursor.description], cursor.fetchall())
+            return list(self.applied(found).values())
 
     def insert_sql(self, migration_id: str, name: str, checksum: str) -> str:
         """The history INSERT as one literal statement, to travel with a section in its round
@@ -150,6 +161,14 @@ class HistoryTable:
     def delete_sql(self, migration_id: str) -> str:
         """The history DELETE as one literal statement (see :meth:`insert_sql`)."""
         return f"DELETE FROM {self.quoted} WHERE id = {_literals(migration_id)}"
+
+    def row_check_sql(self, migration_id: str) -> str:
+        """A statement that fails, with :data:`ROW_GONE_MARK` in its error, unless the row of
+        ``migration_id`` is there: in a rollback committed in the same message as its DELETE,
+        the DELETE's row count would come too late (PostgreSQL: a text that is no number fails
+        the CAST, as the backend's guard does)."""
+        found = f"EXISTS (SELECT FROM {self.quoted} WHERE id = {_literals(migration_id)})"
+        return f"SELECT CAST(CASE WHEN {found} THEN '0' ELSE '{ROW_GONE_MARK}' END AS integer)"
 
     def insert(self, migration_id: str, name: str, checksum: str) -> None:
         """Record a migration as applied (values are bound parameters)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from . import conf
-from .backends import backend_for
+from .backends import HistoryRows, backend_for
 from .directory import MigrationSet, load_directory, load_one
 from .errors import (
     ConfigurationError,
@@ -63,7 +63,9 @@ class MigrationRunner:
         self.reporter = reporter or Reporter()
         self.loader = loader  # how the files are read: the admin page passes cache.load_cached
         retries = conf.retries() if retries is None else retries
-        self.executor = Executor(self.backend, self.history, self.reporter, conf.timeouts(), retries, self.schema)
+        self.executor = Executor(
+            self.backend, self.history, self.reporter, conf.timeouts(), retries, self.schema, conf.batch_bytes()
+        )
 
     def _tenant_schema(self, schema: str) -> str:
         """``schema``, a tenant's, checked: a name sqlmigrate takes, on a database with schemas."""
@@ -146,13 +148,14 @@ class MigrationRunner:
     def migrate(self, to: str | None = None, fake: bool = False, allow_out_of_order: bool = False) -> list[Result]:
         """Apply every pending migration (up to and including ``to``), each in its own transaction."""
         found = self._files()
-        with self._locked():
-            applied = self.history.read()
+        with self._locked(read=True) as rows:
+            applied = self.history.applied(rows)
             plan = self._up_plan(found, applied, to, allow_out_of_order, fake)
-            if not applied:
-                self.history.create()
-            run = self.executor.fake if fake else self.executor.apply
-            return [run(migration) for migration in plan]
+            if rows is None:
+                self.history.create_missing()
+            if fake:
+                return [self.executor.fake(migration) for migration in plan]
+            return self.executor.apply_all(plan)
 
     def _up_plan(
         self,
@@ -189,7 +192,7 @@ class MigrationRunner:
         with self._locked():
             plan = plan_down(found, self.history.read(create=True), steps, to, everything)
             check_statements(plan)
-            return [self.executor.revert(migration) for migration in plan]
+            return self.executor.revert_all(plan)
 
     @reports_database_errors
     def redo(self, steps: int | None = None) -> list[Result]:
@@ -331,9 +334,10 @@ class MigrationRunner:
         self.history.pin(schema)
         return schema
 
-    def _locked(self) -> AbstractContextManager[None]:
-        """The run-wide lock. The history table is named with the schema current now, and the
-        session's settings will be read afresh for this run."""
+    def _locked(self, read: bool = False) -> AbstractContextManager[HistoryRows | None]:
+        """The run-wide lock (with ``read``, the history read with it: see
+        :meth:`~.backends.Backend.lock`). The history table is named with the schema current
+        now, and the session's settings will be read afresh for this run."""
 
         def on_wait() -> None:
             self.reporter.waiting(
@@ -342,4 +346,5 @@ class MigrationRunner:
 
         schema = self._pin_history()
         self.executor.start_run()
-        return self.backend.lock(schema, self.history.table, self.lock_wait_timeout, on_wait)
+        history = self.history.name if read else None
+        return self.backend.lock(schema, self.history.table, self.lock_wait_timeout, on_wait, history)
