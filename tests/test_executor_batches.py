@@ -152,6 +152,22 @@ def test_down_travels_in_one_message(target, tmp_path):
 
 
 @pg_only
+def test_a_rollback_another_runner_did_meanwhile_is_skipped_in_a_batch(target):
+    """Migration 3's DOWN removes migration 2's history row, as a runner that got past the lock
+    would: 2's block finds its row gone before its DOWN runs, and is rolled back."""
+    write_five(target)
+    target.migration(
+        IDS[3], "CREATE TABLE t3 (id INTEGER);", f"DROP TABLE t3;\nDELETE FROM schema_migrations WHERE id = '{IDS[2]}';"
+    )
+    ok(target.call("sqlmigrate_up"))
+
+    result = ok(target.call("sqlmigrate_down", "--all"))
+
+    assert outcomes(result.out) == ["OK", "OK", "SKIPPED", "OK", "OK"]
+    assert applied(target) == [] and tables(target) == [2]
+
+
+@pg_only
 def test_a_failure_on_the_way_down_keeps_those_before_and_runs_none_after(target):
     write_five(target)
     target.migration(IDS[1], "CREATE TABLE t1 (id INTEGER);", "DROP TABLE t1;\nSELECT 1 / 0;")

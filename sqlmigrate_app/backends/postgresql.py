@@ -164,9 +164,6 @@ def inert_psql_variables(sql: str) -> str:
     return " ".join([*pieces, sql[start:]])
 
 
-_UNREAD: Any = object()  # the history was not read with the lock
-
-
 class _Progress:
     """What a batch's results have said so far: the index of each block's mark (its token, the
     result of the statement that marks its transaction: the block has started) and of the first
@@ -371,7 +368,7 @@ class PostgresBackend(Backend):
         let go in one with the check's reset."""
         key = advisory_lock_key(schema or "", table)
         checking = getattr(self.connection, "pg_version", 0) >= 140000
-        got, checking, found = self._try_lock(key, checking, read)
+        got, checking, answer = self._try_lock(key, checking, read)
         try:
             if not got:
                 on_wait()
@@ -381,13 +378,18 @@ class PostgresBackend(Backend):
                 self.raw_cursor().execute("RESET client_connection_check_interval")
             raise
         try:
-            yield self.read_history(read) if read is not None and found is _UNREAD else found
+            if read is None:
+                yield None
+            else:
+                yield self._history_found(*answer, read) if got and answer else self.read_history(read)
         finally:
             if not self.connection_lost():
                 reset = ";\nRESET client_connection_check_interval" if checking else ""
                 self.execute(self.raw_cursor(), f"SELECT pg_catalog.pg_advisory_unlock({key}){reset}")
 
-    def _try_lock(self, key: int, checking: bool, read: HistoryName | None) -> tuple[bool, bool, Any]:
+    def _try_lock(
+        self, key: int, checking: bool, read: HistoryName | None
+    ) -> tuple[bool, bool, tuple[list[Any], _psycopg.Outcome] | None]:
         """``pg_try_advisory_lock`` in one message: after it the history read (the statements of
         :meth:`read_history`) when nothing but the run is open; before it the dead-client
         check, committed on its own so that a missing history table (an error, the message's
@@ -395,26 +397,27 @@ class PostgresBackend(Backend):
         second of the client dying (PostgreSQL 14+ on Linux), so a runner killed during a long
         statement does not keep the lock until the statement ends; it is reset when the lock is
         let go: the session may be the app's own. Whether the lock was got, whether the check
-        is on, and the history (``_UNREAD``: not read)."""
-        check = ["BEGIN", "SET client_connection_check_interval = '1s'", "COMMIT"] if checking else []
-        reading = self._history_statements(read) if read is not None and self._autocommit() else []
+        is on, and the results of the history read with the message's outcome (None: not read)."""
+        alone = self._autocommit()  # else in the caller's transaction, which nothing may commit
+        check = ["SET client_connection_check_interval = '1s'"] if checking else []
+        if check and alone:
+            check = ["BEGIN", *check, "COMMIT"]
+        reading = self._history_statements(read) if read is not None and alone else []
         results: list[Any] = []
-        statements = [*check, f"SELECT pg_catalog.pg_try_advisory_lock({key})", *reading]
         conn = self._psycopg_connection()
         with conn.lock:
+            ahead = [*_psycopg.begin_statements(conn), *check]
+            statements = [*ahead, f"SELECT pg_catalog.pg_try_advisory_lock({key})", *reading]
             outcome = _psycopg.simple_query(
                 conn, "".join(f"{sql};\n" for sql in statements), watch=lambda _, result: results.append(result)
             )
-            if outcome.error is not None and outcome.failed_at < len(check):
+            if outcome.error is not None and outcome.failed_at < len(ahead) and alone:
                 _psycopg.simple_query(conn, "ROLLBACK")  # no kernel support: the lock lasts as the statement
                 return self._try_lock(key, False, read)
-        if outcome.error is not None and outcome.failed_at <= len(check):
+        if outcome.error is not None and outcome.failed_at <= len(ahead):
             raise outcome.error
-        got = _psycopg.single_value(results[len(check)]) == b"t"
-        found = _UNREAD
-        if read is not None and reading and got:
-            found = self._history_found(results[len(check) + 1 :], outcome, read)
-        return got, checking, found
+        got = _psycopg.single_value(results[len(ahead)]) == b"t"
+        return got, checking, (results[len(ahead) + 1 :], outcome) if reading else None
 
     def _wait_for_lock(self, cursor: Any, key: int, timeout: float | None) -> None:
         if timeout is None:
