@@ -4,7 +4,9 @@ not at all, and a one-line report of what became of it when it fails or is inter
 A transactional migration runs in one ``transaction.atomic`` with its history row; a
 ``no-transaction`` one statement by statement, its history row written after the last, its own
 ``BEGIN ... COMMIT`` groups rolled back if they are cut short. Either way the session settings
-a migration may change are put back afterwards.
+a migration may change are put back afterwards. Where the backend can, consecutive transactional
+migrations that change no session setting travel in one message, a batch, each in a transaction
+of its own: what a round trip costs across a network is paid once for them all.
 """
 
 from __future__ import annotations
@@ -139,8 +141,9 @@ def changes_session(
 
 
 class Executor:
-    """Runs migrations on one connection, one at a time, reporting to a :class:`Reporter`; a
-    ``tenant``'s in its schema (see :func:`prelude`)."""
+    """Runs migrations on one connection, in order, reporting to a :class:`Reporter`: each
+    alone, or several in one message where the backend can (each still its own transaction);
+    a ``tenant``'s in its schema (see :func:`prelude`)."""
 
     def __init__(
         self,
@@ -266,6 +269,7 @@ class Executor:
         another runner did first among them), none past one to try again. A failure or an
         interrupt is raised as for one migration, after those that committed were reported."""
         progress = _BatchProgress(self, batch)
+        progress.started(0)  # as a migration alone: its line opens before the message goes
         try:
             end = self.backend.run_batch([self._block(side) for side in batch], progress.started, progress.committed)
         except KeyboardInterrupt as exc:
@@ -526,6 +530,8 @@ class _BatchProgress:
         self.began: dict[int, float] = {}
 
     def started(self, index: int) -> None:
+        if index in self.began:
+            return
         side = self.batch[index]
         self.began[index] = perf_counter()
         self.executor._start_line(side.migration, side.action)

@@ -220,10 +220,29 @@ class PostgresBackend(Backend):
         conn = self._psycopg_connection()
         with conn.lock:
             statements = self._history_statements(history)
-            outcome = _psycopg.simple_query(
-                conn, ";\n".join(statements), watch=lambda _, result: results.append(result)
-            )
+            outcome = self._logged(conn, statements, lambda _, result: results.append(result))
         return self._history_found(results, outcome, history)
+
+    def _logged(self, conn: Any, statements: list[str], watch: _psycopg.Watch) -> _psycopg.Outcome:
+        """``statements`` in one message (call with ``conn.lock`` held), each shown in Django's
+        query log as its cursor would show it (what a test or the debug toolbar captures)."""
+        started = time.perf_counter()
+        outcome = _psycopg.simple_query(conn, "".join(f"{sql};\n" for sql in statements), watch=watch)
+        if self.connection.queries_logged:
+            took = f"{time.perf_counter() - started:.3f}"
+            self.connection.queries_log.extend({"sql": sql, "time": took} for sql in statements)
+        return outcome
+
+    def _raised(self, error: Exception | None, what: str) -> Exception:
+        """``error`` as Django's cursor raises it (its own error, the driver's under it)."""
+        if error is None:
+            return RuntimeError(f"no answer to {what}")
+        try:
+            with self.connection.wrap_database_errors:
+                raise error
+        except Exception as wrapped:
+            return wrapped
+        return error  # pragma: no cover - wrap_database_errors always raises
 
     def _autocommit(self) -> bool:
         """Whether the session is outside any transaction, in autocommit (the run's own)."""
@@ -242,13 +261,13 @@ class PostgresBackend(Backend):
         """The history from the results of :meth:`_history_statements`, the first of ``results``."""
         exists, schema_exists = (_psycopg.single_row(results[0]) if results else None) or (None, None)
         if exists is None:
-            raise outcome.error or RuntimeError("no answer to the history lookup")
+            raise self._raised(outcome.error, "the history lookup")
         if schema_exists != b"t" and history.tenant is not None:
             raise MissingSchema(self.connection.alias, history.tenant)
         if exists != b"t":
             return None
         if len(results) < 2 or results[1].error_message:
-            raise outcome.error or RuntimeError("no answer to the history read")
+            raise self._raised(outcome.error, "the history read")
         rows = results[1]
         names = [rows.fname(i).decode() for i in range(rows.nfields)]
         return HistoryRows(names, _psycopg.loaded_rows(self._psycopg_connection(), rows))
@@ -408,9 +427,7 @@ class PostgresBackend(Backend):
         with conn.lock:
             ahead = [*_psycopg.begin_statements(conn), *check]
             statements = [*ahead, f"SELECT pg_catalog.pg_try_advisory_lock({key})", *reading]
-            outcome = _psycopg.simple_query(
-                conn, "".join(f"{sql};\n" for sql in statements), watch=lambda _, result: results.append(result)
-            )
+            outcome = self._logged(conn, statements, lambda _, result: results.append(result))
             if outcome.error is not None and outcome.failed_at < len(ahead) and alone:
                 _psycopg.simple_query(conn, "ROLLBACK")  # no kernel support: the lock lasts as the statement
                 return self._try_lock(key, False, read)
@@ -524,6 +541,17 @@ class PostgresBackend(Backend):
             if outcome.failed_at == 0:
                 return BatchEnd(unparsed=True)  # a syntax error: the server parses it all first
             self._end_transaction(conn)
+        return BatchEnd(self._batch_error(outcome, progress, blocks, layout))
+
+    def _batch_error(
+        self,
+        outcome: _psycopg.Outcome,
+        progress: _Progress,
+        blocks: Sequence[Block],
+        layout: list[tuple[list[str], int]],
+    ) -> StatementError | TransactionEnded:
+        """The error of a batch placed in the block it came in, as :meth:`run_section` places
+        one: the results and the text before that block left out."""
         failing, begun = self._failing_block(progress, blocks, layout)
         parts, head = layout[failing]
         offset = sum(sum(map(len, before)) + len(BETWEEN_BLOCKS) for before, _ in layout[:failing])
@@ -533,8 +561,7 @@ class PostgresBackend(Backend):
             [],
             [(index - begun, tag) for index, tag in outcome.ends if index >= begun],
         )
-        error = self._located(within, blocks[failing].section, parts[0], head, len(blocks[failing].record), offset)
-        return BatchEnd(error)
+        return self._located(within, blocks[failing].section, parts[0], head, len(blocks[failing].record), offset)
 
     def _failing_block(
         self, progress: _Progress, blocks: Sequence[Block], layout: list[tuple[list[str], int]]
