@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from benchmarks.latency_proxy import LatencyProxy  # noqa: E402
-from benchmarks.run import stamp, write_tables  # noqa: E402
+from benchmarks.run import write_tables  # noqa: E402
 from tests.support.postgres_server import postgres_url  # noqa: E402
 
 TIMEZONE_OPTION = "options=-c%20timezone%3DUTC"
@@ -187,7 +187,8 @@ def main() -> int:
         text = report(bench, options.rtt)
         print(text)
         if options.out:
-            options.out.write_text(json.dumps({"samples": bench.samples, "report": text, "stamp": stamp(0)}, indent=1))
+            about = {"date": time.strftime("%Y-%m-%d %H:%M"), "load_average": os.getloadavg(), "server": how}
+            options.out.write_text(json.dumps({**about, "samples": bench.samples, "report": text}, indent=1))
     return 0
 
 
