@@ -277,6 +277,7 @@ class Executor:
         except database_error_types(self.connection) as exc:  # the connection was lost
             end = BatchEnd(exc)
         if end.unparsed:  # a syntax error somewhere stopped all of it: one by one, as without batches
+            self._open_line = batch[0].migration
             return [self._one(side) for side in batch]
         if end.error is not None:
             failure = self._batch_failed(progress, end.error, tries)

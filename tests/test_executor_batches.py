@@ -87,6 +87,7 @@ def test_a_syntax_error_stops_nothing_before_it(target):
 
     assert result.code == 1
     assert f"{IDS[3]}.sql:3: {IDS[3]} failed: syntax error" in result.err
+    assert outcomes(result.out) == ["OK", "OK", "OK", "FAILED"]
     assert applied(target) == tables(target) == [0, 1, 2]
 
 
