@@ -185,7 +185,10 @@ def test_a_failure_on_the_way_down_keeps_those_before_and_runs_none_after(target
 
 
 @pg_only
-def test_ctrl_c_mid_batch_reports_those_committed_and_rolls_back_the_one_running(target):
+@pytest.mark.parametrize(
+    "signum, code, how", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")], ids=["SIGINT", "SIGTERM"]
+)
+def test_a_signal_mid_batch_reports_those_committed_and_rolls_back_the_one_running(target, signum, code, how):
     write_five(target, {2: ("SELECT pg_sleep(30);", "")})
     runner = spawn(target, "sqlmigrate_up")
     out = Output(runner.stdout)
@@ -193,13 +196,13 @@ def test_ctrl_c_mid_batch_reports_those_committed_and_rolls_back_the_one_running
     wait_until(lambda: bool(target.query("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep'")))
     assert outcomes("".join(out.chunks)) == ["OK", "OK"]  # the running one's line is open
 
-    runner.send_signal(signal.SIGINT)
+    runner.send_signal(signum)
     err = runner.stderr.read()  # type: ignore[union-attr]
     runner.wait(timeout=60)
 
-    assert runner.returncode == 130
+    assert runner.returncode == code
     assert err.strip().splitlines() == [
-        f"CommandError: {target.directory / IDS[2]}.sql: {IDS[2]} interrupted (Ctrl-C) "
+        f"CommandError: {target.directory / IDS[2]}.sql: {IDS[2]} interrupted ({how}) "
         "[rolled back, nothing of it was applied or recorded]"
     ]
     assert outcomes(out.text) == ["OK", "OK", "INTERRUPTED"]
