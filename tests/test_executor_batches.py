@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from benchmarks.latency_proxy import LatencyProxy
+from sqlmigrate_app.errors import MissingSchema
 from sqlmigrate_app.runner import MigrationRunner
 
 from .support.processes import Output, spawn, wait_until
@@ -249,3 +250,28 @@ def test_fixed_round_trips_of_a_no_op_up_and_of_status(target):
             counts[command] = proxy.round_trips
 
     assert counts == {"sqlmigrate_up": 6, "sqlmigrate_status": 4}
+
+
+@pg_only
+def test_a_tenants_migrations_travel_in_one_message_in_its_schema(target, tmp_path):
+    target.query("CREATE SCHEMA tenant_a")
+    write_five(target)
+    runner = MigrationRunner(using=target.alias, directory=target.directory, schema="tenant_a")
+
+    groups = messages_of(target, tmp_path, runner.migrate)
+
+    assert groups == [[0, 1, 2, 3, 4]]
+    in_schema = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'tenant_a' ORDER BY 1"
+    assert [name for (name,) in target.query(in_schema)] == ["schema_migrations", "t0", "t1", "t2", "t3", "t4"]
+    assert len(target.query("SELECT id FROM tenant_a.schema_migrations")) == 5 and tables(target) == []
+
+
+@pg_only
+def test_a_missing_tenant_schema_found_with_the_lock_lets_the_lock_go(target):
+    write_five(target)
+    runner = MigrationRunner(using=target.alias, directory=target.directory, schema="tenant_gone")
+
+    with pytest.raises(MissingSchema):
+        runner.migrate()
+
+    assert not target.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory'")
