@@ -17,7 +17,7 @@ from pathlib import Path
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from . import conf
-from .backends import backend_for
+from .backends import HistoryRows, backend_for
 from .directory import MigrationSet, load_directory, load_one
 from .errors import (
     ConfigurationError,
@@ -64,7 +64,9 @@ class MigrationRunner:
         self.reporter = reporter or Reporter()
         self.loader = loader  # how the files are read: the admin page passes cache.load_cached
         retries = conf.retries() if retries is None else retries
-        self.executor = Executor(self.backend, self.history, self.reporter, conf.timeouts(), retries, self.schema)
+        self.executor = Executor(
+            self.backend, self.history, self.reporter, conf.timeouts(), retries, self.schema, conf.batch_bytes()
+        )
 
     def _tenant_schema(self, schema: str) -> str:
         """``schema``, a tenant's, checked: a name sqlmigrate takes, on a database with schemas."""
@@ -147,39 +149,43 @@ class MigrationRunner:
     def migrate(self, to: str | None = None, fake: bool = False, allow_out_of_order: bool = False) -> list[Result]:
         """Apply every pending migration (up to and including ``to``), each in its own transaction."""
         found = self._files()
-        with self._locked():
-            applied = self._read_history()
+        with self._locked(read=True) as rows:
+            applied = self._expected(self.history.applied(rows))
             plan = self._up_plan(found, applied, to, allow_out_of_order, fake)
-            if not applied:
-                self.history.create()
-            run = self.executor.fake if fake else self.executor.apply
+            if rows is None:
+                self.history.create_missing()
+            run = _one_by_one(self.executor.fake) if fake else self.executor.apply_all
             return self._run_plan(plan, run, lambda now, done: self._up_plan(found, now, to, allow_out_of_order, fake))
 
     def _read_history(self, create: bool = False) -> dict[str, AppliedMigration]:
-        """The history, read under the run lock; each migration's transaction will check that
-        it is still so (:meth:`~.executor.Executor.expect`)."""
-        applied = self.history.read(create=create)
+        """The history, read under the run lock (see :meth:`_expected`)."""
+        return self._expected(self.history.read(create=create))
+
+    def _expected(self, applied: dict[str, AppliedMigration]) -> dict[str, AppliedMigration]:
+        """``applied``, just read under the run lock: each migration's transaction will check
+        that the history is still so, as the migrations before it leave it
+        (:meth:`~.executor.Executor.expect`)."""
         self.executor.expect(applied)
         return applied
 
     def _run_plan(
         self,
         plan: list[Migration],
-        run: Callable[[Migration], Result],
+        run: Callable[[list[Migration]], list[Result]],
         replan: Callable[[dict[str, AppliedMigration], list[Result]], list[Migration]],
     ) -> list[Result]:
-        """Run each migration of ``plan``. When one was skipped (its transaction found the history
-        other than the plan expected: another runner went first, which only a runner without a
-        run-wide lock meets), read the history again and go on with what ``replan`` makes of it
-        and of the results so far, refused as a new run would refuse it."""
-        results: list[Result] = []
-        pending, at = plan, 0
-        while at < len(pending):
-            result = run(pending[at])
-            results.append(result)
-            at += 1
-            if result.action == Action.SKIPPED:
-                pending, at = replan(self._read_history(), results), 0
+        """Run ``plan`` (``run`` sends runs of migrations in batches, and stops after one that
+        was skipped). When one was skipped (its transaction found the history other than the
+        plan expected: another runner went first, which only a runner without a run-wide lock
+        meets; in a batch, those before it committed and none after it ran), read the history
+        again and go on with what ``replan`` makes of it and of the results so far, refused as
+        a new run would refuse it."""
+        results = run(plan)
+        while results and results[-1].action == Action.SKIPPED:
+            pending = replan(self._read_history(), results)
+            if not pending:
+                break
+            results += run(pending)
         return results
 
     def _up_plan(
@@ -222,7 +228,7 @@ class MigrationRunner:
                 left = min((steps or 1) - len(results), len(applied))  # one another runner rolled back counts
                 return self._down_plan(found, applied, left, None, False) if left > 0 else []
 
-            return self._run_plan(plan, self.executor.revert, replan)
+            return self._run_plan(plan, self.executor.revert_all, replan)
 
     def _down_plan(
         self,
@@ -398,25 +404,48 @@ class MigrationRunner:
     def _script(self) -> Script:
         return Script(self.backend, self.history, self.executor.timeouts, self.using, self.schema)
 
-    def _pin_history(self) -> str | None:
+    def _pin_history(self, locking: bool = False) -> str | None:
         """Name the history table with the schema current now, as a run does (so a script's
         migration that sets ``search_path`` cannot move a later history row); that schema. A
-        tenant's history is pinned to its schema from the start."""
+        tenant's history is pinned to its schema from the start. ``locking``: the run lock is
+        taken next (the backend may begin it with the question)."""
         if self.schema is not None:
             return self.schema
-        schema = self.backend.history_schema()
-        self.history.pin(schema)
+        schema = self.backend.history_schema(locking)
+        try:
+            self.history.pin(schema)
+        except BaseException:
+            if locking:
+                self.backend.lock_abandoned()
+            raise
         return schema
 
-    def _locked(self) -> AbstractContextManager[None]:
-        """The run-wide lock. The history table is named with the schema current now, and the
-        session's settings will be read afresh for this run."""
+    def _locked(self, read: bool = False) -> AbstractContextManager[HistoryRows | None]:
+        """The run-wide lock (with ``read``, the history read with it: see
+        :meth:`~.backends.Backend.lock`). The history table is named with the schema current
+        now, and the session's settings will be read afresh for this run."""
 
         def on_wait() -> None:
             self.reporter.waiting(
                 f"Waiting for another sqlmigrate runner to release the lock on {self.history.table}..."
             )
 
-        schema = self._pin_history()
+        schema = self._pin_history(locking=True)
         self.executor.start_run()
-        return self.backend.lock(schema, self.history.table, self.lock_wait_timeout, on_wait)
+        history = self.history.name if read else None
+        return self.backend.lock(schema, self.history.table, self.lock_wait_timeout, on_wait, history)
+
+
+def _one_by_one(run: Callable[[Migration], Result]) -> Callable[[list[Migration]], list[Result]]:
+    """``run`` for each migration of a plan, up to the first one skipped (see
+    :meth:`MigrationRunner._run_plan`)."""
+
+    def each(plan: list[Migration]) -> list[Result]:
+        results: list[Result] = []
+        for migration in plan:
+            results.append(run(migration))
+            if results[-1].action == Action.SKIPPED:
+                break
+        return results
+
+    return each
