@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 
@@ -122,6 +123,29 @@ def test_batches_off_send_each_migration_alone(target, tmp_path, settings):
     runner = MigrationRunner(using=target.alias, directory=target.directory)
 
     assert messages_of(target, tmp_path, runner.migrate) == [[0], [1], [2], [3], [4]]
+
+
+def claims_in(message: str) -> list[str]:
+    """The newest history id each block of a batch's message claims the history holds."""
+    return re.findall(r"COALESCE\(\(SELECT max\(id\) FROM [^)]*\), ''\) = '([^']*)'", message)
+
+
+@pg_only
+def test_each_block_of_a_batch_claims_the_history_the_blocks_before_it_leave(target, tmp_path):
+    """Block k takes the run lock for its transaction and expects the history as blocks 0..k-1
+    leave it: on the way up their ids added, on the way down removed."""
+    write_five(target)
+    runner = MigrationRunner(using=target.alias, directory=target.directory)
+
+    [up] = [
+        q for q in queries_on_the_wire(target.alias, tmp_path / "up.trace", runner.migrate) if "CREATE TABLE t" in q
+    ]
+    sent = queries_on_the_wire(target.alias, tmp_path / "down.trace", lambda: runner.rollback(everything=True))
+    [down] = [q for q in sent if "DROP TABLE t" in q]
+
+    assert up.count("pg_advisory_xact_lock") == 5 and claims_in(up) == ["", *IDS[:4]]
+    assert down.count("pg_advisory_xact_lock") == 5 and claims_in(down) == IDS[::-1]
+    assert applied(target) == tables(target) == []
 
 
 @pg_only
