@@ -9,9 +9,10 @@ import threading
 
 import psycopg
 import pytest
+from django.db import connections
 
 from benchmarks.latency_proxy import LatencyProxy
-from sqlmigrate_app.errors import MissingSchema
+from sqlmigrate_app.errors import ConfigurationError, MissingSchema
 from sqlmigrate_app.files import checksum
 from sqlmigrate_app.runner import MigrationRunner
 
@@ -302,3 +303,24 @@ def test_a_missing_tenant_schema_found_with_the_lock_lets_the_lock_go(target):
         runner.migrate()
 
     assert not target.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory'")
+
+
+@pg_only
+def test_a_search_path_without_a_schema_leaves_no_transaction_the_lock_began(target):
+    """The lock's first message travels with the schema question (one round trip less): when
+    there is no schema, the transaction it began is rolled back and no lock is taken."""
+    write_five(target)
+    connection = connections[target.alias]
+    with connection.cursor() as cursor:
+        cursor.execute("SET search_path TO no_such_schema")
+    runner = MigrationRunner(using=target.alias, directory=target.directory)
+
+    with pytest.raises(ConfigurationError, match="names no existing schema"):
+        runner.migrate()
+
+    assert connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert not target.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory'")
+    with connection.cursor() as cursor:
+        cursor.execute("RESET search_path")
+    runner.migrate()
+    assert applied(target) == tables(target) == [0, 1, 2, 3, 4]
