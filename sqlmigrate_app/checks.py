@@ -40,6 +40,7 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
     return [
         *_check_table(),
         *_check_timeouts(),
+        *_check_batch_bytes(),
         *_check_lint(),
         *_check_tenants(),
         *_check_drift_ignore(),
@@ -68,6 +69,21 @@ def _check_timeouts() -> list[CheckMessage]:
         except SqlMigrateError as exc:
             errors.append(Error(str(exc) + ".", hint="Examples: '500ms', '5s', '2min'.", id="sqlmigrate.E005"))
     return errors
+
+
+def _check_batch_bytes() -> list[CheckMessage]:
+    """E013: ``SQLMIGRATE_BATCH_BYTES`` is a whole number of bytes (0 turns batches off)."""
+    try:
+        conf.batch_bytes()
+    except SqlMigrateError as exc:
+        return [
+            Error(
+                str(exc) + ".",
+                hint="E.g. 1048576 (the default), or 0 to send each migration alone.",
+                id="sqlmigrate.E013",
+            )
+        ]
+    return []
 
 
 def _check_lint() -> list[CheckMessage]:

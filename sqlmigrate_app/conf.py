@@ -19,6 +19,10 @@ from .files import Timeouts, parse_duration
 DEFAULT_TABLE = "schema_migrations"
 TABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 TABLE_NAME_RULE = "letters, digits and _, not starting with a digit, at most 63 characters"
+# At most this many bytes of migrations travel in one message (SQLMIGRATE_BATCH_BYTES): the
+# server parses a whole message before running any of it, and holds it while it runs; past a
+# megabyte the round trip saved is a small part of the time the message takes (docs/settings.md).
+DEFAULT_BATCH_BYTES = 1 << 20
 DEFAULT_LINT_TIMEOUT = 60.0  # seconds squawk may take over one section
 # A tenant schema's name: what django-tenants accepts, so quoting it is never the only defence.
 SCHEMA_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
@@ -186,6 +190,15 @@ def retries() -> int:
     value = getattr(settings, "SQLMIGRATE_RETRIES", 0)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ConfigurationError(f"SQLMIGRATE_RETRIES {value!r} is not a whole number of at least 0")
+    return value
+
+
+def batch_bytes() -> int:
+    """``SQLMIGRATE_BATCH_BYTES``: how many bytes of consecutive transactional migrations ``up``
+    and ``down`` may send in one message (default 1 MiB; 0: each migration alone)."""
+    value = getattr(settings, "SQLMIGRATE_BATCH_BYTES", DEFAULT_BATCH_BYTES)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"SQLMIGRATE_BATCH_BYTES {value!r} is not a whole number of bytes, at least 0")
     return value
 
 

@@ -4,7 +4,9 @@ not at all, and a one-line report of what became of it when it fails or is inter
 A transactional migration runs in one ``transaction.atomic`` with its history row; a
 ``no-transaction`` one statement by statement, its history row written after the last, its own
 ``BEGIN ... COMMIT`` groups rolled back if they are cut short. Either way the session settings
-a migration may change are put back afterwards.
+a migration may change are put back afterwards. Where the backend can, consecutive transactional
+migrations that change no session setting travel in one message, a batch, each in a transaction
+of its own: what a round trip costs across a network is paid once for them all.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from .backends import Backend, StatementError, TransactionEnded
+from .backends import Backend, BatchEnd, Block, StatementError, TransactionEnded
 from .errors import (
     DatabaseError,
     MigrationFailed,
@@ -141,8 +143,9 @@ def changes_session(
 
 
 class Executor:
-    """Runs migrations on one connection, one at a time, reporting to a :class:`Reporter`; a
-    ``tenant``'s in its schema (see :func:`prelude`)."""
+    """Runs migrations on one connection, in order, reporting to a :class:`Reporter`: each
+    alone, or several in one message where the backend can (each still its own transaction);
+    a ``tenant``'s in its schema (see :func:`prelude`)."""
 
     def __init__(
         self,
@@ -152,6 +155,7 @@ class Executor:
         timeouts: Timeouts,
         retries: int = 0,
         tenant: str | None = None,
+        batch_bytes: int = 0,
     ) -> None:
         self.backend = backend
         self.connection = backend.connection
@@ -160,6 +164,8 @@ class Executor:
         self.timeouts = timeouts  # the settings': a migration's directives win (Migration.timeouts)
         self.retries = retries
         self.tenant = tenant
+        self.batch_bytes = batch_bytes  # SQLMIGRATE_BATCH_BYTES: 0 sends each migration alone
+        self._open_line: Migration | None = None  # a retried migration whose progress line is open
         self._session: Any = None  # the session's settings as the run found them, read when needed
         self._applied: list[str] | None = None  # the versioned ids the history holds, as far as the run knows
         self._repeatables: dict[str, str] = {}  # and the repeatables' rows, by their checksums
@@ -181,8 +187,16 @@ class Executor:
         """Run the UP section and record the migration as applied (a repeatable one's row
         written afresh); a transactional migration that fails on its lock timeout is tried
         again ``retries`` times."""
-        side = self.applying(migration)
-        return self._timed_work(migration, Action.APPLIED, lambda: self._with_retries(side))
+        return self._one(self.applying(migration))
+
+    def _down(self, migration: Migration) -> Side:
+        return Side(migration, Action.ROLLED_BACK, migration.down, self.history.delete_sql(migration.id))
+
+    def _one(self, side: Side) -> Result:
+        """One side alone: the way up with its retries."""
+        if side.applying:
+            return self._timed_work(side.migration, side.action, lambda: self._with_retries(side))
+        return self._timed(side)
 
     def apply_together(self, sides: Sequence[Side]) -> list[Result]:
         """Migrations that change together in one transaction (a repeatable and the applied ones
@@ -233,8 +247,137 @@ class Executor:
 
     def revert(self, migration: Migration) -> Result:
         """Run the DOWN section and remove the migration's history row."""
-        row = self.history.delete_sql(migration.id)
-        return self._timed(Side(migration, Action.ROLLED_BACK, migration.down, row))
+        return self._one(self._down(migration))
+
+    # Several, in batches ------------------------------------------------------------------------
+
+    def apply_all(self, plan: Sequence[Migration]) -> list[Result]:
+        """:meth:`apply` each of ``plan`` in order; runs of migrations that may travel together
+        go in batches (:meth:`_batch`), each still its own transaction."""
+        return self._run_all([self.applying(migration) for migration in plan])
+
+    def revert_all(self, plan: Sequence[Migration]) -> list[Result]:
+        """:meth:`revert` each of ``plan`` in order, in batches as :meth:`apply_all`."""
+        return self._run_all([self._down(migration) for migration in plan])
+
+    def _run_all(self, sides: list[Side]) -> list[Result]:
+        """The sides in batches, up to the first one skipped (its claim found the history other
+        than expected, see :meth:`_claim`): the runner then reads the history again and makes a
+        new plan of what is left, as after a migration alone."""
+        results: list[Result] = []
+        tries: dict[str, int] = {}
+        while len(results) < len(sides):
+            batch = self._batch(sides, len(results))
+            results += self._send(batch, tries) if len(batch) > 1 else [self._one(batch[0])]
+            if results[-1].action == Action.SKIPPED:
+                break
+        return results
+
+    def _batch(self, sides: list[Side], at: int) -> list[Side]:
+        """The sides from ``at`` that travel in one message: consecutive transactional ones
+        whose SQL cannot change the session (nor hold a COPY, for the backend), their sections
+        within ``batch_bytes`` together; at least the first, alone when it cannot travel with others."""
+        if not (self.backend.sends_batches and self.batch_bytes) or self.connection.in_atomic_block:
+            return sides[at : at + 1]
+        batch: list[Side] = []
+        size = 0
+        for side in sides[at:]:
+            sql = side.section.sql
+            size += len(sql) if sql.isascii() else len(sql.encode())
+            if size > self.batch_bytes or not self._batchable(side):
+                break
+            batch.append(side)
+        return batch or sides[at : at + 1]
+
+    def _batchable(self, side: Side) -> bool:
+        migration = side.migration
+        return (
+            migration.transactional
+            and not changes_session(self.backend, migration, side.section, self.timeouts, self.tenant)
+            and self.backend.batchable(side.section)
+        )
+
+    def _block(self, side: Side, expected: _Expectation, claimed: Sequence[Side] | None = None) -> Block:
+        """A side's transaction, alone or in a batch: first its claim of the run lock and of the
+        history as ``expected`` before it (:meth:`_claim`; in a transaction of several sides the
+        first one claims the rows of all of them, ``claimed``, the others nothing), then its
+        prelude (tenant schema, timeouts); its section; then its history change (a repeatable's
+        previous row deleted first; none for a drop), after what puts back session settings the
+        section may change (such a section travels alone). The claim also covers the way down in
+        a batch, whose DELETE's row count would come too late: the row is there."""
+        claim = self._claim((side,) if claimed is None else claimed, expected)
+        ahead = [*claim, *prelude(self.backend, side.migration, self.timeouts, self.tenant, True)]
+        record = [*side.before_history, side.history_sql] if side.history_sql else []  # a drop records nothing
+        if self.backend.transaction_pooled and may_change_session(side.section.sql):
+            record[:0] = self.backend.script_session_reset()  # nothing stays on a pooled server session
+        elif record and self._session is not None and may_change_session(side.section.sql):
+            record[:0] = self.backend.identity_statements(self._session)  # a SET ROLE in the section
+        return Block(ahead, side.section, record)
+
+    def _blocks(self, batch: list[Side]) -> list[Block]:
+        """The batch's blocks: block k's claim expects the history as blocks 0..k-1 leave it
+        (their ids added on the way up, removed on the way down)."""
+        expected = self._expectation().copy()
+        blocks = []
+        for side in batch:
+            blocks.append(self._block(side, expected))
+            expected.move(side.migration, side.applying)
+        return blocks
+
+    def _send(self, batch: list[Side], tries: dict[str, int]) -> list[Result]:
+        """Run ``batch`` in one message; the results of the migrations it did (a failing one
+        another runner did first among them), none past one to try again. A failure or an
+        interrupt is raised as for one migration, after those that committed were reported."""
+        progress = _BatchProgress(self, batch)
+        progress.started(0)  # as a migration alone: its line opens before the message goes
+        try:
+            end = self.backend.run_batch(self._blocks(batch), progress.started, progress.committed)
+        except KeyboardInterrupt as exc:
+            raise self._batch_interrupted(progress, exc) from exc
+        except database_error_types(self.connection) as exc:  # the connection was lost
+            end = BatchEnd(exc)
+        if end.unparsed:  # a syntax error somewhere stopped all of it: one by one, as without batches
+            self._open_line = batch[0].migration
+            results: list[Result] = []
+            for side in batch:
+                results.append(self._one(side))
+                if results[-1].action == Action.SKIPPED:
+                    break
+            return results
+        if end.error is not None:
+            failure = self._batch_failed(progress, end.error, tries)
+            if failure is not None:
+                raise failure from end.error
+        return progress.results
+
+    def _batch_failed(self, progress: _BatchProgress, error: Exception, tries: dict[str, int]) -> BaseException | None:
+        """What to raise for the failing migration of a batch; None when it was done by another
+        runner (reported skipped) or is to be tried again (after the pause)."""
+        side, elapsed = progress.failing()
+        migration = side.migration
+        failure = self._transaction_failure(migration, error)
+        if isinstance(failure, _AlreadyDone):
+            progress.add(Result(migration, Action.SKIPPED, elapsed))
+            return None
+        attempt = tries.get(migration.id, 1)
+        if isinstance(failure, MigrationFailed) and attempt <= self.retries and self._may_retry(migration, failure):
+            tries[migration.id] = attempt + 1
+            pause = min(RETRY_PAUSE * 2 ** (attempt - 1), LONGEST_RETRY_PAUSE)
+            self.reporter.retrying(migration, attempt + 1, self.retries + 1, pause)
+            self._open_line = migration
+            sleep(pause)
+            return None
+        self.reporter.failed(migration, elapsed)
+        return failure
+
+    def _batch_interrupted(self, progress: _BatchProgress, signal: KeyboardInterrupt) -> BaseException:
+        """Ctrl-C or SIGTERM during a batch: those that committed were reported; the one in
+        flight is named with what its history row says, as :meth:`_in_transaction` does."""
+        if progress.finished():
+            return signal
+        side, elapsed = progress.failing()
+        self.reporter.interrupted(side.migration, elapsed)
+        return self._interrupted(side.migration, signal, self._outcome_of_interrupted(side))
 
     def fake(self, migration: Migration) -> Result:
         """Record the migration as applied without running it (``--fake``)."""
@@ -246,7 +389,7 @@ class Executor:
         return self._timed_work(side.migration, side.action, lambda: self._run(side))
 
     def _timed_work(self, migration: Migration, action: Action, work: Callable[[], None]) -> Result:
-        self.reporter.starting(migration, action)
+        self._start_line(migration, action)
         started = perf_counter()
         try:
             work()
@@ -266,21 +409,14 @@ class Executor:
     def _track(self, result: Result) -> None:
         """Keep the history the run expects up to date with what this run did: the versioned
         ids, and each repeatable's row by its checksum."""
-        if self._applied is None or result.action == Action.SKIPPED:
-            return
-        migration = result.migration
-        if migration.repeatable:
-            if result.action == Action.ROLLED_BACK:
-                self._repeatables.pop(migration.id, None)
-            else:
-                self._repeatables[migration.id] = migration.checksum
-            return
-        at = bisect.bisect_left(self._applied, migration.id)  # ten thousand ids: no scan of them
-        held = at < len(self._applied) and self._applied[at] == migration.id
-        if result.action == Action.ROLLED_BACK and held:
-            del self._applied[at]
-        elif result.action != Action.ROLLED_BACK and not held:
-            self._applied.insert(at, migration.id)
+        if self._applied is not None and result.action != Action.SKIPPED:
+            self._expectation().move(result.migration, result.action != Action.ROLLED_BACK)
+
+    def _start_line(self, migration: Migration, action: Action) -> None:
+        """Tell the reporter a migration starts, unless its line is open already (a retry)."""
+        if self._open_line is not migration:
+            self.reporter.starting(migration, action)
+        self._open_line = None
 
     def _run(self, side: Side, *more: Side) -> None:
         """Run one side of a migration (with ``more``: all of them in one transaction), then put
@@ -339,10 +475,9 @@ class Executor:
         current = sides[0]
         try:
             with transaction.atomic(using=self.connection.alias):
-                claim = self._claim(sides)
                 for index, current in enumerate(sides):
                     try:
-                        self._section_with_history(current, index == len(sides) - 1, claim if index == 0 else [])
+                        self._section_with_history(current, index == len(sides) - 1, sides if index == 0 else ())
                     except (StatementError, TransactionEnded) as exc:
                         failed.append(exc)
                         raise
@@ -351,47 +486,51 @@ class Executor:
         except (StatementError, TransactionEnded) + database_error_types(self.connection) as exc:
             raise self._transaction_failure(current.migration, failed[0] if failed else exc) from exc
 
-    def _section_with_history(self, side: Side, last: bool = True, claim: Sequence[str] = ()) -> None:
+    def _section_with_history(self, side: Side, last: bool = True, claimed: Sequence[Side] | None = None) -> None:
         """The section, then the history statement: on PostgreSQL the BEGIN, timeouts, section
         and history row make one round trip, with the COMMIT too when the side applies the
         migration, is the ``last`` of its transaction and ours is the outermost atomic block. The
         history statement comes last, so that it commits only with the whole section (the
         backend checks the section did not end the transaction itself); when it touches no row,
         another runner was first: the transaction is rolled back. The first side of a transaction
-        opens it with the ``claim`` (:meth:`_claim`)."""
-        ahead = [*claim, *prelude(self.backend, side.migration, self.timeouts, self.tenant, local=True)]
+        opens it with the claim of all of them (``claimed``, see :meth:`_block`)."""
+        block = self._block(side, self._expectation(), claimed)
         outermost = len(self.connection.atomic_blocks) == 1
-        record = [*side.before_history, side.history_sql] if side.history_sql else []
-        if self.backend.transaction_pooled and may_change_session(side.section.sql):
-            record[:0] = self.backend.script_session_reset()  # nothing stays on a pooled server session
-        elif record and self._session is not None and may_change_session(side.section.sql):
-            record[:0] = self.backend.identity_statements(self._session)  # a SET ROLE in the section
         rows = self.backend.run_section(
-            self.backend.raw_cursor(), side.section, ahead, record, side.applying and outermost and last
+            self.backend.raw_cursor(), block.section, block.prelude, block.record, side.applying and outermost and last
         )
         if rows == 0 and side.history_sql:
             raise _AlreadyDone
 
-    def _claim(self, sides: Sequence[Side]) -> list[str]:
+    def _claim(self, sides: Sequence[Side], expected: _Expectation) -> list[str]:
         """What opens a transaction: the run lock taken for the transaction and the history
-        checked to be as the run expects before every side that records something (the
-        backend's :meth:`~.backends.Backend.claim_statements`), so that runners without a
-        run-wide lock (a transaction-pooled alias) never run a migration twice nor on a history
-        that moved. Once, ahead of the first side, in the same round trip as its section."""
-        expected = [self._expected(side) for side in sides if side.history_sql]
-        return self.backend.claim_statements(self.history.premise(expected, self._applied))
+        checked to be as ``expected`` before every side that records something (the backend's
+        :meth:`~.backends.Backend.claim_statements`), so that runners without a run-wide lock
+        (a transaction-pooled alias) never run a migration twice nor on a history that moved.
+        Once, ahead of the first side, in the same round trip as its section; none for the
+        later sides of a transaction (no ``sides``)."""
+        if not sides:
+            return []
+        rows = [self._expected(side, expected) for side in sides if side.history_sql]
+        return self.backend.claim_statements(self.history.premise(rows, expected.applied))
 
-    def _expected(self, side: Side) -> Expected:
-        """What ``side`` expects of its migration's history row: a versioned one's absent (up)
-        or there (down); a repeatable one's as the run last read or wrote it, or, when the run
-        knows nothing of the history, not yet written with this file's checksum (up) or there."""
+    def _expected(self, side: Side, expected: _Expectation | None = None) -> Expected:
+        """What ``side`` expects of its migration's history row, the history being as
+        ``expected`` (by default as the run knows it): a versioned one's absent (up) or there
+        (down); a repeatable one's as the run last read or wrote it, or, when the run knows
+        nothing of the history, not yet written with this file's checksum (up) or there."""
+        known = self._expectation() if expected is None else expected
         migration = side.migration
         if not migration.repeatable:
             return Expected(migration.id, present=not side.applying)
-        if self._applied is None:
+        if known.applied is None:
             return Expected(migration.id, not side.applying, migration.checksum if side.applying else None)
-        seen = self._repeatables.get(migration.id)
+        seen = known.repeatables.get(migration.id)
         return Expected(migration.id, seen is not None, seen)
+
+    def _expectation(self) -> _Expectation:
+        """The history as the run knows it (the executor's own, not a copy)."""
+        return _Expectation(self._applied, self._repeatables)
 
     def _transaction_failure(self, migration: Migration, error: Exception) -> BaseException:
         """What to raise for a transactional migration that failed (it was rolled back, but for
@@ -497,3 +636,76 @@ class Executor:
         if side.applying:
             return "it had already committed: applied and recorded" if recorded else NOTHING_APPLIED
         return "its DOWN was rolled back: it is still applied" if recorded else "its DOWN had already committed"
+
+
+class _BatchProgress:
+    """A batch's migrations as the backend reports them started and committed: the reporter
+    told as each is, their results, and which one a failure or an interrupt stopped in."""
+
+    def __init__(self, executor: Executor, batch: list[Side]) -> None:
+        self.executor = executor
+        self.batch = batch
+        self.results: list[Result] = []
+        self.began: dict[int, float] = {}
+
+    def started(self, index: int) -> None:
+        if index in self.began:
+            return
+        side = self.batch[index]
+        self.began[index] = perf_counter()
+        self.executor._start_line(side.migration, side.action)
+
+    def committed(self, index: int) -> None:
+        side = self.batch[index]
+        self.add(Result(side.migration, side.action, (perf_counter() - self.began[index]) * 1000))
+
+    def add(self, result: Result) -> None:
+        self.results.append(result)
+        self.executor._track(result)
+        self.executor.reporter.finished(result)
+
+    def finished(self) -> bool:
+        """Whether every migration of the batch committed."""
+        return len(self.results) == len(self.batch)
+
+    def failing(self) -> tuple[Side, float]:
+        """The first side that did not commit (its line started if it had not), and its time so far."""
+        index = len(self.results)
+        if index not in self.began:
+            self.started(index)
+        return self.batch[index], (perf_counter() - self.began[index]) * 1000
+
+
+def _moved(applied: list[str], migration_id: str, applying: bool) -> None:
+    """``applied`` (sorted ids) as the history holds it once ``migration_id`` was applied or
+    rolled back."""
+    at = bisect.bisect_left(applied, migration_id)  # ten thousand ids: no scan of them
+    held = at < len(applied) and applied[at] == migration_id
+    if held and not applying:
+        del applied[at]
+    elif applying and not held:
+        applied.insert(at, migration_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Expectation:
+    """The history a transaction's claim expects: the versioned ids, sorted (None: not known),
+    and the repeatables' rows by their checksums."""
+
+    applied: list[str] | None
+    repeatables: dict[str, str]
+
+    def copy(self) -> _Expectation:
+        """The same history, to change apart (a batch's blocks, see :meth:`Executor._blocks`)."""
+        return _Expectation(None if self.applied is None else list(self.applied), dict(self.repeatables))
+
+    def move(self, migration: Migration, applying: bool) -> None:
+        """The history as it is once ``migration`` was applied (``applying``) or rolled back."""
+        if self.applied is None:
+            return
+        if not migration.repeatable:
+            _moved(self.applied, migration.id, applying)
+        elif applying:
+            self.repeatables[migration.id] = migration.checksum
+        else:
+            self.repeatables.pop(migration.id, None)

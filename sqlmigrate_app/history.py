@@ -17,14 +17,13 @@ from typing import Any
 
 from django.db import transaction
 
-from .backends import Backend
+from .backends import Backend, HistoryName, HistoryRows
 from .conf import TABLE_NAME_RULE, is_table_name
 from .errors import HistoryTableError, database_error_types
 from .files import REPEATABLE_PREFIX, is_repeatable
 
 COLUMNS = ("id", "name", "executed_at", "checksum")
 PLAIN_VALUE_RE = re.compile(r"[A-Za-z0-9_ ]*")
-ROWS_PER_FETCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +114,16 @@ class HistoryTable:
         self.pin(schema)
         self.tenant = schema
 
+    @property
+    def name(self) -> HistoryName:
+        """The table as the backend looks it up and reads it."""
+        return HistoryName(self.table, self.quoted, self.tenant)
+
     def exists(self) -> bool:
         """Whether the table is there (a missing one reads as an empty history): one catalog
         lookup of this one name, named as :meth:`pin` named it
         (:meth:`~.backends.Backend.history_table_exists`)."""
-        return self.backend.history_table_exists(self.table, self.quoted, self.tenant)
+        return self.backend.history_table_exists(*self.name)
 
     def check_columns(self, names: Sequence[str]) -> None:
         """Refuse a table whose columns are not the history's: another tool's."""
@@ -143,8 +147,13 @@ class HistoryTable:
 
     def create(self) -> None:
         """Create the table (see :meth:`create_sql`), unless it exists."""
-        if self.exists():  # spares PostgreSQL's "relation already exists" notice
-            return
+        if not self.exists():  # spares PostgreSQL's "relation already exists" notice
+            self.create_missing()
+
+    def create_missing(self) -> None:
+        """Create the table a read under the run lock just found missing: no second lookup. On a
+        transaction-pooled alias (no run lock of the run's own) under the run lock taken for the
+        creating transaction (:meth:`~.backends.Backend.transaction_lock`)."""
         locked = self.backend.transaction_lock()  # runners without a run lock: one at a time
         try:
             with (
@@ -162,11 +171,25 @@ class HistoryTable:
 
         Without ``create`` a missing table reads as empty and nothing is written.
         """
-        if not self.exists():
-            if not create:
-                return History()
-            self.create()
-        return History.of(self._select(""))
+        found = self.backend.read_history(self.name)
+        if found is None and create:
+            self.create_missing()
+        return self.applied(found)
+
+    def applied(self, found: HistoryRows | None) -> History:
+        """The applied migrations by id, oldest first, the repeatables' rows apart (see
+        :class:`History`), from the rows ``found`` (None: no table), the table's shape checked
+        first."""
+        return History.of(self._rows(found))
+
+    def _rows(self, found: HistoryRows | None) -> list[AppliedMigration]:
+        if found is None:
+            return []
+        names = [name.lower() for name in found.columns]
+        self.check_columns(names)
+        i, n, e, c = (names.index(column) for column in COLUMNS)
+        # Straight into AppliedMigration: no list of every row as tuples or dicts between.
+        return [AppliedMigration(row[i], row[n], _as_utc(row[e]), row[c]) for row in found.rows]
 
     def read_one(self, migration_id: str) -> AppliedMigration | None:
         """The row of one migration, or None (also when there is no table): for a page that
@@ -181,16 +204,8 @@ class HistoryTable:
         with self.connection.cursor() as cursor:
             # SELECT * so that one query both checks the table's shape and reads it.
             cursor.execute(f"SELECT * FROM {self.quoted}{where}", params)
-            names = [column[0].lower() for column in cursor.description]
-            self.check_columns(names)
-            at = [names.index(column) for column in COLUMNS]
-            # 1,000 rows at a time, straight into AppliedMigration: no list of every row as tuples,
-            # and not the driver's and Django's Python code once per row.
-            i, n, e, c = at
-            applied: list[AppliedMigration] = []
-            while rows := cursor.fetchmany(ROWS_PER_FETCH):
-                applied += [AppliedMigration(row[i], row[n], _as_utc(row[e]), row[c]) for row in rows]
-            return applied
+            found = HistoryRows([column[0] for column in cursor.description], cursor.fetchall())
+            return self._rows(found)
 
     def insert_sql(self, migration_id: str, name: str, checksum: str) -> str:
         """The history INSERT as one literal statement, to travel with a section in its round

@@ -19,7 +19,7 @@ from typing import TypeVar
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from . import conf
-from .backends import backend_for
+from .backends import HistoryRows, backend_for
 from .directory import MigrationSet, load_directory, load_one
 from .errors import (
     ConfigurationError,
@@ -75,7 +75,9 @@ class MigrationRunner:
         self.reporter = reporter or Reporter()
         self.loader = loader  # how the files are read: the admin page passes cache.load_cached
         retries = conf.retries() if retries is None else retries
-        self.executor = Executor(self.backend, self.history, self.reporter, conf.timeouts(), retries, self.schema)
+        self.executor = Executor(
+            self.backend, self.history, self.reporter, conf.timeouts(), retries, self.schema, conf.batch_bytes()
+        )
         self._found = MigrationSet(self.directory)  # the last load's files (see _files)
         self._ordered: Ordering | None = None  # their repeatables' order, once asked for
 
@@ -179,21 +181,21 @@ class MigrationRunner:
         transaction; then, without ``to``, every repeatable migration new or changed since it
         last ran, each in its own transaction with the applied ones that depend on it."""
         found = self._files()
-        with self._locked():
-            applied = self._read_history()
+        with self._locked(read=True) as rows:
+            applied = self._expected(self.history.applied(rows))
             plan = self._up_plan(found, applied, to, allow_out_of_order, fake)
             units = self._repeatable_plan(applied, to, fake)
-            if not applied and not applied.repeatables:
-                self.history.create()
-            run = self.executor.fake if fake else self.executor.apply
+            if rows is None:
+                self.history.create_missing()
+            run_many = _one_by_one(self.executor.fake) if fake else self.executor.apply_all
             current = applied  # the history as last read: a versioned migration with recreate-repeatables needs it
 
-            def step(todo: Migration | Unit) -> list[Result]:
+            def step(todo: list[Migration] | Migration | Unit) -> list[Result]:
                 if isinstance(todo, Unit):
-                    return [run(m) for m in todo.migrations] if fake else self._apply_unit(todo)
-                if todo.recreate_repeatables and not fake:
+                    return [self.executor.fake(m) for m in todo.migrations] if fake else self._apply_unit(todo)
+                if isinstance(todo, Migration):
                     return self._apply_recreating(todo, current.repeatables)
-                return [self._hinted(run, todo)]
+                return self._hinted(run_many, todo)
 
             def replan(now: History, done: list[Result]) -> list[Migration | Unit]:
                 nonlocal current
@@ -201,34 +203,40 @@ class MigrationRunner:
                 return [*self._up_plan(found, now, to, allow_out_of_order, fake), *self._repeatable_plan(now, to, fake)]
 
             steps: list[Migration | Unit] = [*plan, *units]
-            return self._run_plan(steps, step, replan)
+            return self._run_plan(steps, _in_steps(step, fake), replan)
 
     def _read_history(self, create: bool = False) -> History:
-        """The history, read under the run lock; each migration's transaction will check that
-        it is still so (:meth:`~.executor.Executor.expect`)."""
-        applied = self.history.read(create=create)
+        """The history, read under the run lock (see :meth:`_expected`)."""
+        return self._expected(self.history.read(create=create))
+
+    def _expected(self, applied: History) -> History:
+        """``applied``, just read under the run lock: each migration's transaction will check
+        that the history is still so, as the migrations before it leave it
+        (:meth:`~.executor.Executor.expect`)."""
         self.executor.expect(applied)
         return applied
 
     def _run_plan(
         self,
         plan: list[Step],
-        run: Callable[[Step], list[Result]],
+        run: Callable[[list[Step]], list[Result]],
         replan: Callable[[History, list[Result]], list[Step]],
     ) -> list[Result]:
-        """Run each step of ``plan`` (a migration, or migrations in one transaction). When one
-        was skipped (its transaction found the history other than the plan expected: another
-        runner went first, which only a runner without a run-wide lock meets), read the history
-        again and go on with what ``replan`` makes of it and of the results so far, refused as a
-        new run would refuse it (the versioned migrations and the repeatables alike)."""
-        results: list[Result] = []
-        pending, at = plan, 0
-        while at < len(pending):
-            done = run(pending[at])
+        """Run ``plan`` (``run`` sends runs of migrations in batches, and stops after a step
+        that was skipped). When one was skipped (its transaction found the history other than
+        the plan expected: another runner went first, which only a runner without a run-wide
+        lock meets; in a batch, those before it committed and none after it ran), read the
+        history again and go on with what ``replan`` makes of it and of the results so far,
+        refused as a new run would refuse it (the versioned migrations and the repeatables
+        alike)."""
+        done = run(plan)
+        results = list(done)
+        while any(result.action == Action.SKIPPED for result in done):
+            pending = replan(self._read_history(), results)
+            if not pending:
+                break
+            done = run(pending)
             results += done
-            at += 1
-            if any(result.action == Action.SKIPPED for result in done):
-                pending, at = replan(self._read_history(), results), 0
         return results
 
     def _repeatable_plan(self, applied: History, to: str | None, fake: bool = False) -> list[Unit]:
@@ -282,12 +290,13 @@ class MigrationRunner:
         drops = [self._drop_side(migration) for migration in dropped]
         return [side for side in drops if side.section.sql.strip()] + [self.executor.applying(m) for m in migrations]
 
-    def _hinted(self, run: Callable[[Migration], Result], migration: Migration) -> Result:
-        """``run(migration)``; when it fails because a view a repeatable creates uses a column
-        it changes, the one line names the directive that would have let it through."""
+    def _hinted(self, run: Callable[[list[Migration]], list[Result]], plan: list[Migration]) -> list[Result]:
+        """``run(plan)``; when a migration fails because a view a repeatable creates uses a
+        column it changes, the one line names the directive that would have let it through."""
         try:
-            return run(migration)
+            return run(plan)
         except MigrationFailed as exc:
+            migration = exc.migration
             view = VIEW_IN_THE_WAY_RE.search(str(exc))
             owner = self._ordering.owner(view["name"]) if view else None
             if view is None or owner is None or migration.repeatable:
@@ -343,7 +352,7 @@ class MigrationRunner:
                 left = min((steps or 1) - len(results), len(applied))  # one another runner rolled back counts
                 return self._down_plan(found, applied, left, None, False) if left > 0 else []
 
-            return self._run_plan(plan, lambda migration: [self.executor.revert(migration)], replan)
+            return self._run_plan(plan, self.executor.revert_all, replan)
 
     def _down_plan(
         self,
@@ -535,25 +544,82 @@ class MigrationRunner:
     def _script(self) -> Script:
         return Script(self.backend, self.history, self.executor.timeouts, self.using, self.schema)
 
-    def _pin_history(self) -> str | None:
+    def _pin_history(self, locking: bool = False) -> str | None:
         """Name the history table with the schema current now, as a run does (so a script's
         migration that sets ``search_path`` cannot move a later history row); that schema. A
-        tenant's history is pinned to its schema from the start."""
+        tenant's history is pinned to its schema from the start. ``locking``: the run lock is
+        taken next (the backend may begin it with the question)."""
         if self.schema is not None:
             return self.schema
-        schema = self.backend.history_schema()
-        self.history.pin(schema)
+        schema = self.backend.history_schema(locking)
+        try:
+            self.history.pin(schema)
+        except BaseException:
+            if locking:
+                self.backend.lock_abandoned()
+            raise
         return schema
 
-    def _locked(self) -> AbstractContextManager[None]:
-        """The run-wide lock. The history table is named with the schema current now, and the
-        session's settings will be read afresh for this run."""
+    def _locked(self, read: bool = False) -> AbstractContextManager[HistoryRows | None]:
+        """The run-wide lock (with ``read``, the history read with it: see
+        :meth:`~.backends.Backend.lock`). The history table is named with the schema current
+        now, and the session's settings will be read afresh for this run."""
 
         def on_wait() -> None:
             self.reporter.waiting(
                 f"Waiting for another sqlmigrate runner to release the lock on {self.history.table}..."
             )
 
-        schema = self._pin_history()
+        schema = self._pin_history(locking=True)
         self.executor.start_run()
-        return self.backend.lock(schema, self.history.table, self.lock_wait_timeout, on_wait)
+        history = self.history.name if read else None
+        return self.backend.lock(schema, self.history.table, self.lock_wait_timeout, on_wait, history)
+
+
+def _one_by_one(run: Callable[[Migration], Result]) -> Callable[[list[Migration]], list[Result]]:
+    """``run`` for each migration of a plan, up to the first one skipped (see
+    :meth:`MigrationRunner._run_plan`)."""
+
+    def each(plan: list[Migration]) -> list[Result]:
+        results: list[Result] = []
+        for migration in plan:
+            results.append(run(migration))
+            if results[-1].action == Action.SKIPPED:
+                break
+        return results
+
+    return each
+
+
+def _in_steps(
+    step: Callable[[list[Migration] | Migration | Unit], list[Result]], fake: bool
+) -> Callable[[list[Migration | Unit]], list[Result]]:
+    """``step`` for each step of an ``up`` plan, up to the first one skipped (see
+    :meth:`MigrationRunner._run_plan`): each run of consecutive versioned migrations as one
+    step (sent in batches), each ``recreate-repeatables`` migration (unless ``fake``) and each
+    repeatable unit alone, in one transaction of its own (they break a batch)."""
+
+    def each(plan: list[Migration | Unit]) -> list[Result]:
+        results: list[Result] = []
+        for one in _steps(plan, fake):
+            done = step(one)
+            results += done
+            if any(result.action == Action.SKIPPED for result in done):
+                break
+        return results
+
+    return each
+
+
+def _steps(plan: list[Migration | Unit], fake: bool) -> list[list[Migration] | Migration | Unit]:
+    """``plan`` in steps: runs of consecutive versioned migrations together, each
+    ``recreate-repeatables`` migration (unless ``fake``) and each repeatable unit alone."""
+    steps: list[list[Migration] | Migration | Unit] = []
+    for todo in plan:
+        if isinstance(todo, Unit) or (todo.recreate_repeatables and not fake):
+            steps.append(todo)
+        elif steps and isinstance(steps[-1], list):
+            steps[-1].append(todo)
+        else:
+            steps.append([todo])
+    return steps

@@ -122,6 +122,15 @@ def test_bad_timeout_is_e005(settings, tmp_path, setting):
     assert ids() == []
 
 
+@pytest.mark.parametrize("value", [-1, 1.5, "1MB", True])
+def test_bad_batch_bytes_is_e013(settings, tmp_path, value):
+    settings.SQLMIGRATE_DIR = tmp_path
+    settings.SQLMIGRATE_BATCH_BYTES = value
+    assert ids() == ["sqlmigrate.E013"]
+    settings.SQLMIGRATE_BATCH_BYTES = 0
+    assert ids() == []
+
+
 @pytest.mark.parametrize(
     "lint",
     [{"timeout": 0}, {"timeout": "60s"}, {"timeout": True}, {"timeout": float("nan")}, {"exclude": "rule"}, {"x": 1}],

@@ -63,7 +63,11 @@ class InsertsRowFirst(Reporter):
             other_file.close()
 
 
-def test_a_migration_claimed_by_another_runner_is_skipped_and_its_sql_not_run(target):
+def test_a_migration_claimed_by_another_runner_is_skipped_and_its_sql_not_run(target, settings):
+    # The reporter's hook runs before the migration's SQL only when each migration travels alone
+    # (in a batch the line starts once its block has begun): tests/test_executor_batches.py has
+    # the batch's own case.
+    settings.SQLMIGRATE_BATCH_BYTES = 0
     target.migration("20240101000001_one", "CREATE TABLE one (id integer);")
     target.migration("20240101000002_two", "CREATE TABLE two (id integer);")
     target.migration("20240101000003_three", "CREATE TABLE three (id integer);")
@@ -189,7 +193,10 @@ def test_a_big_section_claimed_by_another_runner_is_skipped(target):
     assert "big" not in target.tables()
 
 
-def rollback_raced_by_another_runner(target, up: str) -> None:
+def rollback_raced_by_another_runner(target, settings, up: str) -> None:
+    # The reporter's hook runs before the DOWN only when each migration travels alone:
+    # tests/test_executor_batches.py has the batch's own case.
+    settings.SQLMIGRATE_BATCH_BYTES = 0
     target.migration("20240101000001_big", up, "DROP TABLE big;")
     target.migration("20240101000002_two", "CREATE TABLE two (id integer);", "DROP TABLE two;")
     assert target.call("sqlmigrate_up").code == 0
@@ -207,19 +214,21 @@ def rollback_raced_by_another_runner(target, up: str) -> None:
     assert target.history() == []
 
 
-def test_a_rollback_done_by_another_runner_first_is_skipped_and_its_down_not_run(target):
-    rollback_raced_by_another_runner(target, "CREATE TABLE big (id integer, pad text);")
+def test_a_rollback_done_by_another_runner_first_is_skipped_and_its_down_not_run(target, settings):
+    rollback_raced_by_another_runner(target, settings, "CREATE TABLE big (id integer, pad text);")
 
 
 @pytest.mark.parametrize("target", ["postgresql"], indirect=True)
-def test_a_big_migration_rolled_back_by_another_runner_first_is_skipped(target):
-    rollback_raced_by_another_runner(target, big_section())
+def test_a_big_migration_rolled_back_by_another_runner_first_is_skipped(target, settings):
+    rollback_raced_by_another_runner(target, settings, big_section())
 
 
 @pytest.mark.parametrize("target", ["postgresql"], indirect=True)
-def test_each_migration_is_one_query_on_the_wire(target, tmp_path):
+def test_each_migration_is_one_query_on_the_wire(target, tmp_path, settings):
     """libpq's own protocol trace: every migration is a single Query message holding BEGIN,
-    the history row, its SQL and COMMIT; no BEGIN or COMMIT travels on its own."""
+    the history row, its SQL and COMMIT; no BEGIN or COMMIT travels on its own. (Several in one
+    message: tests/test_executor_batches.py.)"""
+    settings.SQLMIGRATE_BATCH_BYTES = 0
     for number in range(1, 4):
         target.migration(f"2024010100000{number}_t{number}", f"CREATE TABLE t{number} (id integer);")
     runner = MigrationRunner(using=target.alias, directory=target.directory)

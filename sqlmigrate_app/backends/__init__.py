@@ -7,12 +7,27 @@ from collections.abc import Callable
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..errors import ConfigurationError
-from .base import Backend, StatementError, TenantRows, ThrowawayPlace, TransactionEnded, driver_error
+from .base import (
+    Backend,
+    BatchEnd,
+    Block,
+    HistoryName,
+    HistoryRows,
+    StatementError,
+    TenantRows,
+    ThrowawayPlace,
+    TransactionEnded,
+    driver_error,
+)
 from .postgresql import PostgresBackend
 from .sqlite import SQLiteBackend
 
 __all__ = [
     "Backend",
+    "BatchEnd",
+    "Block",
+    "HistoryName",
+    "HistoryRows",
     "StatementError",
     "TenantRows",
     "ThrowawayPlace",

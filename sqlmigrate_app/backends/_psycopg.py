@@ -4,8 +4,12 @@ whose results are read one at a time, COPY refused, the BEGIN psycopg would send
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
+
+# Called with the index of each result of a message and the result, as it arrives (a batch's
+# progress: see PostgresBackend.run_batch).
+Watch = Callable[[int, Any], None]
 
 
 def literal(value: str) -> str:
@@ -31,12 +35,13 @@ class Outcome(NamedTuple):
     ends: list[tuple[int, str]]
 
 
-def simple_query(conn: Any, sql: str | Sequence[str], kept: int = 0) -> Outcome:
+def simple_query(conn: Any, sql: str | Sequence[str], kept: int = 0, watch: Watch | None = None) -> Outcome:
     """Send ``sql`` (the parts of one text) in one simple-query message and read its results one
     at a time, dropping each (``cursor.execute`` would hold one per statement until the last
     arrived). Call with ``conn.lock`` held.
 
-    The I/O goes through ``Connection.wait``, which cancels the query on Ctrl-C.
+    The I/O goes through ``Connection.wait``, which cancels the query on Ctrl-C and reads on
+    to the end before raising it: a ``watch`` sees every result the server sent.
     """
     parts = [sql] if isinstance(sql, str) else list(sql)
     if any("\0" in part for part in parts):  # libpq would stop reading at it, the rest lost
@@ -45,7 +50,7 @@ def simple_query(conn: Any, sql: str | Sequence[str], kept: int = 0) -> Outcome:
         return Outcome(ProgrammingError("the SQL holds a NUL byte, where PostgreSQL would stop reading it"), 0, [], [])
     encoding = conn.info.encoding
     query = _encoded(parts, encoding, conn.pgconn)
-    outcome: Outcome = conn.wait(_simple_query_gen(conn.pgconn, query, encoding, kept))
+    outcome: Outcome = conn.wait(_simple_query_gen(conn.pgconn, query, encoding, kept, watch))
     return outcome
 
 
@@ -67,6 +72,46 @@ def _encoded(parts: list[str], encoding: str, pgconn: Any) -> bytes | bytearray:
     return buffer if type(pgconn).__module__.startswith("psycopg_binary") else bytes(buffer)
 
 
+def single_value(result: Any) -> bytes | None:
+    """The value of a result of one row and one column, else None."""
+    if result.ntuples != 1 or result.nfields != 1:
+        return None
+    value: bytes | None = result.get_value(0, 0)
+    return value
+
+
+def single_row(result: Any) -> tuple[bytes | None, ...] | None:
+    """The values of a result of one row, else None."""
+    if result.ntuples != 1:
+        return None
+    return tuple(result.get_value(0, column) for column in range(result.nfields))
+
+
+def loaded_rows(conn: Any, result: Any, at_a_time: int = 1000) -> Iterator[tuple[Any, ...]]:
+    """``result``'s rows as Python values, through the connection's loaders (Django's), made
+    ``at_a_time``: never a list of every row."""
+    from psycopg.adapt import Transformer
+
+    loader = Transformer(conn)
+    loader.set_pgresult(result)
+    for start in range(0, result.ntuples, at_a_time):
+        yield from loader.load_rows(start, min(start + at_a_time, result.ntuples), tuple)
+
+
+def idle(conn: Any) -> bool:
+    """Whether the session is outside any transaction and waits for a query."""
+    from psycopg import pq
+
+    return bool(conn.pgconn.transaction_status == pq.TransactionStatus.IDLE)
+
+
+def busy(conn: Any) -> bool:
+    """Whether a query's results are still coming."""
+    from psycopg import pq
+
+    return bool(conn.pgconn.transaction_status == pq.TransactionStatus.ACTIVE)
+
+
 def begin_statements(conn: Any) -> list[str]:
     """The BEGIN psycopg would send in a round trip of its own before the first statement of
     a transaction (with the same options: isolation level, read only, deferrable)."""
@@ -82,7 +127,7 @@ def begin_statements(conn: Any) -> list[str]:
     return [" ".join(parts)]
 
 
-def _simple_query_gen(pgconn: Any, query: bytes | bytearray, encoding: str, kept: int) -> Any:
+def _simple_query_gen(pgconn: Any, query: bytes | bytearray, encoding: str, kept: int, watch: Watch | None) -> Any:
     """psycopg's ``execute`` generator, reading results one by one instead of into a list; the
     :class:`Outcome`. It reads on to the end either way, so the connection is ready for the
     ROLLBACK. COPY to or from the client is refused: sqlmigrate has no data to send nor anywhere
@@ -107,6 +152,8 @@ def _simple_query_gen(pgconn: Any, query: bytes | bytearray, encoding: str, kept
             return Outcome(first_error, failed_at, list(rows), ends)
         if kept:
             rows.append(result.command_tuples or 0)
+        if watch is not None:
+            watch(count, result)
         status, error = result.status, None
         if status == pq.ExecStatus.FATAL_ERROR:
             error = errors.error_from_result(result, encoding=encoding)

@@ -14,7 +14,7 @@ which database it is.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Backend",
+    "BatchEnd",
+    "Block",
     "Ending",
+    "HistoryName",
+    "HistoryRows",
     "TenantRows",
     "StatementError",
     "ThrowawayPlace",
@@ -39,6 +43,46 @@ __all__ = [
     "driver_error",
     "ended_by",
 ]
+
+
+class HistoryName(NamedTuple):
+    """A history table: its name, its name quoted (with the schema the run pinned, if any), and
+    the tenant schema it is in (None: the shared set's)."""
+
+    table: str
+    qualified: str
+    tenant: str | None = None
+
+
+class HistoryRows(NamedTuple):
+    """The history table as ``SELECT *`` read it: its column names (so that its shape is
+    checked by the same query) and its rows."""
+
+    columns: list[str]
+    rows: Iterable[Sequence[Any]]
+
+
+# How many history rows are fetched at a time: 10 ms for 10,000 rows, 15 to 17 one by one.
+ROWS_PER_FETCH = 1000
+
+
+class Block(NamedTuple):
+    """One migration's transaction in a batch: the statements sent ahead of its section (its
+    timeouts), the section, and the history change sent after it."""
+
+    prelude: Sequence[str]
+    section: Section
+    record: Sequence[str]
+
+
+class BatchEnd(NamedTuple):
+    """How a batch ended. Its first blocks committed (the backend said so as each did); the
+    next one, if any, failed with ``error`` (located as :meth:`Backend.run_section` locates it)
+    and was rolled back, and none after it ran. ``unparsed`` when the server refused the whole
+    message before running any of it (a syntax error, wherever it is): nothing ran."""
+
+    error: Exception | None = None
+    unparsed: bool = False
 
 
 class TenantRows(NamedTuple):
@@ -119,6 +163,13 @@ class StatementError(Exception):
         self.ended = ended
 
 
+def _fetched(cursor: Any) -> Iterator[Sequence[Any]]:
+    """A cursor's rows, :data:`ROWS_PER_FETCH` at a time; the cursor closed at the end."""
+    with cursor:
+        while rows := cursor.fetchmany(ROWS_PER_FETCH):
+            yield from rows
+
+
 def ended_by(statement: Statement, ran: list[Statement]) -> Ending:
     """How ``statement``, the last of ``ran``, ended the migration's transaction, run one by one:
     a ``COMMIT`` committed every statement that ran, a ``ROLLBACK`` none."""
@@ -145,6 +196,8 @@ class Backend(ABC):
     # Whether each transaction may run on another server session (a transaction pooler): then no
     # run-wide lock, nothing left on a session, and no ``no-transaction`` migration.
     transaction_pooled = False
+    # Whether several migrations' transactions can travel in one message (:meth:`run_batch`).
+    sends_batches: ClassVar[bool] = False
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
@@ -162,6 +215,15 @@ class Backend(ABC):
         pinned, if any) is there: one catalog lookup of this one name, never a list of every
         table (a database with 10,000 migrations may hold 10,000 tables). With ``tenant``, the
         schema of a tenant's history, ``MissingSchema`` when that schema does not exist."""
+
+    def read_history(self, history: HistoryName) -> HistoryRows | None:
+        """Every row of the history table; None when there is none. Here: the lookup, then
+        ``SELECT *``."""
+        if not self.history_table_exists(*history):
+            return None
+        cursor = self.connection.cursor()
+        cursor.execute(f"SELECT * FROM {history.qualified}")
+        return HistoryRows([column[0] for column in cursor.description], _fetched(cursor))
 
     # Tenants: a set of migrations run in each of many schemas ------------------------------------
 
@@ -214,17 +276,31 @@ class Backend(ABC):
 
     # The run -------------------------------------------------------------------------------
 
-    def history_schema(self) -> str | None:
-        """The schema the history table lives in for this run (None: the database has no schemas)."""
+    def history_schema(self, locking: bool = False) -> str | None:
+        """The schema the history table lives in for this run (None: the database has no
+        schemas). ``locking``: :meth:`lock` follows at once, and may begin in the same round trip
+        (then :meth:`lock_abandoned` if it does not follow after all)."""
+        return None
+
+    def lock_abandoned(self) -> None:
+        """What ``history_schema(locking=True)`` began for the lock is undone: no lock follows.
+        Nothing here."""
         return None
 
     @abstractmethod
     def lock(
-        self, schema: str | None, table: str, timeout: float | None, on_wait: Callable[[], None]
-    ) -> AbstractContextManager[None]:
+        self,
+        schema: str | None,
+        table: str,
+        timeout: float | None,
+        on_wait: Callable[[], None],
+        read: HistoryName | None = None,
+    ) -> AbstractContextManager[HistoryRows | None]:
         """Hold the run-wide lock of one history table while the context is open; call
         ``on_wait`` once if another runner has it, and raise ``LockTimeout`` after ``timeout``
-        seconds (None: wait as long as it takes)."""
+        seconds (None: wait as long as it takes). With ``read``, the context is that history
+        as :meth:`read_history` reads it once the lock is held (with the lock where the
+        database allows: one round trip)."""
 
     def transaction_lock(self) -> list[str]:
         """The statements that take the run lock for the current transaction only, where the
@@ -299,6 +375,20 @@ class Backend(ABC):
         its table) if it exists, never ``CASCADE``: a repeatable migration's dependent dropped
         before it is re-created."""
         return f"DROP {kind} IF EXISTS {name}"
+
+    def batchable(self, section: Section) -> bool:
+        """Whether ``section`` may travel in a batch with other migrations (see :meth:`run_batch`)."""
+        return False
+
+    def run_batch(
+        self, blocks: Sequence[Block], started: Callable[[int], None], committed: Callable[[int], None]
+    ) -> BatchEnd:
+        """Run ``blocks``, each in a transaction of its own, in one message, outside any
+        transaction; call ``started`` and ``committed`` with a block's index as its results
+        arrive. A failure stops the message there: the blocks before it stay committed, the
+        failing one is rolled back and the later ones never run. On Ctrl-C the message is
+        cancelled, the same holds, and the interrupt is raised. Only where :attr:`sends_batches`."""
+        raise NotImplementedError
 
     def identity_statements(self, state: Any) -> list[str]:
         """Statements that give the rest of the transaction the user and role of ``state`` (see

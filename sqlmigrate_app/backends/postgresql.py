@@ -35,7 +35,19 @@ from ..files import Section, Timeouts
 from ..snapshot.postgresql import PostgresReader
 from ..statements import Statement, mentions, psql_open_body, psql_variable_colons, split, transaction_control
 from . import _psycopg
-from .base import Backend, Ending, StatementError, TenantRows, ThrowawayPlace, TransactionEnded, driver_error
+from .base import (
+    Backend,
+    BatchEnd,
+    Block,
+    Ending,
+    HistoryName,
+    HistoryRows,
+    StatementError,
+    TenantRows,
+    ThrowawayPlace,
+    TransactionEnded,
+    driver_error,
+)
 
 # The guard after a section: it fails, with GUARD_MARK in its message, unless the transaction is
 # still the one whose transaction-local setting holds this run's token (after a COMMIT or ROLLBACK
@@ -47,6 +59,12 @@ GUARD_SQL = (
     "SELECT CAST(CASE WHEN pg_catalog.current_setting('{setting}', true) = '{token}' THEN '0' "
     f"ELSE '{GUARD_MARK}' END AS integer)"
 )
+# What separates two migrations' transactions in a batch's message.
+BETWEEN_BLOCKS = ";\n"
+# Sent after a batched migration's mark: the server holds a message's results until its end
+# unless it sends a notice, which it sends at once with whatever is waiting, so each migration's
+# progress line shows as it starts (about 10 us a migration).
+PROGRESS = ("DO $$BEGIN RAISE NOTICE 'sqlmigrate: a migration started'; END$$",)
 # SQLSTATEs: a statement that gave up waiting for a lock (lock_timeout); the server ending the
 # session (pg_terminate_backend, a shutdown, a crash of another backend); no privilege.
 LOCK_NOT_AVAILABLE = "55P03"
@@ -205,6 +223,34 @@ def inert_psql_variables(sql: str) -> str:
     return " ".join([*pieces, sql[start:]])
 
 
+class _Progress:
+    """What a batch's results have said so far: the index of each block's mark (its token, the
+    result of the statement that marks its transaction: the block has started) and of the first
+    error; ``started`` and ``committed`` told of each block as its results arrive."""
+
+    def __init__(self, tokens: list[str], started: Callable[[int], None], committed: Callable[[int], None]) -> None:
+        self.tokens = [token.encode() for token in tokens]
+        self.started, self.committed = started, committed
+        self.marks: list[int] = []
+        self.failed_at: int | None = None
+        self.done = 0  # how many blocks were reported committed
+
+    def see(self, index: int, result: Any) -> None:
+        """One result: an error, a block's mark (the one before it committed), or neither."""
+        if result.error_message and self.failed_at is None:
+            self.failed_at = index
+        if len(self.marks) < len(self.tokens) and _psycopg.single_value(result) == self.tokens[len(self.marks)]:
+            self.commit_last()
+            self.marks.append(index)
+            self.started(len(self.marks) - 1)
+
+    def commit_last(self) -> None:
+        """Report the last block that started as committed (once)."""
+        if self.done < len(self.marks):
+            self.committed(self.done)
+            self.done += 1
+
+
 class PostgresBackend(Backend):
     """PostgreSQL through psycopg 3, whose access to libpq sends a migration in one round trip
     and reads its results one at a time (psycopg2 cannot: it is refused)."""
@@ -213,6 +259,7 @@ class PostgresBackend(Backend):
     run_by_hand = "psql -v ON_ERROR_STOP=1 -f FILE"
     lintable = True
     has_schemas = True
+    sends_batches = True
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         driver = connection.Database.__name__  # type: ignore[attr-defined]
@@ -228,6 +275,69 @@ class PostgresBackend(Backend):
         self._lock_key: int | None = None  # the run lock's key while it is held
         self._lock_wait: float | None = None  # and how long a migration waits for it (pooled)
         self._lock_pid: int | None = None  # the server process that holds it (not pooled)
+        # The lock's first message went with history_schema's question: whether its check is on.
+        self._opened: bool | None = None
+
+    def read_history(self, history: HistoryName) -> HistoryRows | None:
+        """The lookup and ``SELECT *`` in one round trip when nothing but the run is open (else
+        one each): the ``SELECT`` fails when there is no table, which ends the message there."""
+        if not self._autocommit():
+            return super().read_history(history)
+        results: list[Any] = []
+        conn = self._psycopg_connection()
+        with conn.lock:
+            statements = self._history_statements(history)
+            outcome = self._logged(conn, statements, lambda _, result: results.append(result))
+        return self._history_found(results, outcome, history)
+
+    def _logged(self, conn: Any, statements: list[str], watch: _psycopg.Watch) -> _psycopg.Outcome:
+        """``statements`` in one message (call with ``conn.lock`` held), each shown in Django's
+        query log as its cursor would show it (what a test or the debug toolbar captures)."""
+        started = time.perf_counter()
+        outcome = _psycopg.simple_query(conn, "".join(f"{sql};\n" for sql in statements), watch=watch)
+        if self.connection.queries_logged:
+            took = f"{time.perf_counter() - started:.3f}"
+            self.connection.queries_log.extend({"sql": sql, "time": took} for sql in statements)
+        return outcome
+
+    def _raised(self, error: Exception | None, what: str) -> Exception:
+        """``error`` as Django's cursor raises it (its own error, the driver's under it)."""
+        if error is None:
+            return RuntimeError(f"no answer to {what}")
+        try:
+            with self.connection.wrap_database_errors:
+                raise error
+        except Exception as wrapped:
+            return wrapped
+        return error  # pragma: no cover - wrap_database_errors always raises
+
+    def _autocommit(self) -> bool:
+        """Whether the session is outside any transaction, in autocommit (the run's own)."""
+        conn = self._psycopg_connection()
+        return bool(conn.autocommit) and _psycopg.idle(conn)
+
+    def _history_statements(self, history: HistoryName) -> list[str]:
+        """Whether the history table (and its tenant's schema) exists, then ``SELECT *`` of it."""
+        exists = HISTORY_EXISTS.replace("%s", _psycopg.literal(history.qualified))
+        schema = "true"
+        if history.tenant is not None:
+            schema = f"EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = {_psycopg.literal(history.tenant)})"
+        return [f"SELECT EXISTS ({exists}), {schema}", f"SELECT * FROM {history.qualified}"]
+
+    def _history_found(self, results: list[Any], outcome: _psycopg.Outcome, history: HistoryName) -> HistoryRows | None:
+        """The history from the results of :meth:`_history_statements`, the first of ``results``."""
+        exists, schema_exists = (_psycopg.single_row(results[0]) if results else None) or (None, None)
+        if exists is None:
+            raise self._raised(outcome.error, "the history lookup")
+        if schema_exists != b"t" and history.tenant is not None:
+            raise MissingSchema(self.connection.alias, history.tenant)
+        if exists != b"t":
+            return None
+        if len(results) < 2 or results[1].error_message:
+            raise self._raised(outcome.error, "the history read")
+        rows = results[1]
+        names = [rows.fname(i).decode() for i in range(rows.nfields)]
+        return HistoryRows(names, _psycopg.loaded_rows(self._psycopg_connection(), rows))
 
     def history_table_exists(self, table: str, qualified: str, tenant: str | None = None) -> bool:
         """Looked up by its ``qualified`` name, which resolves as the queries' do: through
@@ -327,85 +437,161 @@ class PostgresBackend(Backend):
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield
 
-    def history_schema(self) -> str:
+    def history_schema(self, locking: bool = False) -> str:
         """The connection's current schema when the run starts: the history table is named with
         it, so a migration that changes ``search_path`` cannot lose it. Asked through Django's
         cursor: a connection wrapper that sets ``search_path`` as it opens one (django-tenants')
-        has then set the schema it means, not left the last tenant's."""
-        with self.connection.cursor() as cursor:
-            cursor.execute("SELECT pg_catalog.current_schema()")
-            schema = cursor.fetchone()[0]
+        has then set the schema it means, not left the last tenant's. With ``locking``, when the
+        run will take a session lock on its own session, the lock's first message
+        (:meth:`_lock_opening`) travels with the question: one round trip less."""
+        opening = self._lock_opening() if locking and not self.transaction_pooled and self._autocommit() else []
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute("; ".join(["SELECT pg_catalog.current_schema()", *opening]))
+                schema = cursor.fetchone()[0]
+        except database_error_types(self.connection) as exc:
+            if not opening:
+                raise
+            refusal = self.pooler_refusal(exc)
+            if refusal is not None:
+                raise refusal from None
+            self._rollback_opening()
+            return self.history_schema()  # the lock opens alone, and finds out what failed
+        if opening:
+            self._opened = len(opening) > 1  # whether the dead-client check is on
         if schema is None:
+            self.lock_abandoned()
             raise ConfigurationError(
                 f"database {self.connection.alias!r}: its search_path names no existing schema, so there is no "
                 "schema for the history table; set search_path (e.g. OPTIONS 'options': '-c search_path=public')"
             )
         return str(schema)
 
+    def _lock_opening(self) -> list[str]:
+        """The session lock's first message (see :meth:`_try_lock`): ``BEGIN`` and the
+        dead-client check, ending inside the transaction the lock's message commits."""
+        checking = getattr(self.connection, "pg_version", 0) >= 140000
+        return ["BEGIN", *["SET client_connection_check_interval = '1s'"] * checking]
+
+    def lock_abandoned(self) -> None:
+        """The transaction :meth:`history_schema` opened for the lock is rolled back."""
+        if self._opened is not None:
+            self._rollback_opening()
+
+    def _rollback_opening(self) -> None:
+        self._opened = None
+        if not self.connection_lost() and not _psycopg.idle(self._psycopg_connection()):
+            self.raw_cursor().execute("ROLLBACK")
+
     @contextmanager
     def lock(
-        self, schema: str | None, table: str, timeout: float | None, on_wait: Callable[[], None]
-    ) -> Iterator[None]:
+        self,
+        schema: str | None,
+        table: str,
+        timeout: float | None,
+        on_wait: Callable[[], None],
+        read: HistoryName | None = None,
+    ) -> Iterator[HistoryRows | None]:
         """A session-level advisory lock, so it also covers ``no-transaction`` migrations; none
         on a transaction-pooled alias, where every migration's transaction takes its own
-        (:meth:`claim_statements`) and nothing is left on a server session. The try is sent
-        inside a transaction that ends in the next round trip: PgBouncer in statement mode
-        refuses that at once, before any lock is taken."""
+        (:meth:`claim_statements`) and nothing is left on a server session. With ``read``, the
+        history read with the lock (:meth:`_try_lock`), or alone on a pooled alias."""
         key = advisory_lock_key(schema or "", table)
         self._lock_key = key
         self._lock_wait = timeout
         try:
             if self.transaction_pooled:
-                yield
+                yield None if read is None else self.read_history(read)
             else:
-                with self._session_lock(key, timeout, on_wait):
-                    yield
+                with self._session_lock(key, timeout, on_wait, read) as found:
+                    yield found
         finally:
             self._lock_key = None
             self._lock_pid = None
 
     @contextmanager
-    def _session_lock(self, key: int, timeout: float | None, on_wait: Callable[[], None]) -> Iterator[None]:
-        cursor = self.raw_cursor()
-        conn = self._psycopg_connection()
-        own = conn.autocommit and conn.info.transaction_status.name == "IDLE"  # not in the caller's transaction
-        with self._notice_dead_client(cursor, own):
-            commit = "; COMMIT" if own else ""
-            cursor.execute(f"SELECT pg_try_advisory_lock({key}), pg_backend_pid(){commit}")
-            held, self._lock_pid = cursor.fetchone()
-            if not held:
-                on_wait()
-                self._wait_for_lock(cursor, key, timeout)
-            try:
-                yield
-            finally:
-                if not self.connection_lost():
-                    self.raw_cursor().execute("SELECT pg_advisory_unlock(%s)", [key])
-
-    @contextmanager
-    def _notice_dead_client(self, cursor: Any, own: bool) -> Iterator[None]:
-        """Have the server end this session within a second of the client dying (PostgreSQL 14+
-        on Linux), so a runner killed during a long statement does not keep the lock until the
-        statement ends. The setting is reset afterwards: the session may be the app's own. It
-        is set in the transaction the lock's try commits (see :meth:`lock`), when the run has
-        ``own`` transactions (not inside the caller's)."""
+    def _session_lock(
+        self, key: int, timeout: float | None, on_wait: Callable[[], None], read: HistoryName | None
+    ) -> Iterator[HistoryRows | None]:
+        """Taken with the dead-client check and the history read (:meth:`_try_lock`); let go in
+        one round trip with the check's reset."""
         checking = getattr(self.connection, "pg_version", 0) >= 140000
-        statements = ["BEGIN"] * own + ["SET client_connection_check_interval = '1s'"] * checking
+        got, checking, answer = self._try_lock(key, checking, read)
         try:
-            if statements:
-                cursor.execute("; ".join(statements))
-        except driver_error(self.connection) as exc:
-            refusal = self.pooler_refusal(exc)
-            if refusal is not None:
-                raise refusal from None
-            if own:
-                cursor.execute("ROLLBACK; BEGIN")
-            checking = False  # no kernel support: the lock lasts until the statement ends
-        try:
-            yield
-        finally:
+            if not got:
+                on_wait()
+                self._wait_for_lock(self.raw_cursor(), key, timeout)
+        except BaseException:
             if checking and not self.connection_lost():
                 self.raw_cursor().execute("RESET client_connection_check_interval")
+            raise
+        try:
+            if read is None:
+                yield None
+            else:
+                yield self._history_found(*answer, read) if got and answer else self.read_history(read)
+        finally:
+            if not self.connection_lost():
+                reset = ";\nRESET client_connection_check_interval" if checking else ""
+                self.execute(self.raw_cursor(), f"SELECT pg_catalog.pg_advisory_unlock({key}){reset}")
+
+    def _try_lock(
+        self, key: int, checking: bool, read: HistoryName | None
+    ) -> tuple[bool, bool, tuple[list[Any], _psycopg.Outcome] | None]:
+        """``pg_try_advisory_lock`` with ``pg_backend_pid()`` (the server process each migration
+        then checks it runs on: :meth:`claim_statements`), after it the history read (the
+        statements of :meth:`read_history`) when nothing but the run is open.
+
+        Then the run's first message is ``BEGIN`` and the dead-client check (sent with
+        :meth:`history_schema`'s question where it was asked for the lock), ending inside the
+        transaction the lock's message commits: PgBouncer in statement mode refuses that at
+        once, before any lock is taken (:meth:`pooler_refusal`); the COMMIT comes before the
+        history read, so that a missing history table (an error, the message's last statement)
+        cannot undo the check. In the caller's transaction, which nothing may commit, the check
+        and the lock travel in one message and the history is read afterwards.
+
+        The check has the server end this session within a second of the client dying
+        (PostgreSQL 14+ on Linux), so a runner killed during a long statement does not keep the
+        lock until the statement ends; it is reset when the lock is let go: the session may be
+        the app's own. Whether the lock was got, whether the check is on, and the results of the
+        history read with the message's outcome (None: not read)."""
+        began, self._opened = self._opened, None
+        alone = began is not None or self._autocommit()
+        check = ["SET client_connection_check_interval = '1s'"] if checking else []
+        conn = self._psycopg_connection()
+        if began is not None:
+            checking = began  # the first message went with history_schema's question
+        elif alone:
+            try:
+                with conn.lock:
+                    opened = self._logged(conn, ["BEGIN", *check], lambda _, result: None)
+            except driver_error(self.connection) as exc:
+                raise (self.pooler_refusal(exc) or exc) from None
+            if opened.error is not None:
+                refusal = self.pooler_refusal(opened.error)
+                if refusal is not None:
+                    raise refusal from None
+                with conn.lock:
+                    _psycopg.simple_query(conn, "ROLLBACK")
+                if not check:
+                    raise opened.error
+                return self._try_lock(key, False, read)  # no kernel support: the lock lasts as the statement
+        reading = self._history_statements(read) if read is not None and alone else []
+        results: list[Any] = []
+        with conn.lock:
+            ahead = [] if alone else [*_psycopg.begin_statements(conn), *check]
+            commit = ["COMMIT"] if alone else []
+            lock = f"SELECT pg_catalog.pg_try_advisory_lock({key}), pg_catalog.pg_backend_pid()"
+            statements = [*ahead, lock, *commit, *reading]
+            outcome = self._logged(conn, statements, lambda _, result: results.append(result))
+            if outcome.error is not None and outcome.failed_at <= len(ahead) + len(commit):
+                if alone and not _psycopg.idle(conn):
+                    _psycopg.simple_query(conn, "ROLLBACK")
+                raise outcome.error
+        row = _psycopg.single_row(results[len(ahead)]) or (None, None)
+        got = row[0] == b"t"
+        self._lock_pid = int(row[1]) if row[1] is not None else None
+        return got, checking, (results[len(ahead) + len(commit) + 1 :], outcome) if reading else None
 
     def pooler_refusal(self, error: BaseException) -> UnsupportedPooler | None:
         """The one-line refusal of a pooler that cannot run migrations: PgBouncer in statement
@@ -422,7 +608,7 @@ class PostgresBackend(Backend):
     def transaction_lock(self) -> list[str]:
         """On a transaction-pooled alias, ``pg_advisory_xact_lock`` on the run lock's key,
         bounded by ``--wait`` (the timeout :meth:`claim_error` names the holder of), with the
-        server told to notice a dead client (:meth:`_notice_dead_client`) for this transaction."""
+        server told to notice a dead client (see :meth:`_try_lock`) for this transaction."""
         if self._lock_key is None or not self.transaction_pooled:
             return []
         return self._xact_lock(self._lock_key)
@@ -523,22 +709,124 @@ class PostgresBackend(Backend):
         token of this run). Should the section end its own transaction anyway, the guard fails,
         what ran after the end is rolled back with it, and the record never commits."""
         conn = self._psycopg_connection()
-        mark, guard = self.guard(secrets.token_hex(8))
-        marked = [*prelude, mark]
         with conn.lock:
             begin = _psycopg.begin_statements(conn)
-            head = [*begin, *marked]
-            tail = [guard, *record]
-            if begin and may_commit and not mentions(section.sql, ("copy",)):
-                # COPY is the one statement the server completes that we then fail (see
-                # COPY_REFUSED): its transaction must not be committed in the same round trip.
-                tail.append("COMMIT")
-            text = "".join(f"{sql};\n" for sql in head)
-            kept = 2 if tail[-1] == "COMMIT" else 1  # the history change's rows, and COMMIT's
-            outcome = _psycopg.simple_query(conn, [text, section.sql, f"\n;\n{';'.join(tail)}"], kept=kept)
+            commit = bool(begin) and may_commit and self.batchable(section)
+            parts, head = self._block(section, prelude, record, secrets.token_hex(8), begin, commit)
+            kept = 2 if commit else 1  # the history change's rows, and COMMIT's
+            outcome = _psycopg.simple_query(conn, parts, kept=kept)
         if outcome.error is None:
             return outcome.rows[0]
-        raise self._located(outcome, section, text, len(head), len(record)) from outcome.error
+        raise self._located(outcome, section, parts[0], head, len(record)) from outcome.error
+
+    def batchable(self, section: Section) -> bool:
+        """Any section but one that may hold a COPY: the one statement the server completes that
+        we then fail (see COPY_REFUSED), so its transaction must not be committed in the same
+        message as it."""
+        return not mentions(section.sql, ("copy",))
+
+    def _block(
+        self,
+        section: Section,
+        prelude: Sequence[str],
+        record: Sequence[str],
+        token: str,
+        begin: Sequence[str],
+        commit: bool,
+        progress: Sequence[str] = (),
+    ) -> tuple[list[str], int]:
+        """One migration's transaction as the three parts of its text, and how many statements
+        go ahead of its section: ``begin``, the ``prelude``, the mark of ``token`` and the
+        ``progress`` statements; the section; the guard, the ``record`` and, with ``commit``,
+        the COMMIT. The one place that composes a migration's transaction: a batch is these
+        blocks one after the other."""
+        mark, guard = self.guard(token)
+        head = [*begin, *prelude, mark, *progress]
+        tail = [guard, *record, *(["COMMIT"] if commit else [])]
+        return ["".join(f"{sql};\n" for sql in head), section.sql, f"\n;\n{';'.join(tail)}"], len(head)
+
+    def run_batch(
+        self, blocks: Sequence[Block], started: Callable[[int], None], committed: Callable[[int], None]
+    ) -> BatchEnd:
+        """Every block ``BEGIN ... COMMIT`` in one simple-query message: the server runs them in
+        order, each atomic; its first error stops the message and leaves that block's transaction
+        aborted (one ROLLBACK clears it). A block's mark (the result holding its token) says it
+        started, the next block's mark that it committed; where the message stopped, counting
+        results finds the failing block and statement, as in :meth:`run_section`."""
+        conn = self._psycopg_connection()
+        tokens = [secrets.token_hex(8) for _ in blocks]
+        layout = [
+            self._block(block.section, block.prelude, block.record, token, ["BEGIN"], True, PROGRESS)
+            for block, token in zip(blocks, tokens, strict=True)
+        ]
+        text = [part for parts, _ in layout for part in [*parts, BETWEEN_BLOCKS]]
+        progress = _Progress(tokens, started, committed)
+        with conn.lock:
+            try:
+                outcome = _psycopg.simple_query(conn, text, watch=progress.see)
+            except BaseException:  # Ctrl-C (the message cancelled, its results read), a lost connection
+                if not conn.closed and progress.failed_at is not None:
+                    self._failing_block(progress, blocks, layout)
+                elif _psycopg.idle(conn):
+                    progress.commit_last()  # it ran to its end before the cancel
+                self._end_transaction(conn)
+                raise
+            if outcome.error is None:
+                progress.commit_last()
+                return BatchEnd()
+            if outcome.failed_at == 0:
+                return BatchEnd(unparsed=True)  # a syntax error: the server parses it all first
+            self._end_transaction(conn)
+        return BatchEnd(self._batch_error(outcome, progress, blocks, layout))
+
+    def _batch_error(
+        self,
+        outcome: _psycopg.Outcome,
+        progress: _Progress,
+        blocks: Sequence[Block],
+        layout: list[tuple[list[str], int]],
+    ) -> StatementError | TransactionEnded:
+        """The error of a batch placed in the block it came in, as :meth:`run_section` places
+        one: the results and the text before that block left out."""
+        failing, begun = self._failing_block(progress, blocks, layout)
+        parts, head = layout[failing]
+        offset = sum(sum(map(len, before)) + len(BETWEEN_BLOCKS) for before, _ in layout[:failing])
+        within = _psycopg.Outcome(
+            outcome.error,
+            outcome.failed_at - begun,
+            [],
+            [(index - begun, tag) for index, tag in outcome.ends if index >= begun],
+        )
+        return self._located(within, blocks[failing].section, parts[0], head, len(blocks[failing].record), offset)
+
+    def _failing_block(
+        self, progress: _Progress, blocks: Sequence[Block], layout: list[tuple[list[str], int]]
+    ) -> tuple[int, int]:
+        """The block a batch's first error came in, and the index of that block's first result:
+        the last block that started, unless the error came after its COMMIT (in the next one's
+        BEGIN or prelude): then that one is reported committed."""
+        assert progress.failed_at is not None
+        last = len(progress.marks) - 1
+        if last < 0:
+            return 0, 0
+        block = blocks[last]
+        begun = progress.marks[last] - (layout[last][1] - len(PROGRESS)) + 1
+        section_at = progress.marks[last] + len(PROGRESS) + 1
+        commit_at = section_at + len(self.split(block.section)) + 1 + len(block.record)
+        if progress.failed_at <= commit_at or last + 1 == len(blocks):
+            return last, begun
+        progress.commit_last()
+        return last + 1, commit_at + 1
+
+    def _end_transaction(self, conn: Any) -> None:
+        """ROLLBACK what a stopped message left open. A connection still busy (an interrupt
+        while a result was being handled) is closed: the server rolls back."""
+        if conn.closed or _psycopg.idle(conn):
+            return
+        if _psycopg.busy(conn):
+            self.connection.close()
+            return
+        _psycopg.simple_query(conn, "ROLLBACK")
 
     def catalog_uses(self, names: Sequence[str]) -> tuple[str, list[tuple[str, str]]]:
         """The views (and materialized views) among ``names`` and the relations and functions
@@ -563,22 +851,23 @@ class PostgresBackend(Backend):
         return mark, GUARD_SQL.format(setting=GUARD_SETTING, token=token)
 
     def _located(
-        self, outcome: _psycopg.Outcome, section: Section, head_text: str, head: int, record: int
-    ) -> Exception:
+        self, outcome: _psycopg.Outcome, section: Section, head_text: str, head: int, record: int, offset: int = 0
+    ) -> StatementError | TransactionEnded:
         """The error of a failed round trip, placed in the prelude, the section (at its file
         line) or the record, with what the section committed if it had ended its transaction
         before. Where the server gives a position (a syntax error, which stops it before it runs
         anything, or a name it cannot resolve), the line comes from it; any other error is
         placed by counting the results before it, one per statement: the section is never run
-        a second time to find the line."""
+        a second time to find the line. ``offset``: the characters of the message ahead of this
+        block (a batch's earlier blocks)."""
         error = outcome.error
         assert error is not None
-        position = int(getattr(getattr(error, "diag", None), "statement_position", None) or 0)
+        position = max(int(getattr(getattr(error, "diag", None), "statement_position", None) or 0) - offset, 0)
         if position and position <= len(head_text):
             return StatementError(error, None, part="prelude")
         index = outcome.failed_at - head
         if index < 0 and position:  # a syntax error: the server ran nothing
-            return StatementError(error, self._error_line(error, section, len(head_text)))
+            return StatementError(error, self._error_line(error, section, offset + len(head_text)))
         if index < 0:
             return StatementError(error, None, part="prelude")
         statements = self.split(section)
@@ -588,7 +877,7 @@ class PostgresBackend(Backend):
         if len(statements) < index <= len(statements) + record:
             return StatementError(error, None, part="record", ended=ended)
         if position:
-            return StatementError(error, self._error_line(error, section, len(head_text)), ended=ended)
+            return StatementError(error, self._error_line(error, section, offset + len(head_text)), ended=ended)
         line = statements[index].line if index < len(statements) else None  # past them: an error at COMMIT
         return StatementError(error, line, ended=ended)
 

@@ -22,7 +22,7 @@ from ..errors import LockTimeout, ThrowawayDatabaseError
 from ..files import Section
 from ..snapshot.sqlite import SQLiteReader
 from ..statements import Statement, split_sqlite
-from .base import Backend, ThrowawayPlace
+from .base import Backend, HistoryName, HistoryRows, ThrowawayPlace
 
 try:
     import fcntl
@@ -88,8 +88,13 @@ class SQLiteBackend(Backend):
 
     @contextmanager
     def lock(
-        self, schema: str | None, table: str, timeout: float | None, on_wait: Callable[[], None]
-    ) -> Iterator[None]:
+        self,
+        schema: str | None,
+        table: str,
+        timeout: float | None,
+        on_wait: Callable[[], None],
+        read: HistoryName | None = None,
+    ) -> Iterator[HistoryRows | None]:
         """A whole-run lock like PostgreSQL's: ``flock`` on a file next to the database.
 
         SQLite's own locks only last one transaction, so without this a ``down`` could undo a
@@ -104,7 +109,7 @@ class SQLiteBackend(Backend):
             previous = cursor.fetchone()[0]
             cursor.execute(f"PRAGMA busy_timeout = {int((timeout if timeout is not None else 3600) * 1000)}")
             try:
-                yield
+                yield None if read is None else self.read_history(read)
             finally:
                 if not self.connection_lost():
                     self.raw_cursor().execute(f"PRAGMA busy_timeout = {int(previous)}")
