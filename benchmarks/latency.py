@@ -188,7 +188,7 @@ def main() -> int:
         print(text)
         if options.out:
             about = {"date": time.strftime("%Y-%m-%d %H:%M"), "load_average": os.getloadavg(), "server": how}
-            options.out.write_text(json.dumps({**about, "samples": bench.samples, "report": text}, indent=1))
+            options.out.write_text(json.dumps({**about, "samples": bench.samples, "report": text}, indent=1) + "\n")
     return 0
 
 
