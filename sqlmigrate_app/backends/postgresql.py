@@ -561,21 +561,8 @@ class PostgresBackend(Backend):
         conn = self._psycopg_connection()
         if began is not None:
             checking = began  # the first message went with history_schema's question
-        elif alone:
-            try:
-                with conn.lock:
-                    opened = self._logged(conn, ["BEGIN", *check], lambda _, result: None)
-            except driver_error(self.connection) as exc:
-                raise (self.pooler_refusal(exc) or exc) from None
-            if opened.error is not None:
-                refusal = self.pooler_refusal(opened.error)
-                if refusal is not None:
-                    raise refusal from None
-                with conn.lock:
-                    _psycopg.simple_query(conn, "ROLLBACK")
-                if not check:
-                    raise opened.error
-                return self._try_lock(key, False, read)  # no kernel support: the lock lasts as the statement
+        elif alone and not self._open_with_check(conn, check):
+            return self._try_lock(key, False, read)  # no kernel support: the lock lasts as the statement
         reading = self._history_statements(read) if read is not None and alone else []
         results: list[Any] = []
         with conn.lock:
@@ -592,6 +579,27 @@ class PostgresBackend(Backend):
         got = row[0] == b"t"
         self._lock_pid = int(row[1]) if row[1] is not None else None
         return got, checking, (results[len(ahead) + len(commit) + 1 :], outcome) if reading else None
+
+    def _open_with_check(self, conn: Any, check: list[str]) -> bool:
+        """The run's first message alone: ``BEGIN`` and the dead-client ``check``, left open for
+        the lock's message to commit (PgBouncer in statement mode refuses it here:
+        :meth:`pooler_refusal`). False when the server cannot set the check: rolled back, to be
+        tried without it."""
+        try:
+            with conn.lock:
+                opened = self._logged(conn, ["BEGIN", *check], lambda _, result: None)
+        except driver_error(self.connection) as exc:
+            raise (self.pooler_refusal(exc) or exc) from None
+        if opened.error is None:
+            return True
+        refusal = self.pooler_refusal(opened.error)
+        if refusal is not None:
+            raise refusal from None
+        with conn.lock:
+            _psycopg.simple_query(conn, "ROLLBACK")
+        if not check:
+            raise opened.error
+        return False
 
     def pooler_refusal(self, error: BaseException) -> UnsupportedPooler | None:
         """The one-line refusal of a pooler that cannot run migrations: PgBouncer in statement
