@@ -307,7 +307,6 @@ class SqlMigrationAdmin(ModelAdmin):
             "opts": self.opts,
             "app_label": self.opts.app_label,
             "alias": alias,
-            "several_databases": len(connections.settings) > 1,
         }
 
     @staticmethod
